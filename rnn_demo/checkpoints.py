@@ -1,0 +1,310 @@
+"""Run directories: saving and loading trained models without pickle.
+
+A run directory holds
+
+- ``model.safetensors``: the weights (safetensors cannot carry code, unlike pickle);
+- ``config.json``: model, training and text settings, label names, the dataset
+  reference and fingerprint, package versions;
+- ``vocab.json``: the vocabulary;
+- ``history.json``: every training event;
+- ``metrics.json``: final validation and test metrics.
+
+Writes go to a temporary directory that is renamed into place, so a crash never
+leaves a half-written run under a real name.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import safetensors
+import torch
+from safetensors.torch import load_file, save_file
+
+from rnn_demo import __version__
+from rnn_demo.model import ModelConfig, RecurrentClassifier
+from rnn_demo.text import TextConfig, Vocab
+from rnn_demo.train import TrainConfig
+
+FORMAT_VERSION = 1
+RUN_FILES = ("model.safetensors", "config.json", "vocab.json", "history.json", "metrics.json")
+PREDICTIONS_FILE = "predictions.safetensors"  # optional: saved split probabilities
+_SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+class CheckpointError(ValueError):
+    """A run directory is missing, incomplete or not in the expected format."""
+
+
+def rnn_demo_home() -> Path:
+    """Writable home for user runs and caches: ``$RNN_DEMO_HOME`` or ``~/.rnn_demo``."""
+    return Path(os.environ.get("RNN_DEMO_HOME") or Path.home() / ".rnn_demo")
+
+
+def user_runs_dir() -> Path:
+    """Where trained runs are saved: ``$RNN_DEMO_RUNS`` or ``<home>/runs``."""
+    return Path(os.environ.get("RNN_DEMO_RUNS") or rnn_demo_home() / "runs")
+
+
+def shipped_runs_dir() -> Path:
+    """The read-only demo runs in the project's ``checkpoints/`` folder."""
+    return Path(__file__).resolve().parent.parent / "checkpoints"
+
+
+def sanitize_run_name(name: str) -> str:
+    """Turns a user-chosen name into a safe directory name (no separators, no ``..``).
+
+    Raises:
+        CheckpointError: Nothing usable is left of the name.
+    """
+    cleaned = _SAFE_NAME.sub("-", name.strip()).strip(".-_")[:80]
+    if not cleaned:
+        raise CheckpointError(f"run name {name!r} has no usable characters; use letters, digits, '-', '_' or '.'")
+    return cleaned
+
+
+def package_versions() -> dict[str, str]:
+    return {
+        "rnn_demo": __version__,
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "safetensors": safetensors.__version__,
+        "python": platform.python_version(),
+    }
+
+
+def _write_json(path: Path, data: Any) -> None:
+    path.write_text(json.dumps(data, indent=1, ensure_ascii=False, allow_nan=True), encoding="utf-8")
+
+
+def save_run(
+    run_dir: str | Path,
+    model: RecurrentClassifier,
+    vocab: Vocab,
+    *,
+    text_config: TextConfig,
+    train_config: TrainConfig,
+    label_names: list[str],
+    dataset: dict[str, Any],
+    history: list[dict[str, Any]],
+    metrics: dict[str, Any],
+    summary: dict[str, Any] | None = None,
+    predictions: dict[str, np.ndarray] | None = None,
+) -> Path:
+    """Writes a run directory atomically (replacing an existing one of that name).
+
+    Args:
+        run_dir: Target directory; its last component is sanitised.
+        model: The trained classifier.
+        vocab: Its vocabulary.
+        text_config: Tokenizer settings.
+        train_config: Training settings.
+        label_names: Class names by id.
+        dataset: ``{"spec": DatasetSpec dict, "name": ..., "fingerprint": ..., "sizes": {...}}``.
+        history: All training events.
+        metrics: Final metrics (``{"validation": ..., "test": ...}``).
+        summary: Extra facts (training seconds, parameter count …) stored in config.json.
+        predictions: Optional arrays saved to ``predictions.safetensors`` (e.g. the
+            validation and test probabilities, so the mistakes view need not recompute them).
+
+    Returns:
+        The final run directory.
+    """
+    run_dir = Path(run_dir)
+    run_dir = run_dir.parent / sanitize_run_name(run_dir.name)
+    run_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{run_dir.name}.", suffix=".tmp", dir=run_dir.parent))
+    try:
+        state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+        save_file(state, str(tmp / "model.safetensors"), metadata={"format": "rnn_demo", "version": str(FORMAT_VERSION)})
+        config = {
+            "format_version": FORMAT_VERSION,
+            "name": run_dir.name,
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "model": model.config.to_dict(),
+            "train": train_config.to_dict(),
+            "text": text_config.to_dict(),
+            "label_names": list(label_names),
+            "dataset": dataset,
+            "summary": summary or {},
+            "versions": package_versions(),
+        }
+        _write_json(tmp / "config.json", config)
+        vocab.save(tmp / "vocab.json")
+        _write_json(tmp / "history.json", history)
+        _write_json(tmp / "metrics.json", metrics)
+        if predictions:
+            arrays = {k: torch.from_numpy(np.ascontiguousarray(v, dtype=np.float32)) for k, v in predictions.items()}
+            save_file(arrays, str(tmp / PREDICTIONS_FILE))
+        old = None
+        if run_dir.exists():
+            old = run_dir.with_name(f".{run_dir.name}.old-{os.getpid()}")
+            os.replace(run_dir, old)
+        os.replace(tmp, run_dir)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return run_dir
+
+
+def _read_json(path: Path) -> Any:
+    if not path.is_file():
+        raise CheckpointError(f"{path.parent} is not a complete run: {path.name} is missing")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"{path} is not valid JSON ({exc}); the run is damaged, train it again") from exc
+
+
+@dataclass
+class RunInfo:
+    """What a run is, read from its JSON files without loading weights."""
+
+    path: Path
+    name: str
+    shipped: bool
+    config: dict[str, Any]
+    metrics: dict[str, Any]
+
+    @property
+    def label_names(self) -> list[str]:
+        return list(self.config["label_names"])
+
+    @property
+    def dataset_name(self) -> str:
+        return str(self.config.get("dataset", {}).get("name", "?"))
+
+    @property
+    def cell(self) -> str:
+        return str(self.config["model"]["cell"])
+
+    def test_accuracy(self) -> float | None:
+        test = self.metrics.get("test") or {}
+        return test.get("accuracy")
+
+    def title(self) -> str:
+        """A one-line label for pickers: name, dataset, cell and test accuracy."""
+        acc = self.test_accuracy()
+        acc_text = f", test acc {acc:.1%}" if acc is not None else ""
+        where = "shipped" if self.shipped else "yours"
+        return f"{self.name} ({self.dataset_name}, {self.cell.upper()}{acc_text}, {where})"
+
+
+def read_run_info(run_dir: str | Path) -> RunInfo:
+    """Reads config.json and metrics.json and checks that every run file is present.
+
+    Raises:
+        CheckpointError: The directory is missing, incomplete or malformed.
+    """
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise CheckpointError(f"no run directory at {run_dir}; list runs with `python -m rnn_demo runs`")
+    missing = [f for f in RUN_FILES if not (run_dir / f).is_file()]
+    if missing:
+        raise CheckpointError(f"{run_dir} is not a complete run: missing {', '.join(missing)}")
+    config = _read_json(run_dir / "config.json")
+    if not isinstance(config, dict) or config.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(f"{run_dir}/config.json is not an rnn_demo run configuration (format {FORMAT_VERSION})")
+    for key in ("model", "train", "text", "label_names"):
+        if key not in config:
+            raise CheckpointError(f"{run_dir}/config.json lacks '{key}'; the run is damaged, train it again")
+    metrics = _read_json(run_dir / "metrics.json")
+    shipped = run_dir.resolve().parent == shipped_runs_dir()
+    return RunInfo(path=run_dir, name=run_dir.name, shipped=shipped, config=config, metrics=metrics if isinstance(metrics, dict) else {})
+
+
+@dataclass
+class LoadedRun:
+    """A run with its model rebuilt and weights loaded (in eval mode)."""
+
+    info: RunInfo
+    model: RecurrentClassifier
+    vocab: Vocab
+    text_config: TextConfig
+    train_config: TrainConfig
+
+    @property
+    def label_names(self) -> list[str]:
+        return self.info.label_names
+
+    def history(self) -> list[dict[str, Any]]:
+        return _read_json(self.info.path / "history.json")
+
+
+def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> LoadedRun:
+    """Rebuilds the model of a run directory. Never unpickles anything.
+
+    Raises:
+        CheckpointError: The run is missing, incomplete, malformed, or its weights do
+            not match its configuration.
+    """
+    info = read_run_info(run_dir)
+    path = info.path
+    try:
+        model_config = ModelConfig.from_dict(info.config["model"])
+        text_config = TextConfig.from_dict(info.config["text"])
+        train_config = TrainConfig.from_dict(info.config["train"])
+        vocab = Vocab.load(path / "vocab.json")
+    except (TypeError, ValueError, KeyError) as exc:
+        raise CheckpointError(f"{path} has an invalid configuration or vocabulary: {exc}") from exc
+    if len(vocab) != model_config.vocab_size:
+        raise CheckpointError(f"{path}: vocab.json has {len(vocab)} tokens but the model expects {model_config.vocab_size}")
+    try:
+        state = load_file(str(path / "model.safetensors"), device="cpu")
+    except Exception as exc:  # safetensors raises its own error types for foreign files
+        raise CheckpointError(
+            f"{path}/model.safetensors is not a safetensors file ({exc}); pickled weights are never loaded"
+        ) from exc
+    model = RecurrentClassifier(model_config)
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise CheckpointError(f"{path}: the weights do not match config.json ({str(exc).splitlines()[0]})") from exc
+    model.to(device).eval()
+    return LoadedRun(info=info, model=model, vocab=vocab, text_config=text_config, train_config=train_config)
+
+
+def load_saved_predictions(run_dir: str | Path) -> dict[str, np.ndarray]:
+    """The split probabilities saved with a run (``{}`` when it has none or they are unreadable)."""
+    path = Path(run_dir) / PREDICTIONS_FILE
+    if not path.is_file():
+        return {}
+    try:
+        return {k: v.numpy() for k, v in load_file(str(path)).items()}
+    except Exception:  # a damaged optional file just means recomputing
+        return {}
+
+
+def list_runs(include_shipped: bool = True, user_dir: Path | None = None) -> list[RunInfo]:
+    """Shipped runs (sorted by name) then user runs (newest first); damaged runs are skipped."""
+    dirs = ([shipped_runs_dir()] if include_shipped else []) + [user_dir or user_runs_dir()]
+    runs: list[RunInfo] = []
+    for base in dirs:
+        if not base.is_dir():
+            continue
+        found = []
+        for child in base.iterdir():
+            if child.name.startswith(".") or not child.is_dir():
+                continue
+            try:
+                found.append(read_run_info(child))
+            except CheckpointError:
+                continue
+        if base == shipped_runs_dir():
+            found.sort(key=lambda r: r.name)
+        else:
+            found.sort(key=lambda r: str(r.config.get("created", "")), reverse=True)
+        runs.extend(found)
+    return runs

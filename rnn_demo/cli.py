@@ -1,0 +1,336 @@
+"""Command line: ``python -m rnn_demo {datasets,train,evaluate,predict,runs,download}``.
+
+Every command calls the same functions the app uses. With ``--json`` the last
+line on stdout is one JSON object; errors are one line on stderr and a non-zero
+exit status, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from rnn_demo.checkpoints import CheckpointError, list_runs
+from rnn_demo.data import DATASETS, DatasetError, DatasetSpec, download_ag_news, list_datasets, load_splits
+from rnn_demo.model import CELLS, POOLINGS, ModelConfig
+from rnn_demo.text import TOKENIZER_KINDS, TextConfig
+from rnn_demo.train import DEVICES, OPTIMIZERS, TrainConfig, TrainingError
+from rnn_demo.vectors import VectorsError
+
+# Errors that are the user's to fix: reported as one line, exit status 2.
+USER_ERRORS = (DatasetError, CheckpointError, TrainingError, VectorsError, ValueError, FileNotFoundError, OSError)
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _optional_int(text: str) -> int | None:
+    return None if text.lower() in ("none", "0") else _positive_int(text)
+
+
+def _add_dataset_flags(parser: argparse.ArgumentParser, required: bool) -> None:
+    group = parser.add_argument_group("dataset")
+    source = group.add_mutually_exclusive_group(required=required)
+    source.add_argument("--dataset", choices=list(DATASETS), help="a built-in or synthetic dataset (see `datasets`)")
+    source.add_argument("--csv", metavar="PATH", help="your own CSV/TSV file")
+    group.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
+                       help="a synthetic-task parameter, e.g. --param distractors=50 (repeatable)")
+    group.add_argument("--test-csv", metavar="PATH", help="a separate test file with the same columns as --csv")
+    group.add_argument("--text-col", action="append", default=[], metavar="C",
+                       help="text column by header name or 0-based position; repeat to join several (e.g. title and body)")
+    group.add_argument("--label-col", metavar="C", help="label column by header name or 0-based position")
+    group.add_argument("--no-header", action="store_true", help="the file has no header row")
+    group.add_argument("--delimiter", metavar="D", help="field separator (default: detected); 'tab' or '\\t' for TSV")
+    group.add_argument("--split-seed", type=int, default=0, help="seed of the train/validation/test split (default 0)")
+
+
+def _dataset_spec(args: argparse.Namespace) -> DatasetSpec:
+    if args.csv:
+        if not args.text_col or args.label_col is None:
+            raise DatasetError("--csv needs --text-col (one or more) and --label-col")
+        return DatasetSpec(csv=args.csv, test_csv=args.test_csv, text_cols=args.text_col, label_col=args.label_col,
+                           header=not args.no_header, delimiter=args.delimiter, seed=args.split_seed)
+    params: dict[str, Any] = {}
+    for item in args.param:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise DatasetError(f"--param {item!r} must look like KEY=VALUE, e.g. distractors=50")
+        params[key.strip()] = int(value) if value.strip().lstrip("-").isdigit() else value.strip()
+    return DatasetSpec(name=args.dataset, params=params, seed=args.split_seed)
+
+
+def _add_train_flags(parser: argparse.ArgumentParser) -> None:
+    text = parser.add_argument_group("text")
+    text.add_argument("--tokenizer", choices=TOKENIZER_KINDS, help="word- or character-level tokens")
+    text.add_argument("--min-freq", type=_positive_int, help="rarer training tokens become <unk>")
+    text.add_argument("--max-vocab", type=_optional_int, help="vocabulary size cap (0 = no cap)")
+    text.add_argument("--max-tokens", type=_optional_int, help="truncate texts to this many tokens (0 = no cap)")
+    model = parser.add_argument_group("model")
+    model.add_argument("--cell", choices=list(CELLS), help="recurrent cell")
+    model.add_argument("--embedding-dim", type=_positive_int, help="word vector width")
+    model.add_argument("--hidden-size", type=_positive_int, help="units per direction and layer")
+    model.add_argument("--num-layers", type=_positive_int, help="stacked recurrent layers")
+    model.add_argument("--bidirectional", action=argparse.BooleanOptionalAction, default=None,
+                       help="read the text in both directions")
+    model.add_argument("--dropout", type=float, help="dropout on embeddings, between layers and before the head")
+    model.add_argument("--pooling", choices=POOLINGS, help="how token states become one vector")
+    model.add_argument("--head-hidden", type=int, help="width of an extra hidden layer in the head (0 = none)")
+    model.add_argument("--vectors", metavar="NAME|PATH",
+                       help="initial word vectors: 'imdb' (learned offline from IMDB text) or a GloVe/word2vec file")
+    model.add_argument("--no-vectors", action="store_true", help="start from random word vectors")
+    model.add_argument("--freeze-embeddings", action=argparse.BooleanOptionalAction, default=None,
+                       help="keep pretrained word vectors fixed")
+    train = parser.add_argument_group("training")
+    train.add_argument("--epochs", type=_positive_int, help="maximum passes over the training split")
+    train.add_argument("--batch-size", type=_positive_int, help="examples per step")
+    train.add_argument("--lr", type=float, help="learning rate")
+    train.add_argument("--optimizer", choices=OPTIMIZERS, help="optimizer")
+    train.add_argument("--weight-decay", type=float, help="L2 penalty")
+    train.add_argument("--patience", type=int, help="stop after N evaluations without a better validation loss (0 = never)")
+    train.add_argument("--clip", type=float, help="maximum gradient norm (0 = no clipping)")
+    train.add_argument("--class-weights", action=argparse.BooleanOptionalAction, default=None,
+                       help="weight the loss by inverse class frequency")
+    train.add_argument("--eval-every", type=int, help="also evaluate every N steps (0 = once per epoch)")
+    train.add_argument("--seed", type=int, help="seed of initialisation, dropout and batch order")
+    train.add_argument("--device", choices=DEVICES, help="auto uses CUDA when available")
+    parser.add_argument("--out", metavar="RUN_DIR", help="where to save the run (default: a new folder in the user runs directory)")
+
+
+# CLI flag (argparse dest) -> (config, field). One table, so flags and dataclasses stay 1:1.
+_FLAG_FIELDS: dict[str, tuple[str, str]] = {
+    "tokenizer": ("text", "tokenizer"), "min_freq": ("text", "min_freq"),
+    "max_vocab": ("text", "max_vocab"), "max_tokens": ("text", "max_tokens"),
+    "cell": ("model", "cell"), "embedding_dim": ("model", "embedding_dim"), "hidden_size": ("model", "hidden_size"),
+    "num_layers": ("model", "num_layers"), "bidirectional": ("model", "bidirectional"), "dropout": ("model", "dropout"),
+    "pooling": ("model", "pooling"), "head_hidden": ("model", "head_hidden"), "vectors": ("model", "pretrained_vectors"),
+    "freeze_embeddings": ("model", "freeze_embeddings"),
+    "epochs": ("train", "epochs"), "batch_size": ("train", "batch_size"), "lr": ("train", "lr"),
+    "optimizer": ("train", "optimizer"), "weight_decay": ("train", "weight_decay"), "patience": ("train", "patience"),
+    "clip": ("train", "clip"), "class_weights": ("train", "class_weights"), "eval_every": ("train", "eval_every"),
+    "seed": ("train", "seed"), "device": ("train", "device"),
+}  # fmt: skip
+
+
+def configs_from_args(args: argparse.Namespace, dataset_name: str | None) -> tuple[TextConfig, ModelConfig, TrainConfig]:
+    """Per-dataset defaults, overridden by every flag the user gave."""
+    from rnn_demo.experiment import default_configs
+
+    text, model, train = (c.to_dict() for c in default_configs(dataset_name))
+    target = {"text": text, "model": model, "train": train}
+    for dest, (config, name) in _FLAG_FIELDS.items():
+        value = getattr(args, dest, None)
+        if value is not None:
+            target[config][name] = value
+    if getattr(args, "no_vectors", False):
+        model["pretrained_vectors"] = None
+    return TextConfig.from_dict(text), ModelConfig.from_dict(model), TrainConfig.from_dict(train)
+
+
+def _emit(data: dict[str, Any], as_json: bool, human: Callable[[], None]) -> None:
+    if as_json:
+        print(json.dumps(data, ensure_ascii=False))
+    else:
+        human()
+
+
+def cmd_datasets(args: argparse.Namespace) -> None:
+    rows = [
+        {"name": d.name, "title": d.title, "kind": d.kind, "size": d.size, "classes": list(d.label_names),
+         "params": d.params, "description": d.description, "citation": d.citation}
+        for d in list_datasets()
+    ]
+
+    def human() -> None:
+        for r in rows:
+            params = f"  params: {r['params']}" if r["params"] else ""
+            print(f"{r['name']:<16} {r['kind']:<9} {r['size']:>7,} examples  {len(r['classes'])} classes: "
+                  f"{', '.join(r['classes'])}{params}")
+
+    _emit({"datasets": rows}, args.json, human)
+
+
+class _ProgressBar:
+    """Draws training events as a tqdm bar on stderr with live loss and accuracy."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self.bar: Any = None
+        self.last_step = 0
+        self.postfix: dict[str, str] = {}
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        if not self.enabled:
+            return
+        from tqdm import tqdm
+
+        kind = event["type"]
+        if kind == "start":
+            self.bar = tqdm(total=event["total_steps"], unit="step", file=sys.stderr, dynamic_ncols=True,
+                            desc=f"training ({event['n_train']:,} examples, {event['device']})")
+        elif self.bar is None:
+            return
+        elif kind == "step":
+            self.bar.update(event["step"] - self.last_step)
+            self.last_step = event["step"]
+            self.postfix.update(epoch=str(event["epoch"]), loss=f"{event['loss']:.3f}",
+                                tok_s=f"{event['tokens_per_second']:,.0f}")
+            self.bar.set_postfix(self.postfix, refresh=False)
+        elif kind == "eval":
+            self.postfix.update(val_loss=f"{event['val_loss']:.3f}", val_acc=f"{event['val_accuracy']:.3f}")
+            self.bar.set_postfix(self.postfix)
+        elif kind == "done":
+            self.bar.close()
+            print(f"finished: {event['message']}", file=sys.stderr)
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    from rnn_demo.experiment import run_experiment
+
+    spec = _dataset_spec(args)
+    text, model, train = configs_from_args(args, spec.name)
+    quiet = args.json and not sys.stderr.isatty() and args.quiet
+    progress = _ProgressBar(enabled=not quiet)
+    # The first Ctrl-C stops training cooperatively: the best weights so far are evaluated and saved.
+    stop = threading.Event()
+
+    def on_interrupt(signum: int, frame: Any) -> None:
+        if stop.is_set():  # a second Ctrl-C aborts at once
+            raise KeyboardInterrupt
+        stop.set()
+        print("\nstopping after this step; press Ctrl-C again to abort", file=sys.stderr)
+
+    previous = signal.signal(signal.SIGINT, on_interrupt)
+    try:
+        summary = run_experiment(
+            spec, text, model, train, out_dir=args.out, callback=progress, stop=stop,
+            on_stage=None if quiet else (lambda s: print(f"{s} …", file=sys.stderr)),
+        )
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+    def human() -> None:
+        print(f"saved {summary.run_dir}")
+        print(f"test accuracy {summary.test['accuracy']:.4f}  macro-F1 {summary.test['macro_f1']:.4f}  "
+              f"({summary.epochs_run} epochs, {sum(summary.epoch_seconds):.1f} s training)")
+
+    data = summary.to_dict()
+    keys = ("run_dir", "n_train", "epochs_run", "epoch_seconds", "tokens_per_second", "val", "test", "label_names",
+            "stop_reason", "num_parameters")
+    _emit({k: data[k] for k in keys}, args.json, human)
+
+
+def cmd_evaluate(args: argparse.Namespace) -> None:
+    from rnn_demo.metrics import classification_summary
+    from rnn_demo.predict import Predictor
+
+    predictor = Predictor.load(args.run_dir, device=args.device)
+    if args.dataset or args.csv:
+        spec = _dataset_spec(args)
+    else:
+        spec = DatasetSpec.from_dict(predictor.run.info.config["dataset"]["spec"])
+    splits = load_splits(spec)
+    if splits.label_names != predictor.label_names:
+        raise DatasetError(f"the dataset's classes {splits.label_names} differ from the model's {predictor.label_names}")
+    part = getattr(splits, args.split)
+    probs = predictor.predict_proba(part.texts)
+    result = classification_summary(part.labels, probs, predictor.label_names)
+
+    def human() -> None:
+        print(f"{args.split}: n={result['n']}  accuracy {result['accuracy']:.4f}  macro-F1 {result['macro_f1']:.4f}")
+        for name, row in result["per_class"].items():
+            print(f"  {name:<16} precision {row['precision']:.3f}  recall {row['recall']:.3f}  f1 {row['f1']:.3f}  n={row['support']}")
+
+    _emit({k: result[k] for k in ("accuracy", "macro_f1", "per_class", "confusion_matrix", "n")}, args.json, human)
+
+
+def cmd_predict(args: argparse.Namespace) -> None:
+    from rnn_demo.predict import Predictor
+
+    text = " ".join(args.text)
+    if not text.strip():
+        raise ValueError("the text is empty; pass a sentence, e.g. predict RUN_DIR \"a gripping, funny film\"")
+    prediction = Predictor.load(args.run_dir, device=args.device).predict(text)
+
+    def human() -> None:
+        print(prediction.label)
+        for name, p in sorted(prediction.probabilities.items(), key=lambda kv: -kv[1]):
+            print(f"  {name:<16} {p:.4f}")
+        if prediction.truncated:
+            print(f"  (text cut to the model's {prediction.num_tokens}-token limit)", file=sys.stderr)
+
+    _emit({"label": prediction.label, "probabilities": prediction.probabilities, "truncated": prediction.truncated},
+          args.json, human)
+
+
+def cmd_runs(args: argparse.Namespace) -> None:
+    runs = list_runs()
+    rows = [{"name": r.name, "path": str(r.path), "shipped": r.shipped, "dataset": r.dataset_name, "cell": r.cell,
+             "test_accuracy": r.test_accuracy()} for r in runs]
+    _emit({"runs": rows}, args.json, lambda: print("\n".join(f"{r.title()}\n    {r.path}" for r in runs) or "no runs yet"))
+
+
+def cmd_download(args: argparse.Namespace) -> None:
+    from tqdm import tqdm
+
+    bar = tqdm(unit="B", unit_scale=True, file=sys.stderr, desc="AG News")
+
+    def progress(done: int, total: int) -> None:
+        bar.total = total or None
+        bar.update(done - bar.n)
+
+    path = download_ag_news(progress=progress)
+    bar.close()
+    _emit({"path": str(path)}, args.json, lambda: print(f"AG News is ready in {path}; train with --dataset ag_news"))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m rnn_demo", description="Train, evaluate and query RNN text classifiers.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, help_text: str, func: Callable[[argparse.Namespace], None]) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.add_argument("--json", action="store_true", help="print one JSON object as the last stdout line")
+        p.set_defaults(func=func)
+        return p
+
+    add("datasets", "list built-in and synthetic datasets with sizes", cmd_datasets)
+    p = add("train", "train a model and save its run directory", cmd_train)
+    _add_dataset_flags(p, required=True)
+    _add_train_flags(p)
+    p.add_argument("--quiet", action="store_true", help="with --json: no progress bar")
+    p = add("evaluate", "evaluate a saved run on a dataset split (default: the run's own dataset)", cmd_evaluate)
+    p.add_argument("run_dir", metavar="RUN_DIR", help="a run directory (see `runs`)")
+    _add_dataset_flags(p, required=False)
+    p.add_argument("--split", choices=("test", "validation", "train"), default="test", help="which split (default test)")
+    p.add_argument("--device", choices=DEVICES, default="cpu", help="where to run the model")
+    p = add("predict", "predict the label of a text", cmd_predict)
+    p.add_argument("run_dir", metavar="RUN_DIR", help="a run directory (see `runs`)")
+    p.add_argument("text", nargs="+", metavar="TEXT", help="the text to classify")
+    p.add_argument("--device", choices=DEVICES, default="cpu", help="where to run the model")
+    add("runs", "list shipped and saved runs", cmd_runs)
+    add("download", "download AG News (explicit, one time; needs internet)", cmd_download)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        args.func(args)
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    except USER_ERRORS as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0

@@ -1,0 +1,252 @@
+"""One training run from a dataset reference to a saved run directory.
+
+``run_experiment`` is what ``python -m rnn_demo train`` and the app's training
+worker both call: load and split the data, fit the vocabulary on the training
+split, encode every split once, build the model, train, evaluate, save.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rnn_demo.batching import BatchLoader, EncodedTexts, encode_texts
+from rnn_demo.checkpoints import save_run, user_runs_dir
+from rnn_demo.data import DatasetSpec, DatasetSplits, load_splits
+from rnn_demo.metrics import classification_summary
+from rnn_demo.model import ModelConfig, RecurrentClassifier
+from rnn_demo.text import TextConfig, Tokenizer, Vocab
+from rnn_demo.train import EventCallback, StopSignal, Trainer, TrainConfig, evaluate, seed_everything
+from rnn_demo.vectors import load_vectors_into, resolve_vectors
+
+# Per-dataset defaults, chosen so that the default model is good, not just fast.
+# Keys are dataset names; values override the dataclass defaults.
+_DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
+    "rotten_tomatoes": {
+        "text": {"min_freq": 1, "max_vocab": 20000},
+        "model": {
+            "cell": "gru",
+            "embedding_dim": 100,
+            "hidden_size": 128,
+            "pooling": "max",
+            "dropout": 0.5,
+            "pretrained_vectors": "imdb",  # 8,530 sentences are too few to learn word meanings from scratch
+        },
+        "train": {"epochs": 8, "lr": 2e-3, "batch_size": 64, "patience": 2},
+    },
+    "imdb": {
+        "text": {"min_freq": 2, "max_vocab": 30000, "max_tokens": 400},
+        "model": {"cell": "lstm", "embedding_dim": 100, "hidden_size": 128, "pooling": "max", "dropout": 0.4},
+        "train": {"epochs": 6, "lr": 2e-3, "batch_size": 64, "patience": 1},
+    },
+    "bbc_news": {
+        "text": {"min_freq": 2, "max_vocab": 20000, "max_tokens": 400},
+        "model": {"cell": "lstm", "embedding_dim": 100, "hidden_size": 128, "pooling": "max", "dropout": 0.4},
+        "train": {"epochs": 12, "lr": 2e-3, "batch_size": 32, "patience": 3},
+    },
+    "negation": {
+        "text": {"min_freq": 1},
+        "model": {"cell": "gru", "embedding_dim": 32, "hidden_size": 64, "pooling": "last", "dropout": 0.1},
+        "train": {"epochs": 10, "lr": 5e-3, "batch_size": 32, "patience": 3},
+    },
+    "long_range": {
+        "text": {"min_freq": 1},
+        "model": {"cell": "lstm", "embedding_dim": 16, "hidden_size": 64, "pooling": "last", "dropout": 0.0},
+        "train": {"epochs": 15, "lr": 5e-3, "batch_size": 32, "patience": 4},
+    },
+}
+
+
+def default_configs(dataset_name: str | None) -> tuple[TextConfig, ModelConfig, TrainConfig]:
+    """Sensible settings for a dataset (generic ones for user files and unknown names)."""
+    overrides = _DEFAULTS.get(dataset_name or "", {})
+    return (
+        TextConfig(**overrides.get("text", {})),
+        ModelConfig(**overrides.get("model", {})),
+        TrainConfig(**overrides.get("train", {})),
+    )
+
+
+@dataclass
+class PreparedData:
+    """Splits after tokenization: the vocabulary and every split encoded once."""
+
+    splits: DatasetSplits
+    tokenizer: Tokenizer
+    vocab: Vocab
+    train: EncodedTexts
+    validation: EncodedTexts
+    test: EncodedTexts
+    oov_rate: float  # fraction of validation tokens outside the vocabulary
+
+
+def prepare_data(splits: DatasetSplits, text_config: TextConfig) -> PreparedData:
+    """Fits the vocabulary on the training split only and encodes every split once."""
+    tokenizer = Tokenizer.from_config(text_config)
+    train_tokens = [tokenizer(t) for t in splits.train.texts]
+    vocab = Vocab.build(train_tokens, min_freq=text_config.min_freq, max_size=text_config.max_vocab)
+    cap = text_config.max_tokens
+
+    def encode(part: Any) -> EncodedTexts:
+        return encode_texts(part.texts, tokenizer, vocab, part.labels, max_tokens=cap)
+
+    val_tokens = [tokenizer(t) for t in splits.validation.texts]
+    return PreparedData(
+        splits=splits,
+        tokenizer=tokenizer,
+        vocab=vocab,
+        train=encode(splits.train),
+        validation=encode(splits.validation),
+        test=encode(splits.test),
+        oov_rate=vocab.oov_rate(val_tokens),
+    )
+
+
+@dataclass
+class RunSummary:
+    """What a finished run reports (the CLI prints it as JSON)."""
+
+    run_dir: Path
+    n_train: int
+    epochs_run: int
+    epoch_seconds: list[float]
+    tokens_per_second: list[float]
+    val: dict[str, float]
+    test: dict[str, float]
+    label_names: list[str]
+    stop_reason: str
+    message: str
+    num_parameters: int
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["run_dir"] = str(self.run_dir)
+        return data
+
+
+def _headline(summary: dict[str, Any], loss: float) -> dict[str, float]:
+    return {"accuracy": summary["accuracy"], "macro_f1": summary["macro_f1"], "loss": loss}
+
+
+def run_experiment(
+    spec: DatasetSpec,
+    text_config: TextConfig,
+    model_config: ModelConfig,
+    train_config: TrainConfig,
+    out_dir: str | Path | None = None,
+    *,
+    callback: EventCallback | None = None,
+    stop: StopSignal | None = None,
+    on_stage: Callable[[str], None] | None = None,
+) -> RunSummary:
+    """Trains one model and saves its run directory.
+
+    Args:
+        spec: Which dataset (built-in, synthetic or user file) and how to split it.
+        text_config: Tokenizer and vocabulary settings.
+        model_config: Model settings; ``vocab_size`` and ``num_classes`` are filled in here.
+        train_config: Training settings.
+        out_dir: Run directory; default ``<user runs>/<dataset>-<cell>-<time>``.
+        callback: Receives every training event (see ``rnn_demo.train``).
+        stop: Optional stop signal (keeps the best weights so far).
+        on_stage: Called with a short description before each slow stage.
+
+    Returns:
+        The summary of the run.
+
+    Raises:
+        rnn_demo.data.DatasetError: The dataset cannot be loaded.
+        rnn_demo.train.TrainingError: Training diverged before producing usable weights.
+    """
+    stage = on_stage or (lambda text: None)
+    stage("loading the dataset")
+    splits = load_splits(spec)
+    stage("building the vocabulary and encoding the texts")
+    data = prepare_data(splits, text_config)
+    model_config = dataclasses.replace(model_config, vocab_size=len(data.vocab), num_classes=len(splits.label_names))
+    seed_everything(train_config.seed)
+    model = RecurrentClassifier(model_config)
+    vector_coverage = None
+    if model_config.pretrained_vectors:
+        stage(f"preparing word vectors ({model_config.pretrained_vectors})")
+        path = resolve_vectors(model_config.pretrained_vectors, model_config.embedding_dim)
+        vector_coverage = load_vectors_into(model.embedding, data.vocab, path)
+
+    history: list[dict[str, Any]] = []
+
+    def record(event: dict[str, Any]) -> None:
+        history.append({**event, "time": time.time()})
+        if callback is not None:
+            callback(event)
+
+    train_loader = BatchLoader(data.train, train_config.batch_size, shuffle=True, seed=train_config.seed)
+    val_loader = BatchLoader(data.validation, max(train_config.batch_size, 256))
+    test_loader = BatchLoader(data.test, max(train_config.batch_size, 256))
+    trainer = Trainer(model, train_loader, val_loader, train_config, callback=record, stop=stop)
+    result = trainer.fit()
+
+    stage("evaluating on the validation and test splits")
+    val_eval = evaluate(model, val_loader, trainer.device)
+    test_eval = evaluate(model, test_loader, trainer.device)
+    names = splits.label_names
+    val_summary = classification_summary(val_eval.labels, val_eval.probs, names)
+    test_summary = classification_summary(test_eval.labels, test_eval.probs, names)
+    metrics = {
+        "validation": {**val_summary, "loss": val_eval.loss},
+        "test": {**test_summary, "loss": test_eval.loss},
+    }
+
+    if out_dir is None:
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        out_dir = user_runs_dir() / f"{spec.display_name()}-{model_config.cell}-{stamp}"
+    stage("saving the run")
+    summary_facts = {
+        "train_seconds": sum(result.epoch_seconds),
+        "wall_seconds": result.seconds,
+        "epochs_run": result.epochs_run,
+        "best_epoch": result.best_epoch,
+        "stop_reason": result.reason,
+        "num_parameters": model.num_parameters(),
+        "oov_rate": data.oov_rate,
+        "vector_coverage": vector_coverage,
+        "device": str(trainer.device),
+    }
+    dataset_info = {
+        "spec": spec.to_dict(),
+        "name": splits.name,
+        "fingerprint": splits.fingerprint,
+        "sizes": {"train": len(splits.train), "validation": len(splits.validation), "test": len(splits.test)},
+    }
+    run_dir = save_run(
+        out_dir,
+        model.cpu(),
+        data.vocab,
+        text_config=text_config,
+        train_config=train_config,
+        label_names=names,
+        dataset=dataset_info,
+        history=history,
+        metrics=metrics,
+        summary=summary_facts,
+        predictions={
+            "validation_probs": val_eval.probs,
+            "test_probs": test_eval.probs,
+        },
+    )
+    return RunSummary(
+        run_dir=run_dir,
+        n_train=len(splits.train),
+        epochs_run=result.epochs_run,
+        epoch_seconds=result.epoch_seconds,
+        tokens_per_second=result.epoch_tokens_per_second,
+        val=_headline(val_summary, val_eval.loss),
+        test=_headline(test_summary, test_eval.loss),
+        label_names=names,
+        stop_reason=result.reason,
+        message=result.message,
+        num_parameters=model.num_parameters(),
+    )

@@ -1,0 +1,205 @@
+"""The recurrent text classifier: embedding -> RNN/GRU/LSTM layers -> pooling -> head.
+
+Only ``nn.Module`` code lives here; no I/O and no training.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
+
+from rnn_demo.text import PAD_ID
+
+# The one place that maps cell names to torch modules.
+CELLS: dict[str, type[nn.RNNBase]] = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}
+POOLINGS = ("last", "max", "mean", "attention")
+
+
+@dataclass
+class ModelConfig:
+    """Everything needed to rebuild a ``RecurrentClassifier``. Saved in every checkpoint."""
+
+    vocab_size: int = 0  # rows of the embedding table, set from the fitted vocabulary
+    num_classes: int = 2  # size of the output layer
+    cell: str = "gru"  # "rnn" (Elman, tanh), "gru" or "lstm"
+    embedding_dim: int = 100  # width of the word vectors
+    hidden_size: int = 128  # units per direction in each recurrent layer
+    num_layers: int = 1  # stacked recurrent layers
+    bidirectional: bool = False  # add a right-to-left direction to every layer
+    dropout: float = 0.3  # on embeddings, between layers and before the head
+    pooling: str = "last"  # "last" state, "max"/"mean" over real tokens, or learned "attention"
+    head_hidden: int = 0  # width of an extra ReLU layer in the head; 0 = linear head
+    freeze_embeddings: bool = False  # keep pretrained vectors fixed during training
+    pretrained_vectors: str | None = None  # initial word vectors: a built-in name ("imdb") or a GloVe/word2vec file
+
+    def __post_init__(self) -> None:
+        if self.cell not in CELLS:
+            raise ValueError(f"unknown cell {self.cell!r}; choose one of {', '.join(CELLS)}")
+        if self.pooling not in POOLINGS:
+            raise ValueError(f"unknown pooling {self.pooling!r}; choose one of {', '.join(POOLINGS)}")
+        for name in ("embedding_dim", "hidden_size", "num_layers", "num_classes"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        if self.head_hidden < 0:
+            raise ValueError(f"head_hidden must be 0 (none) or positive, got {self.head_hidden}")
+
+    @property
+    def num_directions(self) -> int:
+        return 2 if self.bidirectional else 1
+
+    @property
+    def output_size(self) -> int:
+        """Width of each layer's per-token output (both directions)."""
+        return self.hidden_size * self.num_directions
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
+        return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
+
+
+@dataclass
+class ForwardDetails:
+    """What the model computed on the way to its logits (for visualisation)."""
+
+    logits: torch.Tensor  # (B, C)
+    layer_outputs: list[torch.Tensor]  # per layer (B, T, D*H), zeros at padding
+    pooled: torch.Tensor  # (B, D*H) the vector the head sees
+    attention: torch.Tensor | None  # (B, T) weights over tokens, zeros at padding; None unless pooling="attention"
+
+
+def _final_hidden(state: torch.Tensor | tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    """LSTMs return (h, c); the other cells return h. Only h is pooled."""
+    return state[0] if isinstance(state, tuple) else state
+
+
+def padding_mask(lengths: torch.Tensor, max_len: int, device: torch.device) -> torch.Tensor:
+    """(B, T) bool mask, True at real tokens."""
+    return torch.arange(max_len, device=device)[None, :] < lengths.to(device)[:, None]
+
+
+class RecurrentClassifier(nn.Module):
+    """Embedding -> stacked recurrent layers -> padding-aware pooling -> classifier head.
+
+    Layers are kept as separate single-layer modules so that every layer's
+    per-token states can be shown; padding never influences a text's logits
+    because sequences are packed by their real lengths.
+    """
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        if config.vocab_size < 2:
+            raise ValueError("vocab_size must be set from the vocabulary (at least <pad> and <unk>)")
+        self.config = config
+        self.embedding = nn.Embedding(config.vocab_size, config.embedding_dim, padding_idx=PAD_ID)
+        self.embedding.weight.requires_grad_(not config.freeze_embeddings)
+        cell = CELLS[config.cell]
+        self.layers = nn.ModuleList(
+            cell(
+                input_size=config.embedding_dim if i == 0 else config.output_size,
+                hidden_size=config.hidden_size,
+                batch_first=True,
+                bidirectional=config.bidirectional,
+            )
+            for i in range(config.num_layers)
+        )
+        self.dropout = nn.Dropout(config.dropout)
+        width = config.output_size
+        if config.pooling == "attention":
+            self.attention_proj = nn.Linear(width, width)
+            self.attention_score = nn.Linear(width, 1, bias=False)
+        if config.head_hidden:
+            self.head: nn.Module = nn.Sequential(
+                nn.Linear(width, config.head_hidden),
+                nn.ReLU(),
+                nn.Dropout(config.dropout),
+                nn.Linear(config.head_hidden, config.num_classes),
+            )
+        else:
+            self.head = nn.Linear(width, config.num_classes)
+
+    def forward(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """Class logits.
+
+        Args:
+            ids: (B, T) token ids, padded with 0.
+            lengths: (B,) real lengths (>= 1), on any device.
+
+        Returns:
+            (B, C) logits.
+        """
+        return self.forward_embedded(self.embedding(ids), lengths, details=False).logits
+
+    def forward_details(self, ids: torch.Tensor, lengths: torch.Tensor) -> ForwardDetails:
+        """Like ``forward`` but also returns every layer's states, the pooled vector and attention."""
+        return self.forward_embedded(self.embedding(ids), lengths, details=True)
+
+    def forward_embedded(self, embedded: torch.Tensor, lengths: torch.Tensor, details: bool = False) -> ForwardDetails:
+        """Runs the network from word vectors (so gradients w.r.t. embeddings can be taken).
+
+        Args:
+            embedded: (B, T, E) word vectors.
+            lengths: (B,) real lengths.
+            details: Unpack and keep every layer's per-token outputs.
+
+        Returns:
+            The logits and, with ``details``, the intermediate states.
+        """
+        lengths_cpu = lengths.detach().to("cpu", torch.long)
+        max_len = embedded.shape[1]
+        packed: PackedSequence = pack_padded_sequence(
+            self.dropout(embedded), lengths_cpu, batch_first=True, enforce_sorted=False
+        )
+        layer_outputs: list[torch.Tensor] = []
+        final = None
+        for i, layer in enumerate(self.layers):
+            if i > 0:
+                packed = packed._replace(data=self.dropout(packed.data))
+            packed, final = layer(packed)
+            if details:
+                out, _ = pad_packed_sequence(packed, batch_first=True, total_length=max_len)
+                layer_outputs.append(out)  # (B, T, D*H)
+
+        attention = None
+        pooling = self.config.pooling
+        if pooling == "last":
+            h_n = _final_hidden(final)  # (D, B, H) for the last layer
+            # Forward direction: state after each text's last real token; backward
+            # direction (if any): state after reading back to the first token.
+            pooled = torch.cat(list(h_n), dim=-1)  # (B, D*H)
+        else:
+            out = layer_outputs[-1] if details else pad_packed_sequence(packed, batch_first=True, total_length=max_len)[0]
+            mask = padding_mask(lengths_cpu, max_len, out.device)  # (B, T)
+            if pooling == "max":
+                pooled = out.masked_fill(~mask[:, :, None], float("-inf")).max(dim=1).values
+            elif pooling == "mean":
+                pooled = (out * mask[:, :, None]).sum(dim=1) / lengths_cpu.to(out.device, out.dtype)[:, None]
+            else:  # attention
+                scores = self.attention_score(torch.tanh(self.attention_proj(out))).squeeze(-1)  # (B, T)
+                attention = torch.softmax(scores.masked_fill(~mask, float("-inf")), dim=1)
+                pooled = torch.bmm(attention.unsqueeze(1), out).squeeze(1)  # (B, D*H)
+        logits = self.head(self.dropout(pooled))
+        return ForwardDetails(logits=logits, layer_outputs=layer_outputs, pooled=pooled, attention=attention)
+
+    def hidden_states(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """Per-token hidden states of every layer and direction.
+
+        Returns:
+            (layers * directions, B, T, H); row ``layer * D + d`` is direction ``d``
+            (0 = left-to-right, 1 = right-to-left) of ``layer``. Zeros at padding.
+        """
+        outputs = self.forward_details(ids, lengths).layer_outputs
+        h = self.config.hidden_size
+        per_direction = [out[..., d * h : (d + 1) * h] for out in outputs for d in range(self.config.num_directions)]
+        return torch.stack(per_direction)
+
+    def num_parameters(self, trainable_only: bool = False) -> int:
+        return sum(p.numel() for p in self.parameters() if p.requires_grad or not trainable_only)

@@ -1,0 +1,389 @@
+"""Training: ``TrainConfig`` and a quiet ``Trainer`` that reports through events.
+
+The trainer never prints. It calls ``callback(event)`` with plain dicts, so the
+CLI can draw a progress bar and the app can stream events from a worker process:
+
+- ``start``: ``total_steps, steps_per_epoch, epochs, n_train, n_validation, device, num_parameters``
+- ``step``: ``step, epoch, epoch_progress, loss, lr, grad_norm, tokens_per_second, elapsed``
+- ``eval``: ``step, epoch, val_loss, val_accuracy, val_macro_f1, improved``
+- ``epoch``: ``epoch, step, seconds`` (training wall time), ``train_loss, tokens, tokens_per_second``
+- ``done``: ``reason`` (completed | early_stopping | stopped | diverged), ``message, best_step,
+  best_epoch, best_val_loss, epochs_run, seconds``
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import random
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+from torch import nn
+
+from rnn_demo.batching import BatchLoader
+from rnn_demo.metrics import macro_f1
+from rnn_demo.model import RecurrentClassifier
+
+OPTIMIZERS = ("adam", "adamw", "sgd")
+DEVICES = ("auto", "cpu", "cuda")
+
+Event = dict[str, Any]
+EventCallback = Callable[[Event], None]
+
+
+class StopSignal(Protocol):
+    """Anything with ``is_set()``: ``threading.Event``, ``multiprocessing.Event`` …"""
+
+    def is_set(self) -> bool: ...
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on; the message says why and what to change."""
+
+
+@dataclass
+class TrainConfig:
+    """How a model is trained. Saved in every checkpoint; maps 1:1 to CLI flags."""
+
+    optimizer: str = "adam"  # "adam", "adamw" or "sgd" (with momentum 0.9)
+    lr: float = 2e-3  # initial learning rate
+    weight_decay: float = 0.0  # L2 penalty (decoupled for adamw)
+    batch_size: int = 64  # examples per step
+    epochs: int = 8  # maximum passes over the training split
+    patience: int = 2  # stop after this many evaluations without a lower validation loss; 0 = never
+    lr_patience: int = 1  # ReduceLROnPlateau: evaluations without improvement before the lr drops
+    lr_factor: float = 0.5  # ReduceLROnPlateau: multiply the lr by this
+    clip: float = 1.0  # maximum global gradient norm; 0 = no clipping
+    class_weights: bool = False  # weight the loss by inverse class frequency (imbalanced data)
+    seed: int = 0  # seeds initialisation, dropout and batch order
+    device: str = "auto"  # "auto" (CUDA when available), "cpu" or "cuda"
+    eval_every: int = 0  # also evaluate every N steps; 0 = only at the end of each epoch
+    log_every: int = 5  # emit a step event every N steps
+
+    def __post_init__(self) -> None:
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"unknown optimizer {self.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}")
+        if self.device not in DEVICES:
+            raise ValueError(f"unknown device {self.device!r}; choose one of {', '.join(DEVICES)}")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be positive, got {self.lr}")
+        for name in ("batch_size", "epochs", "log_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        for name in ("patience", "lr_patience", "eval_every"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must not be negative, got {getattr(self, name)}")
+        if self.clip < 0 or self.weight_decay < 0:
+            raise ValueError("clip and weight_decay must not be negative")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """``auto`` picks CUDA when a GPU is usable, else the CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise TrainingError("device 'cuda' was requested but no CUDA GPU is available; use --device cpu or auto")
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> None:
+    """Seeds Python, NumPy and torch so a CPU run is repeatable."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+@dataclass
+class EvalResult:
+    """Predictions of a model on a whole split, in the split's original order."""
+
+    loss: float
+    probs: np.ndarray  # (N, C)
+    labels: np.ndarray  # (N,)
+
+    @property
+    def accuracy(self) -> float:
+        return float((self.probs.argmax(1) == self.labels).mean()) if len(self.labels) else 0.0
+
+    def macro_f1(self) -> float:
+        return macro_f1(self.labels, self.probs.argmax(1), self.probs.shape[1])
+
+
+@torch.inference_mode()
+def evaluate(model: RecurrentClassifier, loader: BatchLoader, device: torch.device | str = "cpu") -> EvalResult:
+    """Mean cross-entropy and probabilities over a labeled split. Restores train/eval mode."""
+    was_training = model.training
+    model.eval()
+    n = len(loader.encoded)
+    probs = torch.zeros(n, model.config.num_classes)
+    total_loss = torch.zeros((), dtype=torch.float64)
+    for batch in loader:
+        batch = batch.to(device)
+        logits = model(batch.ids, batch.lengths)
+        total_loss += nn.functional.cross_entropy(logits, batch.labels, reduction="sum").double().cpu()
+        probs[batch.index] = torch.softmax(logits, dim=-1).float().cpu()
+    model.train(was_training)
+    return EvalResult(loss=float(total_loss) / max(n, 1), probs=probs.numpy(), labels=loader.encoded.labels.numpy())
+
+
+@dataclass
+class TrainResult:
+    """How training ended."""
+
+    reason: str  # completed | early_stopping | stopped | diverged
+    message: str
+    epochs_run: int
+    best_step: int
+    best_epoch: int
+    best_val_loss: float
+    seconds: float
+    epoch_seconds: list[float] = field(default_factory=list)
+    epoch_tokens_per_second: list[float] = field(default_factory=list)
+
+
+class Trainer:
+    """Trains a model, evaluating on the validation split and keeping the best weights.
+
+    Args:
+        model: The classifier (moved to the configured device).
+        train_loader: Shuffled training batches.
+        val_loader: Validation batches.
+        config: Training settings.
+        callback: Receives every event; must be quick.
+        stop: Optional signal; when set, training ends after the current step and the
+            best weights so far are kept.
+    """
+
+    def __init__(
+        self,
+        model: RecurrentClassifier,
+        train_loader: BatchLoader,
+        val_loader: BatchLoader,
+        config: TrainConfig,
+        callback: EventCallback | None = None,
+        stop: StopSignal | None = None,
+    ) -> None:
+        self.config = config
+        self.device = resolve_device(config.device)
+        self.model = model.to(self.device)
+        self.train_loader = train_loader
+        self.val_loader = val_loader
+        self.callback = callback or (lambda event: None)
+        self.stop = stop
+        self.optimizer = self._make_optimizer()
+        self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            self.optimizer, mode="min", factor=config.lr_factor, patience=config.lr_patience
+        )
+        weights = self._class_weights() if config.class_weights else None
+        self.loss_fn = nn.CrossEntropyLoss(weight=weights)
+
+    def _make_optimizer(self) -> torch.optim.Optimizer:
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        c = self.config
+        if c.optimizer == "adam":
+            return torch.optim.Adam(params, lr=c.lr, weight_decay=c.weight_decay)
+        if c.optimizer == "adamw":
+            return torch.optim.AdamW(params, lr=c.lr, weight_decay=c.weight_decay)
+        return torch.optim.SGD(params, lr=c.lr, momentum=0.9, weight_decay=c.weight_decay)
+
+    def _class_weights(self) -> torch.Tensor:
+        counts = torch.bincount(self.train_loader.encoded.labels, minlength=self.model.config.num_classes).float()
+        weights = counts.sum() / (len(counts) * counts.clamp(min=1))
+        return weights.to(self.device)
+
+    def _stop_requested(self) -> bool:
+        return self.stop is not None and self.stop.is_set()
+
+    def fit(self) -> TrainResult:
+        """Runs the training loop.
+
+        Returns:
+            How training ended; the model holds the best-validation weights.
+
+        Raises:
+            TrainingError: The loss became NaN or infinite before any usable weights existed.
+        """
+        c = self.config
+        seed_everything(c.seed)
+        self.train_loader.seed = c.seed
+        model, device = self.model, self.device
+        steps_per_epoch = len(self.train_loader)
+        self.callback(
+            {
+                "type": "start",
+                "total_steps": steps_per_epoch * c.epochs,
+                "steps_per_epoch": steps_per_epoch,
+                "epochs": c.epochs,
+                "n_train": len(self.train_loader.encoded),
+                "n_validation": len(self.val_loader.encoded),
+                "device": str(device),
+                "num_parameters": model.num_parameters(),
+            }
+        )
+        best_state = copy.deepcopy(model.state_dict())
+        best = {"val_loss": math.inf, "step": 0, "epoch": 0}
+        bad_evals = 0
+        step = 0
+        epochs_run = 0
+        reason, message = "completed", f"trained for {c.epochs} epochs"
+        epoch_seconds: list[float] = []
+        epoch_tps: list[float] = []
+        started = time.perf_counter()
+
+        def run_eval(epoch: int) -> bool:
+            """Evaluates, tracks the best weights; returns True when patience ran out."""
+            nonlocal best_state, bad_evals
+            result = evaluate(model, self.val_loader, device)
+            improved = result.loss < best["val_loss"]
+            if improved:
+                best.update(val_loss=result.loss, step=step, epoch=epoch)
+                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+                bad_evals = 0
+            else:
+                bad_evals += 1
+            self.scheduler.step(result.loss)
+            self.callback(
+                {
+                    "type": "eval",
+                    "step": step,
+                    "epoch": epoch,
+                    "val_loss": result.loss,
+                    "val_accuracy": result.accuracy,
+                    "val_macro_f1": result.macro_f1(),
+                    "improved": improved,
+                }
+            )
+            return c.patience > 0 and bad_evals >= c.patience
+
+        model.train()
+        stop_training = False
+        for epoch in range(1, c.epochs + 1):
+            epoch_start = time.perf_counter()
+            epoch_loss = torch.zeros((), dtype=torch.float64)
+            epoch_tokens = 0
+            window_loss, window_steps, window_tokens, window_start = 0.0, 0, 0, time.perf_counter()
+            eval_seconds = 0.0
+            for i, batch in enumerate(self.train_loader, start=1):
+                batch = batch.to(device)
+                logits = model(batch.ids, batch.lengths)
+                loss = self.loss_fn(logits, batch.labels)
+                if not torch.isfinite(loss):
+                    model.load_state_dict(best_state)
+                    reason = "diverged"
+                    message = (
+                        f"the loss became {float(loss)} at step {step + 1} (learning rate "
+                        f"{self.optimizer.param_groups[0]['lr']:g}); lower the learning rate or keep "
+                        "gradient clipping on"
+                    )
+                    stop_training = True
+                    break
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                params = [p for p in model.parameters() if p.grad is not None]
+                grad_norm = nn.utils.clip_grad_norm_(params, c.clip if c.clip > 0 else math.inf)
+                self.optimizer.step()
+                step += 1
+                tokens = int(batch.lengths.sum())
+                epoch_tokens += tokens
+                window_tokens += tokens
+                loss_value = loss.detach()
+                epoch_loss += loss_value.double().cpu() * len(batch.lengths)
+                window_loss += float(loss_value)
+                window_steps += 1
+                if step % c.log_every == 0 or i == steps_per_epoch:
+                    now = time.perf_counter()
+                    self.callback(
+                        {
+                            "type": "step",
+                            "step": step,
+                            "epoch": epoch,
+                            "epoch_progress": i / steps_per_epoch,
+                            "loss": window_loss / window_steps,
+                            "lr": self.optimizer.param_groups[0]["lr"],
+                            "grad_norm": float(grad_norm),
+                            "tokens_per_second": window_tokens / max(now - window_start, 1e-9),
+                            "elapsed": now - started,
+                        }
+                    )
+                    window_loss, window_steps, window_tokens, window_start = 0.0, 0, 0, time.perf_counter()
+                if self._stop_requested():
+                    reason, message = "stopped", f"stopped on request at step {step}"
+                    stop_training = True
+                    break
+                if c.eval_every and step % c.eval_every == 0 and i < steps_per_epoch:
+                    t0 = time.perf_counter()
+                    patience_out = run_eval(epoch)
+                    eval_seconds += time.perf_counter() - t0
+                    window_start += time.perf_counter() - t0
+                    if patience_out:
+                        reason, message = "early_stopping", f"validation loss stopped improving (patience {c.patience})"
+                        stop_training = True
+                        break
+            train_seconds = time.perf_counter() - epoch_start - eval_seconds
+            if reason == "diverged":
+                break
+            epochs_run = epoch
+            epoch_seconds.append(train_seconds)
+            epoch_tps.append(epoch_tokens / max(train_seconds, 1e-9))
+            n_seen = max(1, len(self.train_loader.encoded))
+            self.callback(
+                {
+                    "type": "epoch",
+                    "epoch": epoch,
+                    "step": step,
+                    "seconds": train_seconds,
+                    "train_loss": float(epoch_loss) / n_seen,
+                    "tokens": epoch_tokens,
+                    "tokens_per_second": epoch_tps[-1],
+                }
+            )
+            if stop_training and reason == "stopped" and step == 0:
+                break
+            patience_out = run_eval(epoch)
+            if stop_training:
+                break
+            if patience_out:
+                reason, message = "early_stopping", f"validation loss stopped improving (patience {c.patience})"
+                break
+
+        if reason == "diverged" and not math.isfinite(best["val_loss"]):
+            self.callback({"type": "done", "reason": reason, "message": message})
+            raise TrainingError(message)
+        model.load_state_dict(best_state)
+        seconds = time.perf_counter() - started
+        result = TrainResult(
+            reason=reason,
+            message=message,
+            epochs_run=epochs_run,
+            best_step=best["step"],
+            best_epoch=best["epoch"],
+            best_val_loss=best["val_loss"],
+            seconds=seconds,
+            epoch_seconds=epoch_seconds,
+            epoch_tokens_per_second=epoch_tps,
+        )
+        self.callback(
+            {
+                "type": "done",
+                "reason": reason,
+                "message": message,
+                "best_step": result.best_step,
+                "best_epoch": result.best_epoch,
+                "best_val_loss": result.best_val_loss,
+                "epochs_run": epochs_run,
+                "seconds": seconds,
+            }
+        )
+        return result
