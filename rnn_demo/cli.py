@@ -85,6 +85,8 @@ def _add_train_flags(parser: argparse.ArgumentParser) -> None:
     model.add_argument("--dropout", type=float, help="dropout on embeddings, between layers and before the head")
     model.add_argument("--pooling", choices=POOLINGS, help="how token states become one vector")
     model.add_argument("--head-hidden", type=int, help="width of an extra hidden layer in the head (0 = none)")
+    model.add_argument("--gate-bias", type=float,
+                       help="initial LSTM forget-gate / GRU update-gate bias (higher = remembers longer at first)")
     model.add_argument("--vectors", metavar="NAME|PATH",
                        help="initial word vectors: 'imdb' (learned offline from IMDB text) or a GloVe/word2vec file")
     model.add_argument("--no-vectors", action="store_true", help="start from random word vectors")
@@ -112,7 +114,7 @@ _FLAG_FIELDS: dict[str, tuple[str, str]] = {
     "max_vocab": ("text", "max_vocab"), "max_tokens": ("text", "max_tokens"),
     "cell": ("model", "cell"), "embedding_dim": ("model", "embedding_dim"), "hidden_size": ("model", "hidden_size"),
     "num_layers": ("model", "num_layers"), "bidirectional": ("model", "bidirectional"), "dropout": ("model", "dropout"),
-    "pooling": ("model", "pooling"), "head_hidden": ("model", "head_hidden"), "vectors": ("model", "pretrained_vectors"),
+    "pooling": ("model", "pooling"), "head_hidden": ("model", "head_hidden"), "gate_bias": ("model", "gate_bias"), "vectors": ("model", "pretrained_vectors"),
     "freeze_embeddings": ("model", "freeze_embeddings"),
     "epochs": ("train", "epochs"), "batch_size": ("train", "batch_size"), "lr": ("train", "lr"),
     "optimizer": ("train", "optimizer"), "weight_decay": ("train", "weight_decay"), "patience": ("train", "patience"),
@@ -293,6 +295,16 @@ def cmd_download(args: argparse.Namespace) -> None:
     _emit({"path": str(path)}, args.json, lambda: print(f"AG News is ready in {path}; train with --dataset ag_news"))
 
 
+def cmd_build_checkpoints(args: argparse.Namespace) -> None:
+    from rnn_demo.checkpoints import shipped_runs_dir
+    from rnn_demo.experiment import build_shipped_runs
+
+    out = Path(args.out) if args.out else shipped_runs_dir()
+    summaries = build_shipped_runs(out, callback=_ProgressBar(enabled=True), on_stage=lambda s: print(f"{s} …", file=sys.stderr))
+    rows = [{"run_dir": str(s.run_dir), "test_accuracy": s.test["accuracy"]} for s in summaries]
+    _emit({"runs": rows}, args.json, lambda: print("\n".join(f"{r['run_dir']}: test accuracy {r['test_accuracy']:.4f}" for r in rows)))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m rnn_demo", description="Train, evaluate and query RNN text classifiers.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -319,6 +331,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", choices=DEVICES, default="cpu", help="where to run the model")
     add("runs", "list shipped and saved runs", cmd_runs)
     add("download", "download AG News (explicit, one time; needs internet)", cmd_download)
+    p = add("build-checkpoints", "retrain the shipped demo runs in checkpoints/ (a few minutes)", cmd_build_checkpoints)
+    p.add_argument("--out", metavar="DIR", help="write them here instead of checkpoints/")
     return parser
 
 

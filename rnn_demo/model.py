@@ -33,6 +33,7 @@ class ModelConfig:
     dropout: float = 0.3  # on embeddings, between layers and before the head
     pooling: str = "last"  # "last" state, "max"/"mean" over real tokens, or learned "attention"
     head_hidden: int = 0  # width of an extra ReLU layer in the head; 0 = linear head
+    gate_bias: float = 1.0  # initial bias of the LSTM forget gate / GRU update gate: > 0 starts the cell remembering
     freeze_embeddings: bool = False  # keep pretrained vectors fixed during training
     pretrained_vectors: str | None = None  # initial word vectors: a built-in name ("imdb") or a GloVe/word2vec file
 
@@ -111,6 +112,7 @@ class RecurrentClassifier(nn.Module):
             )
             for i in range(config.num_layers)
         )
+        self._init_gate_biases(config.gate_bias)
         self.dropout = nn.Dropout(config.dropout)
         width = config.output_size
         if config.pooling == "attention":
@@ -125,6 +127,23 @@ class RecurrentClassifier(nn.Module):
             )
         else:
             self.head = nn.Linear(width, config.num_classes)
+
+    @torch.no_grad()
+    def _init_gate_biases(self, value: float) -> None:
+        """Sets the bias of the gate that keeps the old state (Jozefowicz et al., 2015).
+
+        PyTorch's default biases make gates start half open, so a gated cell forgets
+        a signal within a few dozen steps until training discovers otherwise; a
+        positive bias starts it remembering, which is what long-range tasks need.
+        LSTM gate order is (input, forget, cell, output), GRU's is (reset, update, new);
+        either way the gate is the second block of ``hidden_size`` rows.
+        """
+        if self.config.cell == "rnn":
+            return
+        h = self.config.hidden_size
+        for name, param in self.layers.named_parameters():
+            if name.rsplit(".", 1)[-1].startswith("bias_"):
+                param[h : 2 * h] = value if "bias_ih" in name else 0.0
 
     def forward(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """Class logits.

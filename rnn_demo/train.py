@@ -17,7 +17,7 @@ import copy
 import math
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
@@ -188,6 +188,7 @@ class Trainer:
         )
         weights = self._class_weights() if config.class_weights else None
         self.loss_fn = nn.CrossEntropyLoss(weight=weights)
+        self.result: TrainResult | None = None
 
     def _make_optimizer(self) -> torch.optim.Optimizer:
         params = [p for p in self.model.parameters() if p.requires_grad]
@@ -207,10 +208,24 @@ class Trainer:
         return self.stop is not None and self.stop.is_set()
 
     def fit(self) -> TrainResult:
-        """Runs the training loop.
+        """Runs the training loop to the end.
 
         Returns:
             How training ended; the model holds the best-validation weights.
+
+        Raises:
+            TrainingError: The loss became NaN or infinite before any usable weights existed.
+        """
+        for _ in self.iter_steps():
+            pass
+        assert self.result is not None
+        return self.result
+
+    def iter_steps(self) -> Iterator[int]:
+        """The training loop as a generator that yields the step number after every step.
+
+        Lets a caller interleave several trainers in one process (the RNN/GRU/LSTM race).
+        When it is exhausted, ``self.result`` holds the ``TrainResult``.
 
         Raises:
             TrainingError: The loss became NaN or infinite before any usable weights existed.
@@ -283,7 +298,7 @@ class Trainer:
                     model.load_state_dict(best_state)
                     reason = "diverged"
                     message = (
-                        f"the loss became {float(loss)} at step {step + 1} (learning rate "
+                        f"the loss became {loss.item():g} at step {step + 1} (learning rate "
                         f"{self.optimizer.param_groups[0]['lr']:g}); lower the learning rate or keep "
                         "gradient clipping on"
                     )
@@ -302,6 +317,7 @@ class Trainer:
                 epoch_loss += loss_value.double().cpu() * len(batch.lengths)
                 window_loss += float(loss_value)
                 window_steps += 1
+                yield step
                 if step % c.log_every == 0 or i == steps_per_epoch:
                     now = time.perf_counter()
                     self.callback(
@@ -374,6 +390,7 @@ class Trainer:
             epoch_seconds=epoch_seconds,
             epoch_tokens_per_second=epoch_tps,
         )
+        self.result = result
         self.callback(
             {
                 "type": "done",
@@ -386,4 +403,3 @@ class Trainer:
                 "seconds": seconds,
             }
         )
-        return result

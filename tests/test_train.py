@@ -1,0 +1,105 @@
+import math
+import threading
+
+import pytest
+import torch
+
+from rnn_demo.batching import BatchLoader
+from rnn_demo.data import DatasetSpec, load_splits
+from rnn_demo.experiment import prepare_data
+from rnn_demo.model import ModelConfig, RecurrentClassifier
+from rnn_demo.text import TextConfig
+from rnn_demo.train import Trainer, TrainConfig, TrainingError, evaluate, seed_everything
+
+
+@pytest.fixture(scope="module")
+def negation():
+    return prepare_data(load_splits(DatasetSpec(name="negation")), TextConfig())
+
+
+def _trainer(data, events=None, stop=None, cell="gru", **train_kwargs):
+    cfg = TrainConfig(**{"epochs": 3, "lr": 5e-3, "batch_size": 32, "log_every": 1, **train_kwargs})
+    seed_everything(cfg.seed)
+    model = RecurrentClassifier(ModelConfig(vocab_size=len(data.vocab), num_classes=2, cell=cell,
+                                            embedding_dim=32, hidden_size=64, dropout=0.1))
+    callback = events.append if events is not None else None
+    return Trainer(model, BatchLoader(data.train, cfg.batch_size, shuffle=True), BatchLoader(data.validation, 256),
+                   cfg, callback=callback, stop=stop)
+
+
+def test_training_lowers_the_loss_and_reaches_95_percent_on_negation(negation):
+    events = []
+    trainer = _trainer(negation, events)
+    result = trainer.fit()
+    steps = [e for e in events if e["type"] == "step"]
+    assert sum(e["loss"] for e in steps[-10:]) / 10 < 0.5 * sum(e["loss"] for e in steps[:10]) / 10
+    test = evaluate(trainer.model, BatchLoader(negation.test, 256))
+    assert test.accuracy >= 0.95
+    assert result.reason in ("completed", "early_stopping")
+    kinds = [e["type"] for e in events]
+    assert kinds[0] == "start" and kinds[-1] == "done" and "eval" in kinds and "epoch" in kinds
+    assert all(e["tokens_per_second"] > 0 and e["grad_norm"] >= 0 for e in steps)
+
+
+def test_training_keeps_the_best_validation_weights(negation):
+    events = []
+    trainer = _trainer(negation, events, epochs=3)
+    result = trainer.fit()
+    evals = [e for e in events if e["type"] == "eval"]
+    best = min(evals, key=lambda e: e["val_loss"])
+    assert result.best_val_loss == pytest.approx(best["val_loss"])
+    again = evaluate(trainer.model, BatchLoader(negation.validation, 256))
+    assert again.loss == pytest.approx(best["val_loss"], rel=1e-5)
+
+
+def test_stop_request_from_another_thread_ends_training_and_keeps_best_weights(negation):
+    stop = threading.Event()
+    events = []
+
+    def callback(event):
+        events.append(event)
+        if event["type"] == "step" and event["step"] == 20:
+            stop.set()
+
+    trainer = _trainer(negation, stop=stop, epochs=50)
+    trainer.callback = callback
+    result = trainer.fit()
+    assert result.reason == "stopped"
+    assert max(e["step"] for e in events if e["type"] == "step") == 20
+    assert math.isfinite(result.best_val_loss)  # the partial epoch was evaluated and kept
+    assert events[-1]["type"] == "done" and events[-1]["reason"] == "stopped"
+
+
+def test_nan_loss_stops_with_a_clear_message(negation):
+    trainer = _trainer(negation)
+    with torch.no_grad():
+        trainer.model.embedding.weight.fill_(float("nan"))
+    events = []
+    trainer.callback = events.append
+    with pytest.raises(TrainingError, match="lower the learning rate"):
+        trainer.fit()
+    assert events[-1]["reason"] == "diverged"
+
+
+def test_training_is_deterministic_on_cpu_for_a_fixed_seed(negation):
+    def run():
+        trainer = _trainer(negation, epochs=1, seed=3)
+        trainer.fit()
+        return [p.detach().clone() for p in trainer.model.parameters()]
+
+    first, second = run(), run()
+    assert all(torch.equal(a, b) for a, b in zip(first, second))
+
+
+def test_step_generator_yields_every_step(negation):
+    trainer = _trainer(negation, epochs=1)
+    steps = list(trainer.iter_steps())
+    assert steps == list(range(1, len(trainer.train_loader) + 1))
+    assert trainer.result is not None and trainer.result.epochs_run == 1
+
+
+def test_bad_train_config_is_refused():
+    with pytest.raises(ValueError, match="adam, adamw, sgd"):
+        TrainConfig(optimizer="rmsprop")
+    with pytest.raises(ValueError, match="lr"):
+        TrainConfig(lr=0)
