@@ -1,0 +1,47 @@
+import numpy as np
+import pytest
+import torch
+
+from rnn_demo.text import Vocab
+from rnn_demo.vectors import VectorsError, cooccurrence_vectors, load_vectors_into, read_word_vectors, save_word_vectors
+
+
+def test_glove_and_word2vec_text_files_are_read_for_vocabulary_words(tmp_path):
+    vocab = Vocab.build([["good", "bad", "rare"]])
+    glove = tmp_path / "g.txt"
+    glove.write_text("good 1 2 3\nbad -1 -2 -3\nother 9 9 9\n")
+    vectors, found = read_word_vectors(glove, vocab)
+    assert vectors.shape == (5, 3)
+    assert found.tolist() == [False, False, True, True, False]  # <pad>, <unk>, bad, good, rare (alphabetical ties)
+    assert vectors[vocab.stoi["good"]].tolist() == [1, 2, 3]
+    w2v = tmp_path / "w.txt.gz"
+    save_word_vectors(w2v, ["good", "rare"], np.array([[1, 0, 0], [0, 1, 0]], dtype=np.float32))
+    vectors, found = read_word_vectors(w2v, vocab)
+    assert found[vocab.stoi["rare"]] and vectors[vocab.stoi["rare"]].tolist() == [0, 1, 0]
+
+
+def test_loading_into_an_embedding_checks_the_dimension_and_reports_coverage(tmp_path):
+    vocab = Vocab.build([["good", "bad"]])
+    path = tmp_path / "g.txt"
+    path.write_text("good 1 2\n")
+    emb = torch.nn.Embedding(len(vocab), 2)
+    assert load_vectors_into(emb, vocab, path) == pytest.approx(0.5)
+    assert emb.weight[vocab.stoi["good"]].tolist() == [1, 2]
+    with pytest.raises(VectorsError, match="--embedding-dim 2"):
+        load_vectors_into(torch.nn.Embedding(len(vocab), 5), vocab, path)
+    bad = tmp_path / "bad.txt"
+    bad.write_text("good 1 2\nbad 1 2 3\n")
+    with pytest.raises(VectorsError, match="earlier lines have 2"):
+        read_word_vectors(bad, vocab)
+
+
+def test_cooccurrence_vectors_put_words_used_alike_close_together():
+    rng = np.random.default_rng(0)
+    texts = []
+    for _ in range(3000):
+        animal, food = rng.choice(["cat", "dog", "cow"]), rng.choice(["bread", "rice", "soup"])
+        texts.append(["the", animal, "runs", "and", "sleeps", "while", "we", "cook", food, "with", "salt"])
+    words, vectors = cooccurrence_vectors(texts, dim=4, window=2, min_count=1)
+    v = {w: vectors[i] / np.linalg.norm(vectors[i]) for i, w in enumerate(words)}
+    assert v["cat"] @ v["dog"] > v["cat"] @ v["rice"]
+    assert v["bread"] @ v["soup"] > v["bread"] @ v["cow"]
