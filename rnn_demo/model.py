@@ -174,39 +174,76 @@ class RecurrentClassifier(nn.Module):
         """
         lengths_cpu = lengths.detach().to("cpu", torch.long)
         max_len = embedded.shape[1]
-        packed: PackedSequence = pack_padded_sequence(
-            self.dropout(embedded), lengths_cpu, batch_first=True, enforce_sorted=False
-        )
-        layer_outputs: list[torch.Tensor] = []
-        final = None
-        for i, layer in enumerate(self.layers):
-            if i > 0:
-                packed = packed._replace(data=self.dropout(packed.data))
-            packed, final = layer(packed)
-            if details:
-                out, _ = pad_packed_sequence(packed, batch_first=True, total_length=max_len)
-                layer_outputs.append(out)  # (B, T, D*H)
+        mask = padding_mask(lengths_cpu, max_len, embedded.device)  # (B, T) True at real tokens
+        if self.config.bidirectional:
+            layer_outputs, last_states = self._run_packed(embedded, lengths_cpu, details)
+        else:
+            layer_outputs, last_states = self._run_dense(embedded, lengths_cpu, mask)
 
         attention = None
         pooling = self.config.pooling
         if pooling == "last":
-            h_n = _final_hidden(final)  # (D, B, H) for the last layer
-            # Forward direction: state after each text's last real token; backward
-            # direction (if any): state after reading back to the first token.
-            pooled = torch.cat(list(h_n), dim=-1)  # (B, D*H)
+            pooled = last_states  # (B, D*H)
         else:
-            out = layer_outputs[-1] if details else pad_packed_sequence(packed, batch_first=True, total_length=max_len)[0]
-            mask = padding_mask(lengths_cpu, max_len, out.device)  # (B, T)
+            out = layer_outputs[-1]  # (B, T, D*H), zeros at padding
             if pooling == "max":
                 pooled = out.masked_fill(~mask[:, :, None], float("-inf")).max(dim=1).values
             elif pooling == "mean":
-                pooled = (out * mask[:, :, None]).sum(dim=1) / lengths_cpu.to(out.device, out.dtype)[:, None]
+                pooled = out.sum(dim=1) / lengths_cpu.to(out.device, out.dtype)[:, None]
             else:  # attention
                 scores = self.attention_score(torch.tanh(self.attention_proj(out))).squeeze(-1)  # (B, T)
                 attention = torch.softmax(scores.masked_fill(~mask, float("-inf")), dim=1)
                 pooled = torch.bmm(attention.unsqueeze(1), out).squeeze(1)  # (B, D*H)
-        logits = self.head(self.dropout(pooled))
-        return ForwardDetails(logits=logits, layer_outputs=layer_outputs, pooled=pooled, attention=attention)
+        if not details and self.config.bidirectional:
+            layer_outputs = []
+        return ForwardDetails(
+            logits=self.head(self.dropout(pooled)), layer_outputs=layer_outputs, pooled=pooled, attention=attention
+        )
+
+    def _run_dense(
+        self, embedded: torch.Tensor, lengths: torch.Tensor, mask: torch.Tensor
+    ) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """Left-to-right layers over the padded batch in one call per layer.
+
+        Padding sits after each text's real tokens, so it cannot influence the states
+        at real positions; running the whole padded tensor lets PyTorch use its fused
+        full-sequence kernels (2-5x faster on CPU than packed sequences). The work
+        spent on padding is kept small by length bucketing.
+        """
+        x = self.dropout(embedded)
+        outputs = []
+        for i, layer in enumerate(self.layers):
+            if i > 0:
+                x = self.dropout(x)
+            x, _ = layer(x)  # (B, T, H)
+            x = x * mask[:, :, None]  # zero the states computed over padding
+            outputs.append(x)
+        last = outputs[-1][torch.arange(len(lengths), device=x.device), lengths.to(x.device) - 1]  # (B, H)
+        return outputs, last
+
+    def _run_packed(
+        self, embedded: torch.Tensor, lengths: torch.Tensor, details: bool
+    ) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """Bidirectional layers over packed sequences, so the right-to-left direction
+        starts at each text's last real token rather than at the padding."""
+        max_len = embedded.shape[1]
+        packed: PackedSequence = pack_padded_sequence(
+            self.dropout(embedded), lengths, batch_first=True, enforce_sorted=False
+        )
+        outputs = []
+        final = None
+        last_index = len(self.layers) - 1
+        for i, layer in enumerate(self.layers):
+            if i > 0:
+                packed = packed._replace(data=self.dropout(packed.data))
+            packed, final = layer(packed)
+            if details or (i == last_index and self.config.pooling != "last"):
+                outputs.append(pad_packed_sequence(packed, batch_first=True, total_length=max_len)[0])  # (B, T, 2H)
+        h_n = _final_hidden(final)  # (2, B, H) for the last layer
+        # Forward direction: state after each text's last real token; backward
+        # direction: state after reading back to the first token.
+        return outputs, torch.cat(list(h_n), dim=-1)
+
 
     def hidden_states(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """Per-token hidden states of every layer and direction.
