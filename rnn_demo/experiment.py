@@ -41,7 +41,7 @@ _DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
     "imdb": {
         "text": {"min_freq": 2, "max_vocab": 30000, "max_tokens": 400},
         "model": {"cell": "lstm", "embedding_dim": 100, "hidden_size": 128, "pooling": "max", "dropout": 0.4},
-        "train": {"epochs": 6, "lr": 2e-3, "batch_size": 64, "patience": 1},
+        "train": {"epochs": 6, "lr": 2e-3, "batch_size": 64, "patience": 2},
     },
     "bbc_news": {
         "text": {"min_freq": 2, "max_vocab": 10000, "max_tokens": 400},
