@@ -1,4 +1,4 @@
-"""Command line: ``python -m rnn_demo {datasets,train,evaluate,predict,runs,download}``.
+"""Command line: ``python -m rnn_demo {datasets,train,evaluate,predict,explain,runs,download}``.
 
 Every command calls the same functions the app uses. With ``--json`` the last
 line on stdout is one JSON object; errors are one line on stderr and a non-zero
@@ -274,6 +274,32 @@ def cmd_predict(args: argparse.Namespace) -> None:
           args.json, human)
 
 
+def cmd_explain(args: argparse.Namespace) -> None:
+    from rnn_demo.explain import explain_tokens
+    from rnn_demo.predict import Predictor
+
+    text = " ".join(args.text)
+    if not text.strip():
+        raise ValueError("the text is empty; pass a sentence, e.g. explain RUN_DIR \"a gripping, funny film\"")
+    predictor = Predictor.load(args.run_dir, device=args.device)
+    class_index = None
+    if args.label is not None:
+        if args.label not in predictor.label_names:
+            names = ", ".join(predictor.label_names)
+            raise ValueError(f"unknown label {args.label!r}; this model's labels are {names}")
+        class_index = predictor.label_names.index(args.label)
+    result = explain_tokens(predictor, text, args.method, class_index=class_index, num_samples=args.samples,
+                            seed=args.seed)
+
+    def human() -> None:
+        print(f"{result.label} (p = {result.probabilities[result.class_index]:.3f}), {args.method}, "
+              f"{result.seconds:.2f} s")
+        for position, token, weight in result.top(args.top):
+            print(f"  {weight:+.4f}  {token}  (word {position + 1})")
+
+    _emit({"label": result.label, "tokens": result.pairs(), "seconds": result.seconds}, args.json, human)
+
+
 def cmd_runs(args: argparse.Namespace) -> None:
     runs = list_runs()
     rows = [{"name": r.name, "path": str(r.path), "shipped": r.shipped, "dataset": r.dataset_name, "cell": r.cell,
@@ -328,6 +354,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("predict", "predict the label of a text", cmd_predict)
     p.add_argument("run_dir", metavar="RUN_DIR", help="a run directory (see `runs`)")
     p.add_argument("text", nargs="+", metavar="TEXT", help="the text to classify")
+    p.add_argument("--device", choices=DEVICES, default="cpu", help="where to run the model")
+    p = add("explain", "show which words made a model predict its label", cmd_explain)
+    p.add_argument("run_dir", metavar="RUN_DIR", help="a run directory (see `runs`)")
+    p.add_argument("text", nargs="+", metavar="TEXT", help="the text to explain")
+    p.add_argument("--method", choices=("lime", "occlusion", "grad"), default="lime",
+                   help="lime (default), occlusion (leave one word out) or grad (gradient x input)")
+    p.add_argument("--samples", type=_positive_int, default=1000, help="LIME: perturbed texts (default 1000)")
+    p.add_argument("--seed", type=int, default=0, help="LIME: sampling seed (default 0)")
+    p.add_argument("--label", metavar="NAME", help="explain this class instead of the predicted one")
+    p.add_argument("--top", type=_positive_int, default=10, help="words listed without --json (default 10)")
     p.add_argument("--device", choices=DEVICES, default="cpu", help="where to run the model")
     add("runs", "list shipped and saved runs", cmd_runs)
     add("download", "download AG News (explicit, one time; needs internet)", cmd_download)

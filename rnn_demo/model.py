@@ -77,11 +77,6 @@ class ForwardDetails:
     attention: torch.Tensor | None  # (B, T) weights over tokens, zeros at padding; None unless pooling="attention"
 
 
-def _final_hidden(state: torch.Tensor | tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
-    """LSTMs return (h, c); the other cells return h. Only h is pooled."""
-    return state[0] if isinstance(state, tuple) else state
-
-
 def padding_mask(lengths: torch.Tensor, max_len: int, device: torch.device) -> torch.Tensor:
     """(B, T) bool mask, True at real tokens."""
     return torch.arange(max_len, device=device)[None, :] < lengths.to(device)[:, None]
@@ -173,36 +168,53 @@ class RecurrentClassifier(nn.Module):
             The logits and, with ``details``, the intermediate states.
         """
         lengths_cpu = lengths.detach().to("cpu", torch.long)
-        max_len = embedded.shape[1]
-        mask = padding_mask(lengths_cpu, max_len, embedded.device)  # (B, T) True at real tokens
+        mask = padding_mask(lengths_cpu, embedded.shape[1], embedded.device)  # (B, T) True at real tokens
         if self.config.bidirectional:
-            layer_outputs, last_states = self._run_packed(embedded, lengths_cpu, details)
+            layer_outputs = self._run_packed(embedded, lengths_cpu, details)
         else:
-            layer_outputs, last_states = self._run_dense(embedded, lengths_cpu, mask)
+            layer_outputs = self._run_dense(embedded, mask)
+        logits, pooled, attention = self.pool_and_classify(layer_outputs[-1], lengths_cpu, mask)
+        return ForwardDetails(
+            logits=logits, layer_outputs=layer_outputs if details else [], pooled=pooled, attention=attention
+        )
 
+    def pool_and_classify(
+        self, out: torch.Tensor, lengths: torch.Tensor, mask: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Pools the last layer's per-token states into one vector per text and applies the head.
+
+        Args:
+            out: (B, T, D*H) last-layer outputs, zeros at padding.
+            lengths: (B,) real lengths.
+            mask: (B, T) True at real tokens (computed from ``lengths`` when omitted).
+
+        Returns:
+            ``(logits (B, C), pooled (B, D*H), attention (B, T) or None)``.
+        """
+        lengths = lengths.detach().to("cpu", torch.long)
+        if mask is None:
+            mask = padding_mask(lengths, out.shape[1], out.device)
         attention = None
         pooling = self.config.pooling
         if pooling == "last":
-            pooled = last_states  # (B, D*H)
-        else:
-            out = layer_outputs[-1]  # (B, T, D*H), zeros at padding
-            if pooling == "max":
-                pooled = out.masked_fill(~mask[:, :, None], float("-inf")).max(dim=1).values
-            elif pooling == "mean":
-                pooled = out.sum(dim=1) / lengths_cpu.to(out.device, out.dtype)[:, None]
-            else:  # attention
-                scores = self.attention_score(torch.tanh(self.attention_proj(out))).squeeze(-1)  # (B, T)
-                attention = torch.softmax(scores.masked_fill(~mask, float("-inf")), dim=1)
-                pooled = torch.bmm(attention.unsqueeze(1), out).squeeze(1)  # (B, D*H)
-        if not details and self.config.bidirectional:
-            layer_outputs = []
-        return ForwardDetails(
-            logits=self.head(self.dropout(pooled)), layer_outputs=layer_outputs, pooled=pooled, attention=attention
-        )
+            # Forward direction: the state after each text's last real token; backward
+            # direction (if any): the state after reading back to the first token.
+            h = self.config.hidden_size
+            rows = torch.arange(out.shape[0], device=out.device)
+            pooled = out[rows, lengths.to(out.device) - 1, :h]  # (B, H)
+            if self.config.bidirectional:
+                pooled = torch.cat([pooled, out[:, 0, h:]], dim=-1)  # (B, 2H)
+        elif pooling == "max":
+            pooled = out.masked_fill(~mask[:, :, None], float("-inf")).max(dim=1).values
+        elif pooling == "mean":
+            pooled = (out * mask[:, :, None]).sum(dim=1) / lengths.to(out.device, out.dtype)[:, None]
+        else:  # attention
+            scores = self.attention_score(torch.tanh(self.attention_proj(out))).squeeze(-1)  # (B, T)
+            attention = torch.softmax(scores.masked_fill(~mask, float("-inf")), dim=1)
+            pooled = torch.bmm(attention.unsqueeze(1), out).squeeze(1)  # (B, D*H)
+        return self.head(self.dropout(pooled)), pooled, attention
 
-    def _run_dense(
-        self, embedded: torch.Tensor, lengths: torch.Tensor, mask: torch.Tensor
-    ) -> tuple[list[torch.Tensor], torch.Tensor]:
+    def _run_dense(self, embedded: torch.Tensor, mask: torch.Tensor) -> list[torch.Tensor]:
         """Left-to-right layers over the padded batch in one call per layer.
 
         Padding sits after each text's real tokens, so it cannot influence the states
@@ -218,32 +230,28 @@ class RecurrentClassifier(nn.Module):
             x, _ = layer(x)  # (B, T, H)
             x = x * mask[:, :, None]  # zero the states computed over padding
             outputs.append(x)
-        last = outputs[-1][torch.arange(len(lengths), device=x.device), lengths.to(x.device) - 1]  # (B, H)
-        return outputs, last
+        return outputs
 
-    def _run_packed(
-        self, embedded: torch.Tensor, lengths: torch.Tensor, details: bool
-    ) -> tuple[list[torch.Tensor], torch.Tensor]:
+    def _run_packed(self, embedded: torch.Tensor, lengths: torch.Tensor, details: bool) -> list[torch.Tensor]:
         """Bidirectional layers over packed sequences, so the right-to-left direction
-        starts at each text's last real token rather than at the padding."""
+        starts at each text's last real token rather than at the padding.
+
+        Returns:
+            Per-layer (B, T, 2H) outputs, zeros at padding (only the last layer unless ``details``).
+        """
         max_len = embedded.shape[1]
         packed: PackedSequence = pack_padded_sequence(
             self.dropout(embedded), lengths, batch_first=True, enforce_sorted=False
         )
         outputs = []
-        final = None
         last_index = len(self.layers) - 1
         for i, layer in enumerate(self.layers):
             if i > 0:
                 packed = packed._replace(data=self.dropout(packed.data))
-            packed, final = layer(packed)
-            if details or (i == last_index and self.config.pooling != "last"):
-                outputs.append(pad_packed_sequence(packed, batch_first=True, total_length=max_len)[0])  # (B, T, 2H)
-        h_n = _final_hidden(final)  # (2, B, H) for the last layer
-        # Forward direction: state after each text's last real token; backward
-        # direction: state after reading back to the first token.
-        return outputs, torch.cat(list(h_n), dim=-1)
-
+            packed, _ = layer(packed)
+            if details or i == last_index:
+                outputs.append(pad_packed_sequence(packed, batch_first=True, total_length=max_len)[0])
+        return outputs
 
     def hidden_states(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """Per-token hidden states of every layer and direction.

@@ -1,0 +1,83 @@
+"""Internals: why plain RNNs forget (vanishing gradients) and maps of hidden states."""
+
+import streamlit as st
+
+from rnn_demo import explain
+from rnn_demo.checkpoints import CheckpointError
+from rnn_demo.plots import explanations as plots
+from rnn_demo.ui import explain_panel as panel
+from rnn_demo.ui import state, widgets
+
+state.require_app_frame()
+st.title("Internals")
+
+# ---- Vanishing-gradient lab ------------------------------------------------------------
+st.header("Vanishing gradients: RNN vs GRU vs LSTM")
+lab = explain.LabSettings()
+st.markdown(
+    "On the **long-range** task the class is decided by the *first* word, followed by random distractor words. "
+    "The model must carry that word to the end. The gradient that teaches it has to flow back through every step: "
+    "in a plain RNN it shrinks at each step, while the gates of GRUs and LSTMs let it through."
+)
+status, progress = panel.lab_status(lab)
+result = explain.load_vanishing_lab(lab)
+if status == "running":
+    panel.render_lab_progress(lab)
+else:
+    label = "Run the quick runs" if result is None else "Run them again"
+    if st.button(label, key="internals.run_lab", type="primary" if result is None else "secondary",
+                 help=f"{len(lab.cells) * len(lab.distractors)} small runs in a background process, about a minute"):
+        panel.start_vanishing_lab(lab)
+        st.rerun()
+    if status == "failed":
+        st.error(f"The last sweep failed ({progress.get('message', '')}). Press the button to try again.")
+if result is None:
+    st.info("No results yet: press the button to train the three cells at "
+            f"{', '.join(map(str, lab.distractors))} distractors (results are kept for next time).")
+else:
+    left, right = st.columns(2)
+    left.plotly_chart(plots.accuracy_vs_distractors(result.distractors, result.accuracy,
+                                                    title="Test accuracy against sequence length"))
+    weights = right.radio("Weights", ["trained", "untrained"], horizontal=True, key="internals.lab_weights")
+    curves = {cell.upper(): g[weights] for cell, g in result.gradients.items() if weights in g}
+    right.plotly_chart(plots.gradient_through_time_chart(
+        curves, colors={c.upper(): plots.CELL_COLORS[c] for c in result.gradients},
+        title=f"Gradient reaching each step ({result.gradient_distractors} distractors)"))
+    st.caption(
+        "Right: ‖∂loss/∂hₜ‖ relative to the last step, log scale. "
+        f"{lab.n:,} sequences per run, {lab.hidden_size} hidden units, {lab.epochs} epochs of Adam (lr {lab.lr}); "
+        f"LSTM forget and GRU update gates start at bias {lab.memory_gate_bias:g}. Gradient curves: median over "
+        f"{lab.gradient_examples} validation sequences. Computed {result.created} in {result.seconds:.0f} s."
+    )
+
+# ---- Hidden-state map ------------------------------------------------------------------
+st.header("Hidden-state map")
+st.markdown("Each point is a validation text, placed by a 2-D PCA of the model's final hidden state. "
+            "Type a sentence to see the path its state takes, word by word.")
+info = widgets.run_picker()
+if info is None:
+    st.stop()
+try:
+    predictor = state.load_predictor(info)
+    state_map = panel.state_map(predictor)
+except (CheckpointError, OSError) as exc:
+    st.error(f"This model cannot be loaded: {exc}. Pick another one or train it again.")
+    st.stop()
+except explain.ExplainError as exc:
+    st.warning(f"No map for this model: {exc}.")
+    st.stop()
+figure = plots.pca_scatter(state_map.coords, state_map.labels, state_map.label_names, texts=state_map.texts,
+                           predicted=state_map.predicted, explained=state_map.basis.explained_variance_ratio)
+text = st.text_input("Sentence to trace", key=state.persist("internals.text", ""),
+                     placeholder="e.g. the plot is thin but the acting is wonderful")
+if text.strip():
+    try:
+        path = explain.hidden_trajectory(predictor, text, basis=state_map.basis)
+        figure = plots.pca_trajectory(path.coords, path.tokens, background=figure)
+    except explain.ExplainError as exc:
+        st.warning(f"{exc}.")
+st.plotly_chart(figure, key="internals.map")
+st.caption(f"{len(state_map.texts):,} validation texts; crosses are misclassified. "
+           + ("For a bidirectional model the path shows both directions' states at each word, so it need not end "
+              "at the text's point." if predictor.model.config.bidirectional else
+              "The path ends where the text's final state lies on the map."))

@@ -1,0 +1,392 @@
+"""Figures for explanations and for looking inside the network.
+
+Plain arrays and lists in, Plotly figures (or an HTML string) out; no torch, no Streamlit.
+Every user-derived string (tokens, texts) is passed through ``html.escape`` before it
+reaches a figure, because Plotly interprets a subset of HTML in labels and hover text
+(and decodes the entities back, so an escaped ``<`` still shows as ``<``).
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+POSITIVE = "#1a7f37"  # supports the explained class
+NEGATIVE = "#cf222e"  # speaks against it
+CELL_COLORS = {"rnn": "#cf222e", "gru": "#0969da", "lstm": "#8250df"}
+CLASS_COLORS = (
+    "#0969da", "#cf222e", "#1a7f37", "#bf8700", "#8250df", "#57606a", "#e16f24", "#1b7c83", "#bc4c00", "#6e7781",
+)  # fmt: skip
+METHOD_TITLES = {"lime": "LIME", "occlusion": "Occlusion", "grad": "Gradient × input"}
+
+
+def _safe(text: str) -> str:
+    return html.escape(str(text), quote=True)
+
+
+def _token_ticks(tokens: Sequence[str]) -> dict:
+    """Axis settings that show tokens at positions 0..T-1 (repeated words stay separate)."""
+    return {"tickmode": "array", "tickvals": list(range(len(tokens))), "ticktext": [_safe(t) for t in tokens]}
+
+
+def _layout(fig: go.Figure, title: str | None, height: int) -> go.Figure:
+    fig.update_layout(
+        title=_safe(title) if title else None,
+        height=height,
+        margin={"l": 10, "r": 10, "t": 50 if title else 20, "b": 10},
+        template="plotly_white",
+    )
+    return fig
+
+
+# --------------------------------------------------------------------------------------
+# Word importance
+# --------------------------------------------------------------------------------------
+
+
+def token_html(
+    tokens: Sequence[str], weights: Sequence[float], *, max_abs: float | None = None, joiner: str = " "
+) -> str:
+    """Tokens as coloured spans (green = supports the class, red = against), for ``st.html``.
+
+    Every token goes through ``html.escape``: a text containing ``<script>`` is shown as
+    text, never run.
+
+    Args:
+        tokens: The tokens in text order.
+        weights: One weight per token.
+        max_abs: Weight of full colour; default the largest ``|weight|``.
+        joiner: Put between tokens (``""`` for character models).
+
+    Returns:
+        An HTML fragment.
+    """
+    w = np.asarray(weights, dtype=np.float64)
+    if len(w) != len(tokens):
+        raise ValueError(f"{len(tokens)} tokens but {len(w)} weights")
+    scale = float(max_abs) if max_abs else float(np.abs(w).max(initial=0.0))
+    spans = []
+    for token, weight in zip(tokens, w):
+        alpha = min(1.0, abs(weight) / scale) if scale > 0 else 0.0
+        rgb = "26,127,55" if weight >= 0 else "207,34,46"
+        spans.append(
+            f'<span title="{_safe(f"{weight:+.4f}")}" style="background: rgba({rgb},{alpha * 0.75:.3f}); '
+            f'padding: 1px 3px; border-radius: 3px; line-height: 1.9">{_safe(token)}</span>'
+        )
+    return f'<div style="font-size: 1.05rem">{_safe(joiner).join(spans)}</div>'
+
+
+def token_weight_bars(
+    tokens: Sequence[str], weights: Sequence[float], *, top_k: int = 15, title: str | None = None
+) -> go.Figure:
+    """Horizontal bars of the ``top_k`` tokens with the largest ``|weight|``, largest on top."""
+    w = np.asarray(weights, dtype=np.float64)
+    order = np.argsort(-np.abs(w), kind="stable")[:top_k][::-1]
+    labels = [f"{_safe(tokens[i])} <span style='color:#888'>#{i + 1}</span>" for i in order]
+    fig = go.Figure(
+        go.Bar(
+            x=w[order],
+            y=list(range(len(order))),
+            orientation="h",
+            marker_color=[POSITIVE if w[i] >= 0 else NEGATIVE for i in order],
+            hovertemplate="%{customdata}: %{x:+.4f}<extra></extra>",
+            customdata=[_safe(tokens[i]) for i in order],
+        )
+    )
+    fig.update_yaxes(tickmode="array", tickvals=list(range(len(order))), ticktext=labels)
+    fig.update_xaxes(title="weight (→ supports the class)", zeroline=True, zerolinecolor="#999")
+    return _layout(fig, title, height=120 + 24 * len(order))
+
+
+def method_comparison(
+    tokens: Sequence[str],
+    weights: Mapping[str, Sequence[float]],
+    agreement: Mapping[str, float | None] | None = None,
+    *,
+    title: str | None = None,
+) -> go.Figure:
+    """The weights of several methods side by side, tokens in text order (top to bottom).
+
+    Each method's weights are scaled to a largest ``|weight|`` of 1 so they can be compared;
+    the subtitle lists the Spearman rank agreement of each pair.
+    """
+    names = list(weights)
+    fig = make_subplots(
+        rows=1, cols=len(names), shared_yaxes=True, horizontal_spacing=0.03,
+        subplot_titles=[METHOD_TITLES.get(n, n) for n in names],
+    )  # fmt: skip
+    positions = list(range(len(tokens)))
+    for col, name in enumerate(names, start=1):
+        w = np.asarray(weights[name], dtype=np.float64)
+        top = np.abs(w).max(initial=0.0)
+        scaled = w / top if top > 0 else w
+        fig.add_trace(
+            go.Bar(
+                x=scaled, y=positions, orientation="h", showlegend=False,
+                marker_color=[POSITIVE if v >= 0 else NEGATIVE for v in w],
+                customdata=np.stack([w], axis=-1), hovertext=[_safe(t) for t in tokens],
+                hovertemplate="%{hovertext}: %{customdata[0]:+.4f}<extra></extra>",
+            ),  # fmt: skip
+            row=1,
+            col=col,
+        )
+        fig.update_xaxes(range=[-1.05, 1.05], row=1, col=col, zeroline=True, zerolinecolor="#999")
+    fig.update_yaxes(autorange="reversed", **_token_ticks(tokens), row=1, col=1)
+    fig = _layout(fig, None, height=160 + 22 * len(tokens))
+    lines = [_safe(title)] if title else []
+    if agreement:
+        parts = [
+            f"{METHOD_TITLES.get(a, a)} ~ {METHOD_TITLES.get(b, b)}: " + ("n/a" if rho is None else f"ρ = {rho:+.2f}")
+            for key, rho in agreement.items()
+            for a, b in [key.split("~", 1)]
+        ]
+        lines.append(f"<span style='font-size: 12px'>Spearman rank agreement: {_safe(' · '.join(parts))}</span>")
+    if lines:
+        fig.update_layout(title={"text": "<br>".join(lines), "y": 0.99, "yanchor": "top"}, margin={"t": 80})
+    return fig
+
+
+def prediction_trace_chart(
+    tokens: Sequence[str], probabilities: np.ndarray, label_names: Sequence[str], *, title: str | None = None
+) -> go.Figure:
+    """Class probabilities after each token (x: the token just read)."""
+    probs = np.asarray(probabilities, dtype=np.float64)
+    fig = go.Figure()
+    x = list(range(len(tokens)))
+    for c, name in enumerate(label_names):
+        fig.add_trace(
+            go.Scatter(
+                x=x, y=probs[:, c], mode="lines+markers", name=_safe(name),
+                line={"color": CLASS_COLORS[c % len(CLASS_COLORS)]},
+                hovertext=[_safe(t) for t in tokens],
+                hovertemplate="after “%{hovertext}”: %{y:.3f}<extra>" + _safe(name) + "</extra>",
+            )  # fmt: skip
+        )
+    fig.update_xaxes(**_token_ticks(tokens), tickangle=-45)
+    fig.update_yaxes(range=[0, 1], title="probability")
+    return _layout(fig, title, height=360)
+
+
+def attention_bars(tokens: Sequence[str], attention: Sequence[float], *, title: str | None = None) -> go.Figure:
+    """Attention weight of every token, in text order."""
+    weights = np.asarray(attention, dtype=np.float64)
+    fig = go.Figure(go.Bar(x=list(range(len(tokens))), y=weights, marker_color="#0969da"))
+    fig.update_xaxes(**_token_ticks(tokens), tickangle=-45)
+    fig.update_yaxes(title="attention weight")
+    return _layout(fig, title, height=320)
+
+
+# --------------------------------------------------------------------------------------
+# Hidden states and gates
+# --------------------------------------------------------------------------------------
+
+
+def hidden_state_heatmap(
+    states: np.ndarray,
+    tokens: Sequence[str],
+    *,
+    order: Sequence[int] | None = None,
+    max_units: int | None = None,
+    title: str | None = None,
+    zmin: float = -1.0,
+    zmax: float = 1.0,
+    colorscale: str = "RdBu",
+) -> go.Figure:
+    """Units (rows, in ``order``) × tokens (columns) of one layer/direction.
+
+    Args:
+        states: (H, T) values.
+        tokens: The T tokens.
+        order: Unit order (e.g. from ``rnn_demo.explain.order_units``); default 0..H-1.
+        max_units: Show only the first ``max_units`` units of ``order``.
+    """
+    values = np.asarray(states, dtype=np.float64)
+    order = np.arange(values.shape[0]) if order is None else np.asarray(order)
+    if max_units:
+        order = order[:max_units]
+    fig = go.Figure(
+        go.Heatmap(
+            z=values[order], x=list(range(len(tokens))), y=list(range(len(order))),
+            zmin=zmin, zmax=zmax, zmid=0 if zmin < 0 < zmax else None,
+            colorscale=colorscale, reversescale=colorscale == "RdBu",  # red = high
+            customdata=np.array([[f"unit {u}" for _ in tokens] for u in order]),
+            hovertext=[[_safe(t) for t in tokens] for _ in order],
+            hovertemplate="%{customdata}, “%{hovertext}”: %{z:.3f}<extra></extra>",
+        )  # fmt: skip
+    )
+    fig.update_xaxes(**_token_ticks(tokens), tickangle=-45)
+    fig.update_yaxes(autorange="reversed", title=f"units ({len(order)})", showticklabels=False)
+    return _layout(fig, title, height=min(900, 160 + 6 * len(order)))
+
+
+def gate_heatmaps(
+    gates: Mapping[str, np.ndarray],
+    tokens: Sequence[str],
+    *,
+    order: Sequence[int] | None = None,
+    max_units: int | None = 64,
+) -> go.Figure:
+    """One heatmap per gate (units × tokens), gates in [0, 1], candidate and cell state in [-1, 1]."""
+    names = list(gates)
+    fig = make_subplots(rows=len(names), cols=1, shared_xaxes=True, vertical_spacing=0.04,
+                        subplot_titles=[f"{n} gate" if n not in ("candidate", "cell") else
+                                        ("candidate" if n == "candidate" else "cell state c_t") for n in names])
+    rows_shown = 0
+    for row, name in enumerate(names, start=1):
+        values = np.asarray(gates[name], dtype=np.float64)
+        units = np.arange(values.shape[0]) if order is None else np.asarray(order)
+        if max_units:
+            units = units[:max_units]
+        rows_shown = len(units)
+        signed = name in ("candidate", "cell")
+        limit = max(1.0, float(np.abs(values).max(initial=0.0))) if name == "cell" else 1.0
+        fig.add_trace(
+            go.Heatmap(
+                z=values[units], x=list(range(len(tokens))), y=list(range(len(units))),
+                zmin=-limit if signed else 0.0, zmax=limit, colorscale="RdBu" if signed else "Viridis",
+                reversescale=signed, showscale=False,
+                hovertext=[[_safe(t) for t in tokens] for _ in units],
+                hovertemplate=f"{name}, unit %{{y}}, “%{{hovertext}}”: %{{z:.3f}}<extra></extra>",
+            ),  # fmt: skip
+            row=row,
+            col=1,
+        )
+        fig.update_yaxes(autorange="reversed", showticklabels=False, row=row, col=1)
+    fig.update_xaxes(**_token_ticks(tokens), tickangle=-45, row=len(names), col=1)
+    return _layout(fig, None, height=80 + len(names) * max(120, 4 * rows_shown))
+
+
+# --------------------------------------------------------------------------------------
+# Gradients and the vanishing-gradient lab
+# --------------------------------------------------------------------------------------
+
+
+def gradient_through_time_chart(
+    norms: Mapping[str, Sequence[float]],
+    *,
+    tokens: Sequence[str] | None = None,
+    relative: bool = True,
+    title: str | None = None,
+    colors: Mapping[str, str] | None = None,
+    dashes: Mapping[str, str] | None = None,
+) -> go.Figure:
+    """``‖∂loss/∂h_t‖`` against the time step on a log scale, one line per series.
+
+    Args:
+        norms: Series name -> (T,) norms.
+        tokens: Token labels for the x axis (default: step numbers).
+        relative: Divide each series by its largest value.
+        colors: Optional series name -> colour.
+        dashes: Optional series name -> dash style ("dot", "dash" …).
+    """
+    fig = go.Figure()
+    for name, values in norms.items():
+        y = np.asarray(values, dtype=np.float64)
+        if relative and y.size and y.max() > 0:
+            y = y / y.max()
+        y = np.where(y > 0, y, np.nan)  # log axis: zeros are not drawable
+        fig.add_trace(
+            go.Scatter(
+                x=list(range(len(y))), y=y, mode="lines", name=_safe(name),
+                line={"color": (colors or {}).get(name), "dash": (dashes or {}).get(name, "solid")},
+            )  # fmt: skip
+        )
+    axis_title = "‖∂loss/∂hₜ‖" + (" (relative)" if relative else "")
+    fig.update_yaxes(type="log", title=axis_title, exponentformat="power")
+    if tokens is not None and len(tokens) <= 60:
+        fig.update_xaxes(**_token_ticks(tokens), tickangle=-45)
+    else:
+        fig.update_xaxes(title="time step t")
+    return _layout(fig, title, height=380)
+
+
+def accuracy_vs_distractors(
+    distractors: Sequence[int], accuracy: Mapping[str, Sequence[float]], *, title: str | None = None
+) -> go.Figure:
+    """Test accuracy of each cell against the number of distractor words."""
+    fig = go.Figure()
+    for cell, values in accuracy.items():
+        fig.add_trace(
+            go.Scatter(
+                x=list(distractors), y=list(values), mode="lines+markers", name=_safe(cell.upper()),
+                line={"color": CELL_COLORS.get(cell)},
+            )  # fmt: skip
+        )
+    fig.add_hline(y=0.5, line_dash="dot", line_color="#999", annotation_text="chance (2 classes)")
+    fig.update_xaxes(title="distractor words between the signal and the end", type="log", tickvals=list(distractors))
+    fig.update_yaxes(title="test accuracy", range=[0.3, 1.02])
+    return _layout(fig, title, height=360)
+
+
+# --------------------------------------------------------------------------------------
+# PCA pictures
+# --------------------------------------------------------------------------------------
+
+
+def pca_scatter(
+    coords: np.ndarray,
+    labels: Sequence[int],
+    label_names: Sequence[str],
+    *,
+    texts: Sequence[str] | None = None,
+    predicted: Sequence[int] | None = None,
+    title: str | None = None,
+    explained: Sequence[float] | None = None,
+) -> go.Figure:
+    """Points coloured by class; wrongly predicted points drawn as crosses."""
+    xy = np.asarray(coords, dtype=np.float64)
+    labels = np.asarray(labels)
+    pred = np.asarray(predicted) if predicted is not None else labels
+    fig = go.Figure()
+    for c, name in enumerate(label_names):
+        for wrong in (False, True):
+            mask = (labels == c) & ((pred != labels) if wrong else (pred == labels))
+            if not mask.any():
+                continue
+            hover = None
+            if texts:
+                hover = [_safe(texts[i][:120] + ("…" if len(texts[i]) > 120 else "")) for i in np.flatnonzero(mask)]
+            fig.add_trace(
+                go.Scattergl(
+                    x=xy[mask, 0], y=xy[mask, 1], mode="markers",
+                    name=_safe(name) + (" (misclassified)" if wrong else ""),
+                    marker={"color": CLASS_COLORS[c % len(CLASS_COLORS)], "size": 9 if wrong else 6,
+                            "symbol": "x" if wrong else "circle", "opacity": 0.9 if wrong else 0.6},
+                    hovertext=hover, hoverinfo="text" if hover else None,
+                )  # fmt: skip
+            )
+    ev = list(explained) if explained is not None else [None, None]
+    fig.update_xaxes(title="PC 1" + (f" ({ev[0]:.0%} of variance)" if ev[0] is not None else ""))
+    fig.update_yaxes(title="PC 2" + (f" ({ev[1]:.0%})" if ev[1] is not None else ""))
+    return _layout(fig, title, height=480)
+
+
+def pca_trajectory(
+    coords: np.ndarray, tokens: Sequence[str], *, background: go.Figure | None = None, title: str | None = None
+) -> go.Figure:
+    """The path of the hidden state through a text, one labelled point per token.
+
+    Args:
+        coords: (T, 2) projected states.
+        tokens: The T tokens.
+        background: A figure to draw on (e.g. ``pca_scatter`` of the validation map).
+    """
+    xy = np.asarray(coords, dtype=np.float64)
+    fig = go.Figure(background) if background is not None else go.Figure()
+    fig.add_trace(
+        go.Scatter(
+            x=xy[:, 0], y=xy[:, 1], mode="lines+markers+text", name="this text",
+            text=[_safe(t) for t in tokens], textposition="top center",
+            marker={"color": np.arange(len(tokens)), "colorscale": "Viridis", "size": 10,
+                    "line": {"color": "black", "width": 1}},
+            line={"color": "rgba(0,0,0,0.6)", "width": 2},
+            hovertext=[f"{i + 1}. {_safe(t)}" for i, t in enumerate(tokens)], hoverinfo="text",
+        )  # fmt: skip
+    )
+    if len(xy):
+        fig.add_annotation(x=xy[0, 0], y=xy[0, 1], text="start", showarrow=True, arrowhead=2, ax=-30, ay=-30)
+    return _layout(fig, title, height=480)

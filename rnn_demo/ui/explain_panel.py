@@ -1,0 +1,360 @@
+"""The explanation panel below a prediction, and the Internals page's cached helpers.
+
+``render_explanations(predictor, text, key)`` draws word importance (LIME, occlusion,
+gradient × input), their agreement, the prediction trace, hidden states, gates,
+gradients through time and attention. Results are computed by ``rnn_demo.explain``,
+cached with ``st.cache_data`` (keyed on the run directory, its weights' modification
+time, the text and the settings) and drawn by ``rnn_demo.plots.explanations``.
+Errors become an ``st.error`` saying what to do, never a traceback.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import streamlit as st
+
+from rnn_demo import explain
+from rnn_demo.plots import explanations as plots
+from rnn_demo.predict import Predictor
+
+logger = logging.getLogger(__name__)
+
+TABS = ("Word importance", "Compare methods", "Prediction trace", "Hidden states & gates", "Gradient through time")
+ATTENTION_TAB = "Attention"
+PREDICTED = "predicted class"
+
+
+# --------------------------------------------------------------------------------------
+# Cached computations
+# --------------------------------------------------------------------------------------
+
+
+def run_key(predictor: Predictor) -> str | None:
+    """Identifies a predictor's weights on disk (None for a model that was never saved)."""
+    if predictor.run is None:
+        return None
+    path = Path(predictor.run.info.path)
+    try:
+        stamp = (path / "model.safetensors").stat().st_mtime_ns
+    except OSError:
+        return None
+    return f"{path.resolve()}@{stamp}"
+
+
+_COMPUTE: dict[str, Callable[..., Any]] = {
+    "tokens": explain.explain_tokens,
+    "compare": explain.compare_methods,
+    "trace": explain.prediction_trace,
+    "states": explain.internal_states,
+    "bptt": explain.gradient_through_time,
+}
+
+
+# Torch threads while explaining: on the shared 2-core server one thread is several times
+# faster than two that compete with training workers (benchmarks/explain_latency.py).
+EXPLAIN_THREADS = 1
+
+
+def _run(kind: str, predictor: Predictor, text: str, settings: dict[str, Any]) -> Any:
+    with explain.torch_threads(EXPLAIN_THREADS):
+        return _COMPUTE[kind](predictor, text, **settings)
+
+
+@st.cache_data(max_entries=128, show_spinner=False)
+def _cached(kind: str, run: str, text: str, settings: tuple[tuple[str, Any], ...], _predictor: Predictor) -> Any:
+    return _run(kind, _predictor, text, dict(settings))
+
+
+def compute(kind: str, predictor: Predictor, text: str, **settings: Any) -> Any:
+    """One explanation, cached per (run, text, settings) when the run is saved on disk."""
+    key = run_key(predictor)
+    if key is None:
+        return _run(kind, predictor, text, settings)
+    return _cached(kind, key, text, tuple(sorted(settings.items())), predictor)
+
+
+def _guard(what: str, body: Callable[[], None]) -> None:
+    """Runs a tab's body; problems become a message, never a traceback."""
+    try:
+        body()
+    except explain.ExplainError as exc:
+        st.warning(f"{str(exc)[:1].upper()}{str(exc)[1:]}.")
+    except Exception as exc:  # noqa: BLE001 - logged for the operator; the user gets what to do
+        logger.exception("%s failed", what)
+        st.error(
+            f"Could not compute {what} ({type(exc).__name__}: {exc}). Try a shorter text or fewer LIME samples; "
+            "if it keeps failing, reload the model on the Predict page or train it again."
+        )
+
+
+# --------------------------------------------------------------------------------------
+# The panel
+# --------------------------------------------------------------------------------------
+
+
+def render_explanations(predictor: Predictor, text: str, key: str) -> None:
+    """Draws the explanation panel for one text (shown below a prediction).
+
+    Args:
+        predictor: The model that made the prediction.
+        text: The text it predicted.
+        key: Unique per place the panel is shown (e.g. ``"predict.explain"``); prefixes widget keys.
+    """
+    p = f"explain.{key}."
+    names = list(predictor.label_names)
+    ss = st.session_state
+    ss.setdefault(p + "class", PREDICTED)
+    ss.setdefault(p + "samples", 1000)
+    ss.setdefault(p + "seed", 0)
+    ss.setdefault(p + "method", "lime")
+    ss.setdefault(p + "unit_order", "variance")
+    if ss[p + "class"] not in [PREDICTED, *names]:
+        ss[p + "class"] = PREDICTED
+
+    st.subheader("Why this prediction?")
+    tokens = predictor.tokenize(text)
+    if not tokens:
+        st.info("Type a text with at least one word to see which words mattered.")
+        return
+    cols = st.columns([2, 3, 1])
+    choice = cols[0].selectbox("Explain the class", [PREDICTED, *names], key=p + "class")
+    cols[1].slider("LIME samples", 100, 5000, step=100, key=p + "samples",
+                   help="Perturbed copies of the text LIME predicts; more samples give steadier weights.")
+    cols[2].number_input("Seed", 0, 2**31 - 1, step=1, key=p + "seed", help="Same seed → same LIME weights.")
+    class_index = None if choice == PREDICTED else names.index(choice)
+    samples, seed = int(ss[p + "samples"]), int(ss[p + "seed"])
+    joiner = "" if predictor.tokenizer.kind == "char" else " "
+
+    labels = list(TABS) + ([ATTENTION_TAB] if predictor.model.config.pooling == "attention" else [])
+    tabs = st.tabs(labels, key=p + "tab", on_change="rerun")
+    views: dict[str, Callable[[], None]] = {
+        "Word importance": lambda: _word_importance(predictor, text, p, class_index, samples, seed, joiner),
+        "Compare methods": lambda: _comparison(predictor, text, class_index, samples, seed),
+        "Prediction trace": lambda: _trace(predictor, text),
+        "Hidden states & gates": lambda: _states(predictor, text, p),
+        "Gradient through time": lambda: _bptt(predictor, text, class_index),
+        ATTENTION_TAB: lambda: _attention(predictor, text, joiner),
+    }
+    for label, tab in zip(labels, tabs):
+        if tab.open is False:  # lazy tabs: only the open one is computed
+            continue
+        with tab:
+            _guard(label.lower(), views[label])
+
+
+def _word_importance(
+    predictor: Predictor, text: str, p: str, class_index: int | None, samples: int, seed: int, joiner: str
+) -> None:
+    method = st.radio(
+        "Method", explain.METHODS, key=p + "method", horizontal=True, format_func=explain.METHOD_TITLES.get,
+        help="LIME fits a linear model to predictions on copies of the text with words deleted; occlusion deletes "
+        "one word at a time; gradient × input multiplies each word vector by the gradient of log p(class).",
+    )  # fmt: skip
+    with st.spinner("Explaining …"):
+        result = compute("tokens", predictor, text, method=method, class_index=class_index,
+                         num_samples=samples, seed=seed)  # fmt: skip
+    prob = result.probabilities[result.class_index]
+    st.html(plots.token_html(result.tokens, result.weights, joiner=joiner))
+    extra = ""
+    if method == "lime":
+        extra = f" · {result.details['num_samples']:,} samples · fit R² = {result.details['score']:.2f}"
+    st.caption(
+        f"Green words push towards **{_md(result.label)}** (p = {prob:.2f}), red words away from it"
+        f"{extra} · computed in {result.seconds:.2f} s"
+    )
+    st.plotly_chart(plots.token_weight_bars(result.tokens, result.weights, top_k=15), key=p + "bars")
+
+
+def _comparison(predictor: Predictor, text: str, class_index: int | None, samples: int, seed: int) -> None:
+    with st.spinner("Running LIME, occlusion and gradients …"):
+        result = compute("compare", predictor, text, class_index=class_index, num_samples=samples, seed=seed)
+    st.caption(
+        f"Weights towards **{_md(result.label)}**, each method scaled to its largest weight. Spearman ρ near 1 "
+        "means two methods rank the words alike; near 0, they disagree."
+    )
+    st.plotly_chart(plots.method_comparison(result.tokens, result.weights, result.agreement))
+
+
+def _trace(predictor: Predictor, text: str) -> None:
+    result = compute("trace", predictor, text)
+    st.plotly_chart(plots.prediction_trace_chart(result.tokens, result.probabilities, result.label_names))
+    st.caption(result.note)
+
+
+def _states(predictor: Predictor, text: str, p: str) -> None:
+    result = compute("states", predictor, text)
+    trace = compute("trace", predictor, text)
+    cols = st.columns(2)
+    row = 0
+    if len(result.rows) > 1:
+        row = cols[0].selectbox(
+            "Layer and direction", list(range(len(result.rows))), format_func=result.rows.__getitem__, key=p + "row"
+        )
+    by = cols[1].radio(
+        "Order units by", explain.UNIT_ORDERS, key=p + "unit_order", horizontal=True,
+        format_func={"variance": "variance", "correlation": "correlation with the predicted class",
+                     "none": "index"}.get,
+    )  # fmt: skip
+    target = trace.probabilities[:, result.predicted]
+    order = explain.order_units(result.states[row], by, target)
+    st.plotly_chart(
+        plots.hidden_state_heatmap(result.states[row], result.tokens, order=order,
+                                   title=f"Hidden state hₜ, {result.rows[row]}"),
+        key=p + "heatmap",
+    )  # fmt: skip
+    st.caption(
+        f"Rows are hidden units, columns the token just read. Replayed from the {result.cell.upper()} equations "
+        f"with the trained weights; matches PyTorch's states to {result.replay_error:.0e}."
+    )
+    if result.gates:
+        st.markdown("**Gates** (same unit order, first 64 units)")
+        gates = {name: values[row] for name, values in result.gates.items()}
+        st.plotly_chart(plots.gate_heatmaps(gates, result.tokens, order=order, max_units=64), key=p + "gates")
+    else:
+        st.info("A plain RNN has no gates: every step overwrites the whole state.")
+
+
+def _bptt(predictor: Predictor, text: str, class_index: int | None) -> None:
+    result = compute("bptt", predictor, text, class_index=class_index)
+    series = {f"h, {name}": result.hidden_grad_norms[i] for i, name in enumerate(result.rows)}
+    dashes = {}
+    if result.cell_grad_norms is not None:
+        for i, name in enumerate(result.rows):
+            series[f"c, {name}"] = result.cell_grad_norms[i]
+            dashes[f"c, {name}"] = "dot"
+    st.plotly_chart(plots.gradient_through_time_chart(series, tokens=result.tokens, dashes=dashes))
+    st.caption(
+        f"How much the loss against **{_md(result.label)}** (loss = {result.loss:.3f}) depends on the state after "
+        "each token, relative to the largest. A steep fall towards the start means early words barely reach the "
+        "gradient (vanishing gradients)."
+    )
+
+
+def _attention(predictor: Predictor, text: str, joiner: str) -> None:
+    result = compute("states", predictor, text)
+    if result.attention is None:
+        st.info("This model does not pool with attention.")
+        return
+    st.html(plots.token_html(result.tokens, result.attention, joiner=joiner))
+    st.plotly_chart(plots.attention_bars(result.tokens, result.attention))
+    st.caption("How the attention pooling weighs each token's state (the weights sum to 1).")
+
+
+def _md(text: str) -> str:
+    """Escapes Markdown (class names come from user files)."""
+    out = []
+    for ch in str(text):
+        out.append("\\" + ch if ch in "\\`*_{}[]()#+-.!|<>~$:" else ch)
+    return "".join(out)
+
+
+# --------------------------------------------------------------------------------------
+# Internals page helpers
+# --------------------------------------------------------------------------------------
+
+
+@st.cache_data(max_entries=8, show_spinner="Computing the hidden states of validation examples …")
+def _state_map(run: str, max_examples: int, _predictor: Predictor) -> explain.StateMap:
+    texts, labels = explain.validation_examples(_predictor, max_examples=max_examples)
+    with explain.torch_threads(EXPLAIN_THREADS):
+        return explain.hidden_state_map(_predictor, texts, labels)
+
+
+def state_map(predictor: Predictor, max_examples: int = 1000) -> explain.StateMap:
+    """The PCA map of validation final states (cached per run).
+
+    Raises:
+        rnn_demo.explain.ExplainError: The run's dataset cannot be loaded.
+    """
+    key = run_key(predictor)
+    if key is None:
+        texts, labels = explain.validation_examples(predictor, max_examples=max_examples)
+        return explain.hidden_state_map(predictor, texts, labels)
+    return _state_map(key, max_examples, predictor)
+
+
+_LAB_PROCESS = "internals.lab_process"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except (OSError, TypeError):
+        return False
+    return True
+
+
+def lab_status(settings: explain.LabSettings) -> tuple[str, dict[str, Any] | None]:
+    """``("running" | "failed" | "idle", last progress record)`` of the lab sweep.
+
+    A sweep started by another session counts as running while its process is alive
+    and its progress file is fresh.
+    """
+    progress = explain.read_lab_progress(settings)
+    process: subprocess.Popen | None = st.session_state.get(_LAB_PROCESS)
+    if process is not None:
+        if process.poll() is None:
+            return "running", progress
+        st.session_state.pop(_LAB_PROCESS, None)  # poll() reaped it
+        if process.returncode != 0 and not (progress and progress.get("error")):
+            return "failed", {"message": f"the worker exited with status {process.returncode}; see {_lab_log()}"}
+    if progress and progress.get("error"):
+        return "failed", progress
+    if (
+        progress
+        and 0 <= progress.get("done", 0) < progress.get("total", 0)
+        and time.time() - float(progress.get("time", 0)) < 300
+        and _pid_alive(int(progress.get("pid", -1)))
+    ):
+        return "running", progress
+    return "idle", progress
+
+
+def _lab_log() -> Path:
+    return explain.lab_dir() / "worker.log"
+
+
+def start_vanishing_lab(settings: explain.LabSettings) -> None:
+    """Starts the sweep in a separate Python process (CPU-heavy work never runs in the server).
+
+    A plain subprocess rather than ``multiprocessing``: a spawned child would re-import
+    ``__main__``, which under Streamlit is the page being run.
+    """
+    root = Path(explain.__file__).resolve().parent.parent  # makes ``rnn_demo`` importable in the child
+    code = (
+        "import json, sys; from rnn_demo import explain; "
+        "explain.run_vanishing_lab_worker(explain.LabSettings.from_dict(json.loads(sys.argv[1])))"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))}
+    log = _lab_log()
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "ab") as handle:
+        process = subprocess.Popen(
+            [sys.executable, "-c", code, json.dumps(dataclasses.asdict(settings))],
+            cwd=root, env=env, stdin=subprocess.DEVNULL, stdout=handle, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    st.session_state[_LAB_PROCESS] = process
+
+
+def render_lab_progress(settings: explain.LabSettings) -> None:
+    """A progress bar refreshed every second while the sweep runs; reruns the page when it ends."""
+
+    def body() -> None:
+        status, progress = lab_status(settings)
+        if status != "running":
+            st.rerun()
+        done, total = (progress or {}).get("done", 0), max(1, (progress or {}).get("total", 1))
+        message = (progress or {}).get("message", "starting")
+        st.progress(min(1.0, max(0.0, done / total)), text=f"{message} ({done}/{total})")
+
+    st.fragment(body, run_every=1.0)()
