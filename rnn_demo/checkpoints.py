@@ -308,3 +308,31 @@ def list_runs(include_shipped: bool = True, user_dir: Path | None = None) -> lis
             found.sort(key=lambda r: str(r.config.get("created", "")), reverse=True)
         runs.extend(found)
     return runs
+
+
+def rename_run(run_dir: str | Path, new_name: str) -> Path:
+    """Saves a user run under a new (sanitised) name by moving its directory.
+
+    Args:
+        run_dir: The run to rename (must not be a shipped run).
+        new_name: The name the user typed.
+
+    Returns:
+        The new run directory (unchanged when the sanitised name is the same).
+
+    Raises:
+        CheckpointError: Shipped runs are read-only, the run is missing, the name is
+            unusable, or another run already has that name.
+    """
+    run_dir = Path(run_dir)
+    if run_dir.resolve().parent == shipped_runs_dir():
+        raise CheckpointError("shipped runs are read-only; train your own run to name it")
+    if not run_dir.is_dir():
+        raise CheckpointError(f"no run directory at {run_dir}; it may have been renamed or deleted")
+    target = run_dir.parent / sanitize_run_name(new_name)
+    if target == run_dir:
+        return run_dir
+    if target.exists():
+        raise CheckpointError(f"a run named {target.name!r} already exists; choose another name")
+    os.replace(run_dir, target)
+    return target

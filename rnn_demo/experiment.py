@@ -199,57 +199,87 @@ def run_experiment(
 
     train_loader = BatchLoader(data.train, train_config.batch_size, shuffle=True, seed=train_config.seed)
     val_loader = BatchLoader(data.validation, max(train_config.batch_size, 256))
-    test_loader = BatchLoader(data.test, max(train_config.batch_size, 256))
     trainer = Trainer(model, train_loader, val_loader, train_config, callback=record, stop=stop)
-    result = trainer.fit()
-
-    stage("evaluating on the validation and test splits")
-    val_eval = evaluate(model, val_loader, trainer.device)
-    test_eval = evaluate(model, test_loader, trainer.device)
-    names = splits.label_names
-    val_summary = classification_summary(val_eval.labels, val_eval.probs, names)
-    test_summary = classification_summary(test_eval.labels, test_eval.probs, names)
-    metrics = {
-        "validation": {**val_summary, "loss": val_eval.loss},
-        "test": {**test_summary, "loss": test_eval.loss},
-    }
-
+    trainer.fit()
     if out_dir is None:
         stamp = time.strftime("%Y%m%d-%H%M%S")
         out_dir = user_runs_dir() / f"{spec.display_name()}-{model_config.cell}-{stamp}"
+    return evaluate_and_save(
+        trainer, data, spec, text_config, out_dir, history, vector_coverage=vector_coverage, on_stage=stage
+    )
+
+
+def evaluate_and_save(
+    trainer: Trainer,
+    data: PreparedData,
+    spec: DatasetSpec,
+    text_config: TextConfig,
+    out_dir: str | Path,
+    history: list[dict[str, Any]],
+    *,
+    vector_coverage: float | None = None,
+    train_seconds: float | None = None,
+    extra_summary: dict[str, Any] | None = None,
+    on_stage: Callable[[str], None] | None = None,
+) -> RunSummary:
+    """Evaluates a trained model on validation and test and saves its run directory.
+
+    Args:
+        trainer: A trainer whose ``fit``/``iter_steps`` has finished (``trainer.result`` is set).
+        data: The prepared splits it was trained on.
+        spec: The dataset reference (stored in the run).
+        text_config: The tokenizer settings (stored in the run).
+        out_dir: The run directory.
+        history: Every training event.
+        vector_coverage: Share of the vocabulary that had pretrained vectors, if any were used.
+        train_seconds: Training time to record; defaults to the sum of the epoch times.
+        extra_summary: More facts for config.json's ``summary``.
+        on_stage: Called with a short description before each slow stage.
+
+    Returns:
+        The run summary.
+    """
+    stage = on_stage or (lambda text: None)
+    model, result = trainer.model, trainer.result
+    assert result is not None, "evaluate_and_save needs a finished trainer"
+    stage("evaluating on the validation and test splits")
+    val_eval = evaluate(model, trainer.val_loader, trainer.device)
+    test_eval = evaluate(model, BatchLoader(data.test, trainer.val_loader.batch_size), trainer.device)
+    splits, names = data.splits, data.splits.label_names
+    val_summary = classification_summary(val_eval.labels, val_eval.probs, names)
+    test_summary = classification_summary(test_eval.labels, test_eval.probs, names)
     stage("saving the run")
-    summary_facts = {
-        "train_seconds": sum(result.epoch_seconds),
-        "wall_seconds": result.seconds,
-        "epochs_run": result.epochs_run,
-        "best_epoch": result.best_epoch,
-        "stop_reason": result.reason,
-        "num_parameters": model.num_parameters(),
-        "oov_rate": data.oov_rate,
-        "vector_coverage": vector_coverage,
-        "device": str(trainer.device),
-    }
-    dataset_info = {
-        "spec": spec.to_dict(),
-        "name": splits.name,
-        "fingerprint": splits.fingerprint,
-        "sizes": {"train": len(splits.train), "validation": len(splits.validation), "test": len(splits.test)},
-    }
     run_dir = save_run(
         out_dir,
         model.cpu(),
         data.vocab,
         text_config=text_config,
-        train_config=train_config,
+        train_config=trainer.config,
         label_names=names,
-        dataset=dataset_info,
-        history=history,
-        metrics=metrics,
-        summary=summary_facts,
-        predictions={
-            "validation_probs": val_eval.probs,
-            "test_probs": test_eval.probs,
+        dataset={
+            "spec": spec.to_dict(),
+            "name": splits.name,
+            "fingerprint": splits.fingerprint,
+            "sizes": {"train": len(splits.train), "validation": len(splits.validation), "test": len(splits.test)},
         },
+        history=history,
+        metrics={
+            "validation": {**val_summary, "loss": val_eval.loss},
+            "test": {**test_summary, "loss": test_eval.loss},
+        },
+        summary={
+            "train_seconds": sum(result.epoch_seconds) if train_seconds is None else train_seconds,
+            "wall_seconds": result.seconds,
+            "epochs_run": result.epochs_run,
+            "best_epoch": result.best_epoch,
+            "stop_reason": result.reason,
+            "num_parameters": model.num_parameters(),
+            "oov_rate": data.oov_rate,
+            "vector_coverage": vector_coverage,
+            "device": str(trainer.device),
+            **(extra_summary or {}),
+        },
+        predictions={"validation_probs": val_eval.probs, "test_probs": test_eval.probs},
     )
     return RunSummary(
         run_dir=run_dir,

@@ -1,0 +1,30 @@
+"""RNN Playground: the Streamlit entry point (``streamlit run app.py``).
+
+Registers the pages, draws the shared sidebar and runs the chosen page.
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from rnn_demo.ui import state, widgets
+
+st.set_page_config(page_title="RNN Playground", page_icon=":material/neurology:", layout="wide")
+state.configure_server_process()
+state.keep_persistent_widgets()
+state.touch_session()
+state.apply_dataset_defaults()
+
+pages = [
+    st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),
+    st.Page("pages/data.py", title="Data", icon=":material/table:"),
+    st.Page("pages/train.py", title="Train", icon=":material/model_training:"),
+    st.Page("pages/predict.py", title="Predict", icon=":material/chat:"),
+    st.Page("pages/mistakes.py", title="Mistakes", icon=":material/rule:"),
+    st.Page("pages/compare.py", title="Compare", icon=":material/compare_arrows:"),
+    st.Page("pages/internals.py", title="Internals", icon=":material/visibility:"),
+]
+
+page = st.navigation(pages)
+widgets.sidebar()
+page.run()

@@ -1,0 +1,200 @@
+"""App latency and concurrency, measured in a real browser against a real server.
+
+    python benchmarks/app_latency.py [--repeats 7] [--url http://127.0.0.1:8501]
+
+Without --url it starts ``streamlit run app.py`` itself (RNN_DEMO_MAX_JOBS=2, runs saved
+to a temporary folder). Measures, with the server warm:
+
+1. home page render time (new session each time, until "Quick start" is visible);
+2. Predict: time from submitting a 50-word sentence to the predicted label being shown;
+3. Train: time from pressing Start (Rotten Tomatoes, default settings) to the first live
+   loss point (the first "step N/M" progress line);
+4. two sessions training at once (default settings, 8 epochs): both finish, each with its own run;
+5. a third session at the cap of 2 gets the "slots are busy" message;
+6. closing a session stops its job (after the grace period, set to 5 s here) and keeps the best weights.
+
+Needs Debian's chromium and the playwright package. Prints medians; never part of the tests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+from playwright.sync_api import Page, expect, sync_playwright
+
+ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]  # fmt: skip
+SENTENCE_50 = (
+    "this film starts slowly and the first half hour drags with long scenes that go nowhere but then the story "
+    "finds its feet and the two leads carry it with warmth and wit so that by the end I was moved and glad "
+    "stayed even if it ends too neatly"
+)
+STEP = re.compile(r"step \d+/\d+")
+OUT = ROOT / "benchmarks" / "out"  # screenshots (gitignored)
+
+
+def start_server(runs: Path, port: int) -> subprocess.Popen:
+    env = {**os.environ, "RNN_DEMO_RUNS": str(runs), "RNN_DEMO_MAX_JOBS": "2", "RNN_DEMO_SESSION_GRACE": "5"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true", "--server.port", str(port),
+         "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    for _ in range(120):
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2):
+                return process
+        except OSError:
+            time.sleep(0.5)
+    process.kill()
+    raise SystemExit("the server did not start")
+
+
+def open_page(browser, url: str, path: str = "") -> Page:
+    page = browser.new_context(viewport={"width": 1400, "height": 1600}).new_page()
+    page.goto(f"{url}/{path}")
+    expect(page.get_by_text("Current dataset")).to_be_visible(timeout=60_000)
+    return page
+
+
+def go(page: Page, title: str) -> None:
+    page.get_by_test_id("stSidebarNav").get_by_role("link", name=title).click()
+    expect(page.get_by_role("heading", name=title, exact=True)).to_be_visible(timeout=60_000)
+
+
+def start_training(page: Page, preset: str = "Quick demo") -> float:
+    """Starts training on the current dataset with a preset; returns the time Start was pressed."""
+    go(page, "Train")
+    page.get_by_role("button", name=preset).click()
+    epochs = "2" if preset == "Quick demo" else "8"
+    expect(page.get_by_role("spinbutton", name="Epochs")).to_have_value(epochs, timeout=30_000)
+    started = time.perf_counter()
+    page.get_by_role("button", name="Start training").click()
+    return started
+
+
+def measure(url: str, repeats: int, runs: Path | None) -> dict:
+    results: dict = {}
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        open_page(browser, url).context.close()  # warm the server (imports, caches)
+
+        times = []
+        for _ in range(repeats):
+            context = browser.new_context(viewport={"width": 1400, "height": 1000})
+            page = context.new_page()
+            t0 = time.perf_counter()
+            page.goto(url)
+            expect(page.get_by_text("Quick start")).to_be_visible(timeout=60_000)
+            times.append(time.perf_counter() - t0)
+            context.close()
+        results["home_render_s"] = statistics.median(times)
+
+        page = open_page(browser, url)
+        go(page, "Predict")
+        box = page.get_by_role("textbox", name="Text")
+        times = []
+        for i in range(repeats + 1):
+            box.fill("")
+            box.press("Control+Enter")
+            expect(page.get_by_text("Type a sentence above")).to_be_visible(timeout=30_000)
+            expect(page.get_by_test_id("stMetricValue")).to_have_count(0, timeout=60_000)  # old result gone
+            box.fill(SENTENCE_50 if i % 2 else SENTENCE_50.replace("moved", "bored"))
+            t0 = time.perf_counter()
+            box.press("Control+Enter")
+            expect(page.get_by_test_id("stMetricValue")).to_be_visible(timeout=60_000)
+            if i:  # the first one loads the model
+                times.append(time.perf_counter() - t0)
+        results["predict_label_s"] = statistics.median(times)
+        results["predict_words"] = len(SENTENCE_50.split())
+        page.context.close()
+
+        # Two sessions train at once (cap 2); a third is told when a slot frees up.
+        first, second = open_page(browser, url), open_page(browser, url)
+        t_first = start_training(first, "Best accuracy")  # 8 epochs: long enough to fill both slots
+        expect(first.get_by_text(STEP).first).to_be_visible(timeout=180_000)
+        results["first_loss_point_s"] = time.perf_counter() - t_first
+        start_training(second, "Best accuracy")
+        expect(second.get_by_role("button", name="Stop training").first).to_be_visible(timeout=60_000)
+        first.wait_for_timeout(2000)
+        OUT.mkdir(parents=True, exist_ok=True)
+        first.screenshot(path=OUT / "train_live.png")
+        third = open_page(browser, url)
+        start_training(third)
+        busy = third.get_by_text("training slots on this server are busy")
+        expect(busy).to_be_visible(timeout=60_000)
+        results["cap_message"] = busy.inner_text()
+        names = []
+        for page in (first, second):
+            expect(page.get_by_text("Test accuracy")).to_be_visible(timeout=600_000)
+            names.append(page.get_by_role("textbox", name="Run name", exact=True).input_value())
+        first.wait_for_timeout(1500)
+        first.screenshot(path=OUT / "train_done.png")
+        results["two_sessions_finished"] = True
+        results["two_sessions_runs"] = names
+        results["two_sessions_distinct_runs"] = len(set(names)) == 2
+        results["two_sessions_wall_s"] = time.perf_counter() - t_first
+
+        # Closing a session stops its job after the grace period; the best weights are saved.
+        leaving = open_page(browser, url)
+        start_training(leaving, "Best accuracy")  # longer than the grace period (5 s here)
+        expect(leaving.get_by_text(STEP).first).to_be_visible(timeout=180_000)
+        closed_at = time.perf_counter()
+        leaving.context.close()
+        for context in (first.context, second.context, third.context):
+            context.close()
+        browser.close()
+
+    deadline = time.time() + 240
+    while runs is not None and time.time() < deadline:  # only when this script started the server
+        newest = sorted(runs.iterdir(), key=lambda p: p.stat().st_mtime)
+        done = [p for p in newest if p.name not in names and not p.name.startswith(".") and (p / "config.json").exists()]
+        if done:
+            summary = json.loads((done[-1] / "config.json").read_text())["summary"]
+            results["closed_session_stop_reason"] = summary["stop_reason"]
+            results["closed_session_stopped_after_s"] = time.perf_counter() - closed_at
+            break
+        time.sleep(1)
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--url", help="a running server (default: start one)")
+    parser.add_argument("--repeats", type=int, default=7, help="samples per latency (median reported)")
+    args = parser.parse_args()
+    runs = None
+    server = None
+    url = args.url
+    if url is None:
+        runs = Path(tempfile.mkdtemp(prefix="rnn_demo_bench_runs_"))
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        server = start_server(runs, port)
+        url = f"http://127.0.0.1:{port}"
+    try:
+        results = measure(url, args.repeats, runs)
+    finally:
+        if server is not None:
+            server.terminate()
+            server.wait(timeout=30)
+    print(json.dumps(results, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,51 @@
+"""Compare: curves and metrics of several runs side by side, and a live RNN vs GRU vs LSTM race."""
+
+import streamlit as st
+
+from rnn_demo.plots.results import per_class_f1_figure
+from rnn_demo.plots.training import METRIC_LABELS, compare_figure
+from rnn_demo.ui import compare_view, job_view, state, widgets
+
+state.require_app_frame()
+st.title("Compare")
+compare_view.adopt_race_runs(state.current_job())
+runs = {str(run.path): run for run in state.runs()}
+paths = list(runs)
+key = state.persist("compare.runs", compare_view.default_selection(list(runs.values()), state.current_run_path()))
+st.session_state[key] = [p for p in st.session_state[key] if p in runs]
+chosen = st.multiselect("Runs", paths, key=key, format_func=lambda p: runs[p].title())
+
+if len(chosen) < 2:
+    st.info("Choose two or more runs to compare their curves and metrics.")
+else:
+    picked = [runs[p] for p in chosen]
+    histories = compare_view.histories(picked)
+    left, right = st.columns(2)
+    metric = left.selectbox("Loss curve", ["val_loss", "train_loss"], format_func=METRIC_LABELS.get,
+                            key=state.persist("compare.loss", "val_loss"))
+    left.plotly_chart(compare_figure(histories, metric), key="compare.curve")
+    score = right.selectbox("Score curve", ["val_accuracy", "val_macro_f1"], format_func=METRIC_LABELS.get,
+                            key=state.persist("compare.score", "val_accuracy"))
+    right.plotly_chart(compare_figure(histories, score), key="compare.accuracy")
+    st.dataframe(compare_view.metrics_table(picked), hide_index=True, column_config=compare_view.METRICS_COLUMNS)
+    per_class = {run.name: (run.metrics.get("test") or {}).get("per_class", {}) for run in picked}
+    st.plotly_chart(per_class_f1_figure(per_class), key="compare.f1")
+    if len({run.dataset_name for run in picked}) > 1:
+        st.caption("These runs were trained on different datasets; their numbers are not directly comparable.")
+
+st.divider()
+st.subheader("Race: RNN vs GRU vs LSTM")
+st.markdown(f"Trains the cells on **{widgets.md(state.dataset_title(state.current_spec()))}** with the same data, "
+            "split, settings and epoch budget, step by step, so their curves advance together.")
+job = state.current_job()
+if job is not None and job.kind == "race":
+    job_view.live_panel(job, race=True)
+    if job.done:
+        job_view.race_results(job)
+running = job is not None and not job.done
+if running and job.kind != "race":
+    st.info("Your training job is running (Train page); one job per session.")
+new_job = compare_view.race_form(disabled=running)
+if new_job is not None:
+    state.set_current_job(new_job)
+    st.rerun()

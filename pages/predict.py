@@ -1,0 +1,40 @@
+"""Predict: type a sentence and see what a trained model says."""
+
+import streamlit as st
+
+from rnn_demo.checkpoints import CheckpointError
+from rnn_demo.ui import state, widgets
+
+state.require_app_frame()
+st.title("Predict")
+info = widgets.run_picker()
+if info is None:
+    st.stop()
+try:
+    predictor = state.load_predictor(info)
+except (CheckpointError, OSError) as exc:
+    st.error(f"This model cannot be loaded: {widgets.md(exc)}. Pick another one or train it again.")
+    st.stop()
+st.caption(f"Classes: {widgets.md(', '.join(info.label_names))} · trained on {widgets.md(info.dataset_name)}"
+           + (f" · reads at most {predictor.max_tokens} tokens" if predictor.max_tokens else ""))
+
+text_key = state.persist("predict.text", "")
+examples = widgets.EXAMPLES.get(info.config.get("dataset", {}).get("spec", {}).get("name") or "", [])
+if examples:
+    cols = st.columns(len(examples))
+    for col, example in zip(cols, examples):
+        col.button(f"Try: “{example}”", key=f"predict.example_{example}", width="stretch",
+                   on_click=st.session_state.__setitem__, args=(text_key, example))
+text = st.text_area("Text", key=text_key, height=110, placeholder="Type a sentence, then press Ctrl+Enter",
+                    help="The prediction updates when you press Ctrl+Enter or click outside the box.")
+if not text.strip():
+    st.info("Type a sentence above (or try an example) to see the predicted label.")
+    st.stop()
+
+prediction = predictor.predict(text)
+widgets.prediction_view(prediction, predictor.max_tokens)
+
+# ==== Explanations spot ================================================================
+# rnn_demo.ui.explain_panel.render_explanations(predictor, text, key=...) is drawn here once
+# that module exists (guarded with importlib.util.find_spec inside widgets.explanations).
+widgets.explanations(predictor, text, key="predict.explain")

@@ -1,0 +1,1 @@
+"""Plotly figure builders: plain arrays in, figures out. No torch, no Streamlit."""

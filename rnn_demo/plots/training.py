@@ -1,0 +1,134 @@
+"""Training curves from trainer events: live loss/accuracy, the RNN/GRU/LSTM race, run comparisons.
+
+Events are the dicts described in ``rnn_demo.train`` (``start``, ``step``, ``eval`` …),
+either streamed from a job or read from a run's history.json. The x axis is in
+epochs (fractional), so runs with different batch sizes line up.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import plotly.graph_objects as go
+
+Event = Mapping[str, Any]
+
+# One colour per cell, used wherever cells are compared.
+CELL_COLORS = {"rnn": "#d62728", "gru": "#1f77b4", "lstm": "#2ca02c"}
+METRIC_LABELS = {
+    "train_loss": "training loss",
+    "val_loss": "validation loss",
+    "val_accuracy": "validation accuracy",
+    "val_macro_f1": "validation macro-F1",
+}
+
+
+@dataclass
+class Curves:
+    """Points of every training curve of one run, x in epochs."""
+
+    train_loss: tuple[list[float], list[float]] = field(default_factory=lambda: ([], []))
+    val_loss: tuple[list[float], list[float]] = field(default_factory=lambda: ([], []))
+    val_accuracy: tuple[list[float], list[float]] = field(default_factory=lambda: ([], []))
+    val_macro_f1: tuple[list[float], list[float]] = field(default_factory=lambda: ([], []))
+
+    def series(self, metric: str) -> tuple[list[float], list[float]]:
+        return getattr(self, metric)
+
+
+def training_curves(events: Sequence[Event]) -> Curves:
+    """Curves of one run (ignores ``cell``; use ``curves_by_cell`` for races).
+
+    Step events give the training loss (averaged over ``log_every`` steps), eval
+    events the validation loss, accuracy and macro-F1; x = step / steps per epoch.
+    """
+    curves = Curves()
+    steps_per_epoch = 0
+    for event in events:
+        kind = event.get("type")
+        if kind == "start":
+            steps_per_epoch = int(event.get("steps_per_epoch") or 0)
+        elif kind in ("step", "eval") and steps_per_epoch:
+            x = float(event["step"]) / steps_per_epoch
+            if kind == "step":
+                _append(curves.train_loss, x, event["loss"])
+            else:
+                _append(curves.val_loss, x, event["val_loss"])
+                _append(curves.val_accuracy, x, event["val_accuracy"])
+                _append(curves.val_macro_f1, x, event["val_macro_f1"])
+    return curves
+
+
+def _append(series: tuple[list[float], list[float]], x: float, y: Any) -> None:
+    series[0].append(x)
+    series[1].append(float(y))
+
+
+def curves_by_cell(events: Sequence[Event]) -> dict[str, Curves]:
+    """Race events split by their ``cell`` tag, in order of first appearance."""
+    grouped: dict[str, list[Event]] = {}
+    for event in events:
+        cell = event.get("cell")
+        if cell:
+            grouped.setdefault(str(cell), []).append(event)
+    return {cell: training_curves(cell_events) for cell, cell_events in grouped.items()}
+
+
+def _layout(fig: go.Figure, title: str, y_title: str, height: int = 360) -> go.Figure:
+    fig.update_layout(
+        title=title,
+        xaxis_title="epoch",
+        yaxis_title=y_title,
+        height=height,
+        margin=dict(l=10, r=10, t=40, b=10),
+        legend=dict(orientation="h", yanchor="top", y=-0.22, x=0),
+        hovermode="x unified",
+    )
+    return fig
+
+
+def loss_figure(events: Sequence[Event]) -> go.Figure:
+    """Training and validation loss of one run."""
+    curves = training_curves(events)
+    fig = go.Figure()
+    fig.add_scatter(x=curves.train_loss[0], y=curves.train_loss[1], mode="lines", name="training loss")
+    fig.add_scatter(x=curves.val_loss[0], y=curves.val_loss[1], mode="lines+markers", name="validation loss")
+    return _layout(fig, "Loss", "cross-entropy")
+
+
+def validation_metrics_figure(events: Sequence[Event]) -> go.Figure:
+    """Validation accuracy and macro-F1 of one run."""
+    curves = training_curves(events)
+    fig = go.Figure()
+    for metric in ("val_accuracy", "val_macro_f1"):
+        x, y = curves.series(metric)
+        fig.add_scatter(x=x, y=y, mode="lines+markers", name=METRIC_LABELS[metric])
+    fig.update_yaxes(range=[0, 1.02], tickformat=".0%")
+    return _layout(fig, "Validation accuracy and macro-F1", "score")
+
+
+def race_figure(events: Sequence[Event], metric: str = "val_loss") -> go.Figure:
+    """One curve per cell of a race for ``metric`` (a ``Curves`` field)."""
+    fig = go.Figure()
+    for cell, curves in curves_by_cell(events).items():
+        x, y = curves.series(metric)
+        mode = "lines" if metric == "train_loss" else "lines+markers"
+        fig.add_scatter(x=x, y=y, mode=mode, name=cell.upper(), line=dict(color=CELL_COLORS.get(cell)))
+    if metric in ("val_accuracy", "val_macro_f1"):
+        fig.update_yaxes(tickformat=".0%")  # autorange: the cells' differences are what matters
+    label = METRIC_LABELS.get(metric, metric)
+    return _layout(fig, label.capitalize(), label)
+
+
+def compare_figure(histories: Mapping[str, Sequence[Event]], metric: str = "val_loss") -> go.Figure:
+    """One curve per run for ``metric``; ``histories`` maps run name -> its history events."""
+    fig = go.Figure()
+    for name, events in histories.items():
+        x, y = training_curves(events).series(metric)
+        fig.add_scatter(x=x, y=y, mode="lines" if metric == "train_loss" else "lines+markers", name=name)
+    if metric in ("val_accuracy", "val_macro_f1"):
+        fig.update_yaxes(tickformat=".0%")
+    label = METRIC_LABELS.get(metric, metric)
+    return _layout(fig, label.capitalize(), label, height=360)

@@ -1,0 +1,165 @@
+"""Live view of the session's training job (single run or race) and its results.
+
+The live part is a fragment that reruns itself every ``POLL_SECONDS`` while the job
+runs, reads the job's events and redraws progress and curves. When the job ends
+it triggers one full rerun, after which the fragment is drawn without
+``run_every``, so polling stops. The job keeps running in its worker process when
+the user switches pages; coming back shows everything that happened meanwhile.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+
+from rnn_demo.checkpoints import CheckpointError, read_run_info
+from rnn_demo.checkpoints import rename_run
+from rnn_demo.jobs import FAILED, STOPPING, TrainingJob, format_duration
+from rnn_demo.plots.results import confusion_matrix_figure
+from rnn_demo.plots.training import loss_figure, race_figure, validation_metrics_figure
+from rnn_demo.ui import state
+from rnn_demo.ui.widgets import md
+
+POLL_SECONDS = 1.0
+_CHART_CONFIG = {"displayModeBar": False}
+
+
+def progress_text(job: TrainingJob) -> tuple[float, str]:
+    """Fraction done and a one-line status: stage, epoch, step, ETA and tokens/s."""
+    p = job.progress()
+    if p.total_steps == 0:
+        return 0.0, f"{p.stage.capitalize()} … ({format_duration(p.elapsed)} so far)"
+    parts = [f"epoch {max(p.epoch, 1)}/{p.epochs}", f"step {p.step}/{p.total_steps}"]
+    if p.eta_seconds is not None and not job.done:
+        parts.append(f"about {format_duration(p.eta_seconds)} left")
+    if p.tokens_per_second:
+        parts.append(f"{p.tokens_per_second:,.0f} tokens/s")
+    if p.stage != "training" and not job.done:
+        parts.append(p.stage)
+    return p.fraction, " · ".join(parts)
+
+
+def _stop_button(job: TrainingJob, key: str) -> None:
+    if job.status == STOPPING:
+        st.info("Stopping after the current step; the best weights so far will be evaluated and saved.")
+    else:
+        st.button("Stop training", key=key, on_click=job.request_stop,
+                  help="Ends training now and keeps the best weights so far (they are evaluated and saved).")
+
+
+def live_panel(job: TrainingJob, *, race: bool = False) -> None:
+    """Progress, stop button and live curves; polls while the job runs."""
+    running = not job.done
+
+    @st.fragment(run_every=POLL_SECONDS if running else None)
+    def panel() -> None:
+        state.touch_session()
+        job.poll()  # mark events as seen; the charts redraw from all events
+        fraction, text = progress_text(job)
+        st.progress(min(1.0, fraction), text=text)
+        if not job.done:
+            _stop_button(job, key=f"{'compare' if race else 'train'}.stop")
+        events = job.events()
+        left, right = st.columns(2)
+        if race:
+            left.plotly_chart(race_figure(events, "train_loss"), config=_CHART_CONFIG, key="race.loss")
+            right.plotly_chart(race_figure(events, "val_accuracy"), config=_CHART_CONFIG, key="race.acc")
+        else:
+            left.plotly_chart(loss_figure(events), config=_CHART_CONFIG, key="train.loss_chart")
+            right.plotly_chart(validation_metrics_figure(events), config=_CHART_CONFIG, key="train.metrics_chart")
+        if not job.done and not any(e.get("type") == "eval" for e in events):
+            st.caption("Validation points appear after each epoch (or every N steps: see 'Evaluate every N steps').")
+        for event in events:
+            if event.get("type") == "cell_error":
+                st.warning(f"{md(event['message'])} (the other cells go on)")
+        if running and job.done:
+            st.rerun()  # one full rerun draws the results and stops polling
+
+    panel()
+
+
+def _saved_path(job: TrainingJob, original: str) -> Path:
+    """Where a run of this job lives now (it may have been renamed)."""
+    renamed = st.session_state.setdefault("train.renamed", {})
+    return Path(renamed.get(original, original))
+
+
+def _rename(original: str, key: str) -> None:
+    renamed = st.session_state.setdefault("train.renamed", {})
+    current = Path(renamed.get(original, original))
+    try:
+        new = rename_run(current, st.session_state.get(key, ""))
+    except CheckpointError as exc:
+        st.session_state["train.rename_error"] = str(exc)
+        return
+    st.session_state.pop("train.rename_error", None)
+    renamed[original] = str(new)
+    if state.current_run_path() == str(current):
+        state.set_current_run(new)
+
+
+def result_panel(job: TrainingJob) -> None:
+    """After a single run: how it ended, test metrics, confusion matrix and the run's name."""
+    if job.status == FAILED:
+        st.error(f"Training failed: {md(job.error)}")
+        return
+    summary = job.summary
+    if summary is None:
+        return
+    path = _saved_path(job, summary["run_dir"])
+    if st.session_state.get("train.announced") != job.id:  # the new run becomes the current model once
+        st.session_state["train.announced"] = job.id
+        state.set_current_run(path)
+        st.rerun()  # redraw the sidebar with the new model
+    reason = {"stopped": "Stopped on request", "early_stopping": "Stopped early", "completed": "Finished"}
+    st.success(f"{reason.get(summary['stop_reason'], 'Finished')}: {summary['message']}. "
+               "Best weights evaluated on the test split:")
+    a, b, c = st.columns(3)
+    a.metric("Test accuracy", f"{summary['test']['accuracy']:.1%}")
+    b.metric("Test macro-F1", f"{summary['test']['macro_f1']:.3f}")
+    c.metric("Training time", format_duration(sum(summary["epoch_seconds"])))
+    try:
+        info = read_run_info(path)
+        st.plotly_chart(confusion_matrix_figure(info.metrics["test"]["confusion_matrix"], info.label_names),
+                        config=_CHART_CONFIG, key="train.confusion")
+    except (CheckpointError, KeyError) as exc:
+        st.warning(f"The saved run could not be read ({md(exc)}).")
+        return
+    key = f"train.name_{job.id}"
+    st.session_state.setdefault(key, path.name)
+    col, button = st.columns([3, 1], vertical_alignment="bottom")
+    col.text_input("Run name", key=key, help="Saved under this name in your runs folder; rename it here.")
+    button.button("Rename", key=f"train.rename_{job.id}", on_click=_rename, args=(summary["run_dir"], key))
+    if st.session_state.get("train.rename_error"):
+        st.error(md(st.session_state["train.rename_error"]))
+    st.caption(f"Saved in {path}. It is now the current model: try it on **Predict** or **Mistakes**.")
+
+
+def race_results(job: TrainingJob) -> None:
+    """After a race: one row per cell with test metrics and the saved run."""
+    if job.status == FAILED:
+        st.error(f"The race failed: {md(job.error)}")
+        return
+    rows: list[dict[str, Any]] = []
+    for summary in job.summaries:
+        try:
+            cell = read_run_info(summary["run_dir"]).cell.upper()
+        except CheckpointError:  # renamed or deleted since
+            cell = "?"
+        rows.append({
+            "cell": cell,
+            "test accuracy": summary["test"]["accuracy"],
+            "test macro-F1": summary["test"]["macro_f1"],
+            "epochs": summary["epochs_run"],
+            "parameters": summary["num_parameters"],
+            "run": Path(summary["run_dir"]).name,
+        })
+    if rows:
+        st.success("Race finished; each run is saved and can be compared above or opened on Predict.")
+        st.dataframe(pd.DataFrame(rows), hide_index=True,
+                     column_config={"test accuracy": st.column_config.NumberColumn(format="percent"),
+                                    "test macro-F1": st.column_config.NumberColumn(format="%.3f"),
+                                    "parameters": st.column_config.NumberColumn(format="localized")})

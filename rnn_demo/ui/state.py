@@ -1,0 +1,321 @@
+"""Session state of the app: what the user chose (dataset, model, settings), their job, their uploads.
+
+Keys are prefixed by where they belong: ``app.`` (shared by every page), ``cfg.``
+(model/training settings, shared by the Data, Train and Compare pages), ``data.``,
+``train.``, ``predict.``, ``mistakes.``, ``compare.``. Widget keys that must
+survive a page switch are registered with :func:`persist` (Streamlit drops the
+state of widgets that are not on the current page) and kept alive by
+:func:`keep_persistent_widgets`, which ``app.py`` calls on every run.
+
+Cached loaders live here too: ``st.cache_data`` for datasets and statistics,
+``st.cache_resource`` (read-only, shared) for loaded models, and a session-scoped
+``st.cache_resource`` whose release stops a closed session's training job.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import streamlit as st
+
+from rnn_demo.checkpoints import RunInfo, list_runs, read_run_info
+from rnn_demo.data import DATASETS, DatasetSpec, load_splits, read_table_preview
+from rnn_demo.dataset_stats import DatasetStats, dataset_stats
+from rnn_demo.experiment import default_configs
+from rnn_demo.jobs import TrainingJob, shared_manager
+from rnn_demo.mistakes import load_split_predictions
+from rnn_demo.model import ModelConfig
+from rnn_demo.predict import Predictor
+from rnn_demo.text import TextConfig
+from rnn_demo.train import TrainConfig
+
+DEFAULT_DATASET = DatasetSpec(name="rotten_tomatoes")
+RUN_KEY = "app.run"  # the current model: a run directory (also the key of every run picker)
+_PERSISTENT = "app.persistent_keys"
+
+# --------------------------------------------------------------------------------------
+# Pages run inside app.py
+# --------------------------------------------------------------------------------------
+
+
+def configure_server_process() -> None:
+    """Process-wide settings of the app server (idempotent; ``app.py`` calls it on every run).
+
+    Inference in the server is one short text per request, run by many sessions in
+    parallel threads, while training workers own the cores: one torch thread per
+    request avoids oversubscription (with more, spinning threads slow everything down).
+    """
+    import torch
+
+    if torch.get_num_threads() != 1:
+        torch.set_num_threads(1)
+
+
+def require_app_frame() -> None:
+    """Makes a page that Streamlit ran on its own rerun inside ``app.py`` (call first in every page).
+
+    Until some session has run ``app.py`` (which calls ``st.navigation``), Streamlit
+    treats ``pages/`` as an old-style multipage folder: a deep link such as ``/train``
+    right after the server starts runs ``pages/train.py`` alone, without the shared
+    sidebar and settings. Switching that mode off and rerunning runs ``app.py``, which
+    then runs the requested page.
+    """
+    from streamlit.runtime.pages_manager import PagesManager
+
+    if PagesManager.uses_pages_directory:
+        PagesManager.uses_pages_directory = False
+        st.rerun()
+
+
+# --------------------------------------------------------------------------------------
+# Widget state that survives page switches
+# --------------------------------------------------------------------------------------
+
+
+def persist(key: str, default: Any) -> str:
+    """Initialises a widget key (``setdefault``) and keeps its value across pages. Returns the key.
+
+    Create the widget with ``key=`` only (no ``value``/``index``): its state is the value.
+    """
+    st.session_state.setdefault(key, default)
+    st.session_state.setdefault(_PERSISTENT, set()).add(key)
+    return key
+
+
+def keep_persistent_widgets() -> None:
+    """Re-assigns every persistent key so Streamlit does not drop it when its widget is off-page."""
+    for key in st.session_state.get(_PERSISTENT, set()):
+        if key in st.session_state:
+            st.session_state[key] = st.session_state[key]
+
+
+def keep_choice_valid(key: str, options: list[Any], fallback: Any) -> None:
+    """Resets a persisted selectbox/radio value that is no longer among ``options``."""
+    if st.session_state.get(key) not in options:
+        st.session_state[key] = fallback
+
+
+# --------------------------------------------------------------------------------------
+# The session's identity, lease (closing the session stops its job) and uploads
+# --------------------------------------------------------------------------------------
+
+
+def owner_id() -> str:
+    """A stable id of this browser session (owner of its job and uploads)."""
+    return st.session_state.setdefault("app.owner", uuid.uuid4().hex[:12])
+
+
+def upload_dir(owner: str) -> Path:
+    """Per-session folder for uploaded files (deleted when the session closes)."""
+    return Path(tempfile.gettempdir()) / "rnn_demo_uploads" / owner
+
+
+@dataclass
+class SessionLease:
+    """Exists while the session is connected; its release schedules the session's cleanup."""
+
+    owner: str
+
+
+def _release(lease: SessionLease) -> None:
+    # Runs on a server thread when the session disconnects: after a grace period (a reconnect
+    # cancels it) the session's job is stopped (best weights saved) and its uploads deleted.
+    shared_manager().release_owner(
+        lease.owner, on_expire=lambda: shutil.rmtree(upload_dir(lease.owner), ignore_errors=True)
+    )
+
+
+@st.cache_resource(scope="session", on_release=_release, show_spinner=False)
+def _lease(owner: str) -> SessionLease:
+    shared_manager().claim_owner(owner)
+    return SessionLease(owner)
+
+
+def touch_session() -> None:
+    """Marks the session as alive (called on every run and by the live training view)."""
+    owner = owner_id()
+    _lease(owner)
+    shared_manager().claim_owner(owner)
+
+
+def save_upload(name: str, data: bytes) -> Path:
+    """Writes uploaded bytes to this session's upload folder (so a worker process can read them)."""
+    folder = upload_dir(owner_id())
+    folder.mkdir(parents=True, exist_ok=True)
+    safe = "".join(c if c.isalnum() or c in "._-" else "_" for c in Path(name).name)[:80] or "upload.csv"
+    path = folder / safe
+    if not path.is_file() or path.read_bytes() != data:
+        tmp = path.with_name(f".{safe}.tmp")
+        tmp.write_bytes(data)
+        tmp.replace(path)
+    return path
+
+
+# --------------------------------------------------------------------------------------
+# Current dataset, settings, model and job
+# --------------------------------------------------------------------------------------
+
+
+def current_spec() -> DatasetSpec:
+    return DatasetSpec.from_dict(st.session_state.setdefault("app.dataset", DEFAULT_DATASET.to_dict()))
+
+
+def set_current_spec(spec: DatasetSpec) -> None:
+    st.session_state["app.dataset"] = spec.to_dict()
+    apply_dataset_defaults()
+
+
+def apply_dataset_defaults(force: bool = False) -> None:
+    """Fills the settings with the current dataset's defaults when the dataset changed."""
+    spec = current_spec()
+    marker = spec.name or f"csv:{spec.csv}"
+    if force or st.session_state.get("app.defaults_for") != marker:
+        apply_configs(*default_configs(spec.name))
+        st.session_state["app.defaults_for"] = marker
+
+
+CONFIG_TYPES = {"text": TextConfig, "model": ModelConfig, "train": TrainConfig}
+_NOT_SETTINGS = {"vocab_size", "num_classes"}  # filled in from the data
+
+
+def apply_configs(text: TextConfig, model: ModelConfig, train: TrainConfig) -> None:
+    """Writes configs into the ``cfg.<config>.<field>`` widget keys."""
+    for group, config in (("text", text), ("model", model), ("train", train)):
+        for name, value in config.to_dict().items():
+            if name not in _NOT_SETTINGS:
+                persist(f"cfg.{group}.{name}", value)
+                st.session_state[f"cfg.{group}.{name}"] = value
+
+
+def current_configs() -> tuple[TextConfig, ModelConfig, TrainConfig]:
+    """The settings from the ``cfg.`` keys.
+
+    Raises:
+        ValueError: A setting is invalid (the message names it).
+    """
+    apply_dataset_defaults()
+    built = []
+    for group, cls in CONFIG_TYPES.items():
+        prefix = f"cfg.{group}."
+        values = {k[len(prefix) :]: v for k, v in st.session_state.items() if k.startswith(prefix)}
+        built.append(cls.from_dict(values))
+    return built[0], built[1], built[2]
+
+
+def current_run_path() -> str | None:
+    """The current model's run directory; the first available run until the user picks one."""
+    if st.session_state.get(RUN_KEY) is None:
+        available = runs()
+        if available:
+            set_current_run(available[0].path)
+    return st.session_state.get(RUN_KEY)
+
+
+def set_current_run(path: str | Path) -> None:
+    """Makes a run the current model (call before any run picker is drawn in this script run)."""
+    persist(RUN_KEY, str(path))
+    st.session_state[RUN_KEY] = str(path)
+
+
+def current_job() -> TrainingJob | None:
+    return st.session_state.get("app.job")
+
+
+def set_current_job(job: TrainingJob | None) -> None:
+    st.session_state["app.job"] = job
+
+
+# --------------------------------------------------------------------------------------
+# Cached loaders
+# --------------------------------------------------------------------------------------
+
+
+def _spec_key(spec: DatasetSpec) -> str:
+    data = spec.to_dict()
+    if spec.csv:  # a re-uploaded file under the same name must not hit a stale cache entry
+        data["_mtime"] = [Path(p).stat().st_mtime if Path(p).exists() else 0 for p in (spec.csv, spec.test_csv) if p]
+    return json.dumps(data, sort_keys=True)
+
+
+@st.cache_data(max_entries=16, show_spinner="Loading the dataset …")
+def _check(spec_key: str) -> str:
+    spec_data = {k: v for k, v in json.loads(spec_key).items() if not k.startswith("_")}
+    return load_splits(DatasetSpec.from_dict(spec_data)).fingerprint
+
+
+def check_dataset(spec: DatasetSpec) -> str:
+    """Loads and splits a dataset once (cached) to validate it; returns its fingerprint.
+
+    Raises:
+        rnn_demo.data.DatasetError: The dataset cannot be loaded (the message says why).
+    """
+    return _check(_spec_key(spec))
+
+
+@st.cache_data(max_entries=8, show_spinner="Loading the dataset and counting tokens …")
+def _stats(spec_key: str, text_key: str) -> DatasetStats:
+    spec_data = {k: v for k, v in json.loads(spec_key).items() if not k.startswith("_")}
+    return dataset_stats(load_splits(DatasetSpec.from_dict(spec_data)), TextConfig.from_dict(json.loads(text_key)))
+
+
+def dataset_overview(spec: DatasetSpec, text_config: TextConfig) -> DatasetStats:
+    """Statistics of a dataset under a tokenizer setting (cached).
+
+    Raises:
+        rnn_demo.data.DatasetError: The dataset cannot be loaded.
+    """
+    return _stats(_spec_key(spec), json.dumps(text_config.to_dict(), sort_keys=True))
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def table_preview(path: str, mtime: float, header: bool, delimiter: str | None) -> Any:
+    """First rows of an uploaded table (cached per file version)."""
+    return read_table_preview(path, header=header, delimiter=delimiter, n_rows=20)
+
+
+@st.cache_resource(max_entries=8, show_spinner="Loading the model …")
+def _predictor(path: str, mtime: float) -> Predictor:
+    return Predictor.load(path)
+
+
+def load_predictor(info: RunInfo) -> Predictor:
+    """The run's Predictor, shared read-only between sessions (keyed by path and modification time).
+
+    Raises:
+        rnn_demo.checkpoints.CheckpointError: The run cannot be loaded.
+    """
+    path = Path(info.path)
+    return _predictor(str(path), (path / "model.safetensors").stat().st_mtime)
+
+
+@st.cache_data(max_entries=8, show_spinner="Collecting the predictions …")
+def _split_records(path: str, mtime: float, split: str) -> tuple[list[dict[str, Any]], str]:
+    info = read_run_info(path)
+    result = load_split_predictions(path, split, lambda texts: load_predictor(info).predict_proba(texts))
+    return result.records(), result.source
+
+
+def split_records(info: RunInfo, split: str) -> tuple[list[dict[str, Any]], str]:
+    """Per-example predictions of a run on its own validation/test split, and where they came from.
+
+    Raises:
+        rnn_demo.data.DatasetError, rnn_demo.checkpoints.CheckpointError: Data or run unavailable.
+    """
+    path = Path(info.path)
+    return _split_records(str(path), (path / "model.safetensors").stat().st_mtime, split)
+
+
+def runs() -> list[RunInfo]:
+    """Shipped runs then the user's runs (newest first)."""
+    return list_runs()
+
+
+def dataset_title(spec: DatasetSpec) -> str:
+    info = DATASETS.get(spec.name or "")
+    return spec.display_name() if info is None or spec.params else info.title

@@ -1,0 +1,35 @@
+"""Shared test fixtures."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def tiny_runs_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A runs folder with two tiny runs on the synthetic ``negation`` task (a few seconds to train).
+
+    - ``tiny-gru``: a GRU that solves the task (tells "good" from "not good"); texts capped at 12 tokens.
+    - ``tiny-rnn``: a deliberately weak plain RNN (1 epoch, 4 units), so it makes mistakes.
+    """
+    import torch
+
+    from rnn_demo.data import DatasetSpec
+    from rnn_demo.experiment import default_configs, run_experiment
+
+    runs = tmp_path_factory.mktemp("runs")
+    spec = DatasetSpec(name="negation")
+    text, model, train = default_configs("negation")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny models: extra threads only contend with other processes on a busy machine
+    try:
+        run_experiment(spec, dataclasses.replace(text, max_tokens=12), model, dataclasses.replace(train, epochs=3),
+                       out_dir=runs / "tiny-gru")
+        run_experiment(spec, text, dataclasses.replace(model, cell="rnn", hidden_size=4, embedding_dim=4),
+                       dataclasses.replace(train, epochs=1, lr=1e-3), out_dir=runs / "tiny-rnn")
+    finally:
+        torch.set_num_threads(threads)
+    return runs

@@ -1,0 +1,135 @@
+"""One real-browser test: `streamlit run app.py` in a subprocess, driven by headless Chromium.
+
+Needs the Debian `chromium` package (/usr/bin/chromium) and the `playwright` PyPI package
+(its own browser download is not used). Skipped when Chromium is missing locally; under
+CI=true a missing browser is a failure. Screenshots of every page go to tests/screenshots/.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SCREENSHOTS = Path(__file__).resolve().parent / "screenshots"
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]  # fmt: skip
+IN_CI = os.environ.get("CI", "").lower() == "true"
+SENTENCE = "the movie was not good at all"
+# page title in the navigation -> text that shows the page has finished drawing
+PAGES = {
+    "Home": "Quick start",
+    "Data": "OOV rate",
+    "Train": "Start training",
+    "Predict": "Predicted label",  # the sentence typed earlier is still there (same session)
+    "Mistakes": "Selected example",
+    "Compare": "Start race",
+}
+
+
+def _require_browser() -> None:
+    missing = []
+    if not Path(CHROMIUM).exists():
+        missing.append(f"Chromium ({CHROMIUM}; apt-get install chromium)")
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        missing.append("the playwright package (pip install playwright)")
+    if missing:
+        message = "browser test needs " + " and ".join(missing)
+        if IN_CI:
+            pytest.fail(message + " (CI=true: the browser test must run)")
+        pytest.skip(message)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def server(tiny_runs_dir, tmp_path):
+    _require_browser()
+    port = _free_port()
+    env = {**os.environ, "RNN_DEMO_RUNS": str(tiny_runs_dir), "RNN_DEMO_MAX_JOBS": "1"}
+    log = open(tmp_path / "server.log", "w")  # noqa: SIM115 - closed below
+    process = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true", "--server.port", str(port),
+         "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
+        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 60
+    while True:
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
+                if response.status == 200:
+                    break
+        except OSError:
+            pass
+        if process.poll() is not None or time.time() > deadline:
+            process.kill()
+            log.close()
+            pytest.fail("streamlit did not start:\n" + (tmp_path / "server.log").read_text()[-3000:])
+        time.sleep(0.3)
+    yield url
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+    log.close()
+    server_log = (tmp_path / "server.log").read_text()
+    assert "Traceback" not in server_log, server_log[-3000:]
+
+
+def test_predict_in_a_real_browser_and_screenshot_every_page(server, tiny_runs_dir, monkeypatch):
+    from playwright.sync_api import expect, sync_playwright
+
+    from rnn_demo.checkpoints import list_runs
+    from rnn_demo.predict import Predictor
+
+    monkeypatch.setenv("RNN_DEMO_RUNS", str(tiny_runs_dir))
+    default_run = list_runs()[0]  # what the Predict page selects first (the server sees the same runs)
+    expected = Predictor.load(default_run.path).predict(SENTENCE).label
+    SCREENSHOTS.mkdir(exist_ok=True)
+    pages = dict(PAGES)
+    if (ROOT / "pages" / "internals.py").exists():
+        pages["Internals"] = "Internals"
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1800})
+            # A deep link straight after the server started: the page must still run inside app.py.
+            page.goto(f"{server}/predict")
+            expect(page.get_by_text("Current dataset")).to_be_visible(timeout=60_000)
+            box = page.get_by_role("textbox", name="Text")
+            box.fill(SENTENCE)
+            box.press("Control+Enter")
+            label = page.get_by_test_id("stMetricValue").first
+            expect(label).to_have_text(expected, timeout=60_000)
+            expect(page.get_by_text("Predicted label")).to_be_visible()
+
+            navigation = page.get_by_test_id("stSidebarNav")
+            for title, marker in pages.items():
+                navigation.get_by_role("link", name=title).click()
+                heading = title if title != "Home" else "RNN Playground"
+                expect(page.get_by_role("heading", name=heading, exact=True)).to_be_visible(timeout=60_000)
+                expect(page.get_by_text(marker).first).to_be_visible(timeout=90_000)
+                page.wait_for_timeout(1500)  # let Plotly finish drawing
+                page.screenshot(path=SCREENSHOTS / f"{title.lower()}.png")
+        finally:
+            browser.close()
+    assert len(list(SCREENSHOTS.glob("*.png"))) >= len(pages)

@@ -1,0 +1,203 @@
+"""Figure builders and the data behind the app's charts: training curves, results, dataset
+statistics and the Mistakes list (filtering and sorting)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from rnn_demo.data import DatasetSpec, LabeledTexts, load_splits, split_dataset
+from rnn_demo.dataset_stats import dataset_stats
+from rnn_demo.metrics import example_predictions
+from rnn_demo.mistakes import confusion_counts, load_split_predictions, select_examples
+from rnn_demo.plots.data import class_balance_figure, length_histogram_figure
+from rnn_demo.plots.results import confusion_matrix_figure, per_class_f1_figure, probability_figure
+from rnn_demo.plots.training import (
+    compare_figure,
+    curves_by_cell,
+    loss_figure,
+    race_figure,
+    training_curves,
+    validation_metrics_figure,
+)
+from rnn_demo.text import TextConfig
+
+EVENTS = [
+    {"type": "start", "total_steps": 20, "steps_per_epoch": 10, "epochs": 2},
+    {"type": "step", "step": 5, "epoch": 1, "loss": 0.9},
+    {"type": "step", "step": 10, "epoch": 1, "loss": 0.7},
+    {"type": "epoch", "epoch": 1, "step": 10},
+    {"type": "eval", "step": 10, "epoch": 1, "val_loss": 0.8, "val_accuracy": 0.6, "val_macro_f1": 0.55},
+    {"type": "step", "step": 15, "epoch": 2, "loss": 0.5},
+    {"type": "step", "step": 20, "epoch": 2, "loss": 0.4},
+    {"type": "eval", "step": 20, "epoch": 2, "val_loss": 0.6, "val_accuracy": 0.75, "val_macro_f1": 0.7},
+    {"type": "done", "reason": "completed"},
+]
+
+
+def test_training_curves_put_steps_on_an_epoch_axis():
+    curves = training_curves(EVENTS)
+    assert curves.train_loss == ([0.5, 1.0, 1.5, 2.0], [0.9, 0.7, 0.5, 0.4])
+    assert curves.val_loss == ([1.0, 2.0], [0.8, 0.6])
+    assert curves.val_accuracy[1] == [0.6, 0.75] and curves.val_macro_f1[1] == [0.55, 0.7]
+    assert training_curves([]).train_loss == ([], [])
+
+
+def test_loss_and_metric_figures():
+    fig = loss_figure(EVENTS)
+    assert [t.name for t in fig.data] == ["training loss", "validation loss"]
+    assert list(fig.data[0].y) == [0.9, 0.7, 0.5, 0.4] and list(fig.data[1].x) == [1.0, 2.0]
+    fig = validation_metrics_figure(EVENTS)
+    assert [t.name for t in fig.data] == ["validation accuracy", "validation macro-F1"]
+    assert list(fig.data[0].y) == [0.6, 0.75]
+
+
+def test_race_figure_has_one_curve_per_cell():
+    race = [{**e, "cell": cell} for cell in ("rnn", "gru") for e in EVENTS]
+    race[-1]["val_loss"] = 0.1  # gru's last event is "done": no change expected
+    assert set(curves_by_cell(race)) == {"rnn", "gru"}
+    fig = race_figure(race, "val_accuracy")
+    assert [t.name for t in fig.data] == ["RNN", "GRU"]
+    assert list(fig.data[1].y) == [0.6, 0.75]
+    assert fig.data[0].line.color != fig.data[1].line.color
+
+
+def test_compare_figure_overlays_runs():
+    other = [dict(e) for e in EVENTS]
+    for e in other:
+        if e["type"] == "start":
+            e["steps_per_epoch"] = 5  # a different batch size still lines up in epochs
+    fig = compare_figure({"a": EVENTS, "b": other}, "train_loss")
+    assert [t.name for t in fig.data] == ["a", "b"]
+    assert list(fig.data[1].x) == [1.0, 2.0, 3.0, 4.0]
+
+
+def test_confusion_matrix_figure_shows_counts_and_row_shares():
+    fig = confusion_matrix_figure([[8, 2], [0, 0]], ["neg", "pos"])
+    heat = fig.data[0]
+    assert list(heat.x) == ["neg", "pos"] and list(heat.y) == ["neg", "pos"]
+    assert [list(row) for row in heat.text] == [[8, 2], [0, 0]]
+    assert np.allclose(heat.z, [[0.8, 0.2], [0.0, 0.0]])  # an empty class gives zeros, not NaN
+    cells = fig.data[1]  # invisible markers that make the cells clickable
+    assert list(zip(cells.y, cells.x, cells.text)) == [("neg", "neg", "8"), ("neg", "pos", "2"),
+                                                        ("pos", "neg", "0"), ("pos", "pos", "0")]
+
+
+def test_user_class_names_are_shown_as_text():
+    fig = confusion_matrix_figure([[1, 0], [0, 1]], ["<b>bold</b>", "a&b"])
+    assert list(fig.data[0].x) == ["&lt;b&gt;bold&lt;/b&gt;", "a&amp;b"]
+    fig = probability_figure({"<i>x</i>": 0.3, "y": 0.7})
+    assert "&lt;i&gt;x&lt;/i&gt;" in list(fig.data[0].y)
+
+
+def test_probability_figure_puts_the_predicted_class_on_top():
+    fig = probability_figure({"negative": 0.2, "neutral": 0.1, "positive": 0.7})
+    bars = fig.data[0]
+    assert list(bars.y) == ["neutral", "negative", "positive"]  # plotly draws the last bar on top
+    assert list(bars.x) == pytest.approx([0.1, 0.2, 0.7])
+    assert bars.marker.color[-1] != bars.marker.color[0]
+
+
+def test_per_class_f1_figure_groups_runs_by_class():
+    fig = per_class_f1_figure({"run-a": {"x": {"f1": 0.5}, "y": {"f1": 0.9}}, "run-b": {"y": {"f1": 0.4}}})
+    assert [t.name for t in fig.data] == ["run-a", "run-b"]
+    assert list(fig.data[0].x) == ["x", "y"]
+    assert list(fig.data[1].y) == [None, 0.4]  # a class a run does not have is a gap
+
+
+def test_data_figures():
+    fig = class_balance_figure({"train": {"neg": 30, "pos": 10}, "test": {"neg": 3, "pos": 1}})
+    assert [t.name for t in fig.data] == ["train", "test"] and list(fig.data[0].y) == [30, 10]
+    fig = length_histogram_figure(np.array([1, 2, 3, 50]), max_tokens=10)
+    assert list(fig.data[0].x) == [1, 2, 3, 50]
+    assert fig.layout.shapes[0].x0 == 10  # the cap line
+    assert "median 2" in fig.layout.title.text
+
+
+def test_dataset_stats_fit_the_vocabulary_on_train_only():
+    data = LabeledTexts(
+        texts=["good film", "bad film", "good plot", "bad plot"] * 5 + ["unseen words here"] * 4,
+        labels=[1, 0, 1, 0] * 5 + [0, 1, 0, 1],
+        label_names=["neg", "pos"],
+    )
+    splits = split_dataset(data, val_fraction=0.25, test_fraction=0.25, seed=0)
+    stats = dataset_stats(splits, TextConfig(max_tokens=2), n_samples=3)
+    assert stats.split_sizes == {"train": len(splits.train), "validation": len(splits.validation), "test": len(splits.test)}
+    assert stats.class_counts["train"] == splits.train.class_counts()
+    assert len(stats.train_lengths) == len(splits.train) and stats.train_lengths.max() == 3
+    assert stats.truncated_fraction == pytest.approx(float((stats.train_lengths > 2).mean()))
+    assert len(stats.samples) == 3 and all(label in ("neg", "pos") for _, label in stats.samples)
+    train_tokens = {t for text in splits.train.texts for t in text.split()}
+    assert stats.vocab_size == len(train_tokens) + 2
+    assert 0.0 <= stats.oov_rate <= 1.0
+
+
+# ---- the Mistakes list ------------------------------------------------------------------
+
+NAMES = ["neg", "pos", "neu"]
+TEXTS = ["a great film", "not great", "dull", "fine I guess", "GREAT acting", "bad"]
+LABELS = [1, 0, 0, 2, 1, 0]
+PROBS = np.array(
+    [
+        [0.1, 0.8, 0.1],  # correct
+        [0.05, 0.9, 0.05],  # neg -> pos, very confident mistake
+        [0.6, 0.3, 0.1],  # correct
+        [0.1, 0.3, 0.6],  # correct
+        [0.7, 0.2, 0.1],  # pos -> neg mistake
+        [0.2, 0.5, 0.3],  # neg -> pos, less confident mistake
+    ]
+)
+RECORDS = example_predictions(TEXTS, LABELS, PROBS, NAMES)
+
+
+def test_mistakes_come_first_most_confident_first():
+    ordered = select_examples(RECORDS)
+    assert [r["index"] for r in ordered] == [1, 4, 5, 0, 2, 3]  # ties (0.6, 0.6) keep split order
+    assert [r["index"] for r in select_examples(RECORDS, mistakes_only=True)] == [1, 4, 5]
+
+
+def test_mistakes_filter_by_cell_and_text():
+    cell = select_examples(RECORDS, true_label="neg", predicted_label="pos")
+    assert [r["index"] for r in cell] == [1, 5]
+    assert all(r["true"] == "neg" and r["predicted"] == "pos" for r in cell)
+    assert [r["index"] for r in select_examples(RECORDS, query="great")] == [1, 4, 0]  # case-insensitive
+    assert [r["index"] for r in select_examples(RECORDS, query="great film")] == [0]  # every word must appear
+    assert select_examples(RECORDS, predicted_label="neu", mistakes_only=True) == []
+    assert len(select_examples(RECORDS, limit=2)) == 2
+
+
+def test_confusion_counts_match_the_records():
+    counts = confusion_counts(RECORDS, NAMES)
+    assert counts.tolist() == [[1, 2, 0], [1, 1, 0], [0, 0, 1]]
+    assert counts.sum() == len(RECORDS)
+
+
+def test_split_predictions_reuse_saved_probabilities(tiny_runs_dir):
+    def must_not_run(texts):
+        raise AssertionError("saved probabilities should have been used")
+
+    result = load_split_predictions(tiny_runs_dir / "tiny-rnn", "validation", must_not_run)
+    splits = load_splits(DatasetSpec(name="negation"))
+    assert result.source == "saved" and result.texts == splits.validation.texts
+    assert result.probs.shape == (len(splits.validation), 2)
+    assert len(result.records()) == len(splits.validation)
+
+
+def test_split_predictions_recompute_when_the_data_changed(tiny_runs_dir, tmp_path):
+    import json
+    import shutil
+
+    run = shutil.copytree(tiny_runs_dir / "tiny-rnn", tmp_path / "changed")
+    config = json.loads((run / "config.json").read_text())
+    config["dataset"]["fingerprint"] = "something-else"
+    (run / "config.json").write_text(json.dumps(config))
+    calls = []
+
+    def predict(texts):
+        calls.append(len(texts))
+        return np.full((len(texts), 2), 0.5)
+
+    result = load_split_predictions(run, "test", predict)
+    assert result.source == "recomputed" and calls == [len(result.texts)]
+    with pytest.raises(ValueError, match="unknown split"):
+        load_split_predictions(run, "train", predict)
