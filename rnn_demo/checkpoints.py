@@ -125,6 +125,7 @@ def save_run(
     run_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{run_dir.name}.", suffix=".tmp", dir=run_dir.parent))
     try:
+        tmp.chmod(0o755)  # mkdtemp makes it private; a run is readable like any other folder
         state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
         save_file(state, str(tmp / "model.safetensors"), metadata={"format": "rnn_demo", "version": str(FORMAT_VERSION)})
         config = {

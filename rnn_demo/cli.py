@@ -177,6 +177,8 @@ class _ProgressBar:
 
         kind = event["type"]
         if kind == "start":
+            self.last_step = 0  # one bar per run (build-checkpoints trains several)
+            self.postfix = {}
             self.bar = tqdm(total=event["total_steps"], unit="step", file=sys.stderr, dynamic_ncols=True,
                             desc=f"training ({event['n_train']:,} examples, {event['device']})")
         elif self.bar is None:

@@ -88,3 +88,14 @@ def test_help_documents_every_train_flag():
                  "--clip", "--seed", "--tokenizer", "--min-freq", "--max-vocab", "--max-tokens", "--out",
                  "--test-csv", "--text-col", "--label-col", "--no-header", "--delimiter"):
         assert flag in proc.stdout, flag
+
+
+def test_progress_bar_starts_afresh_for_each_run():
+    from rnn_demo.cli import _ProgressBar
+
+    bar = _ProgressBar(enabled=True)
+    for _ in range(2):
+        bar({"type": "start", "total_steps": 10, "n_train": 5, "device": "cpu"})
+        bar({"type": "step", "step": 4, "epoch": 1, "loss": 0.5, "tokens_per_second": 100.0})
+        assert bar.bar.n == 4
+        bar({"type": "done", "message": "ok"})
