@@ -193,10 +193,13 @@ class Trainer:
     def _make_optimizer(self) -> torch.optim.Optimizer:
         params = [p for p in self.model.parameters() if p.requires_grad]
         c = self.config
+        # The fused kernels update all parameters in one pass (the 1M-entry embedding made
+        # the per-tensor Adam a quarter of a Rotten Tomatoes step).
+        fused = all(p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in params)
         if c.optimizer == "adam":
-            return torch.optim.Adam(params, lr=c.lr, weight_decay=c.weight_decay)
+            return torch.optim.Adam(params, lr=c.lr, weight_decay=c.weight_decay, fused=fused)
         if c.optimizer == "adamw":
-            return torch.optim.AdamW(params, lr=c.lr, weight_decay=c.weight_decay)
+            return torch.optim.AdamW(params, lr=c.lr, weight_decay=c.weight_decay, fused=fused)
         return torch.optim.SGD(params, lr=c.lr, momentum=0.9, weight_decay=c.weight_decay)
 
     def _class_weights(self) -> torch.Tensor:

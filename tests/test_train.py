@@ -103,3 +103,14 @@ def test_bad_train_config_is_refused():
         TrainConfig(optimizer="rmsprop")
     with pytest.raises(ValueError, match="lr"):
         TrainConfig(lr=0)
+
+
+def test_openmp_threads_sleep_instead_of_spinning_unless_the_user_chose():
+    import subprocess
+    import sys
+
+    code = "import os, rnn_demo; print(os.environ['OMP_WAIT_POLICY'])"
+    env = {k: v for k, v in __import__("os").environ.items() if k != "OMP_WAIT_POLICY"}
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env).stdout.strip() == "PASSIVE"
+    env["OMP_WAIT_POLICY"] = "ACTIVE"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env).stdout.strip() == "ACTIVE"
