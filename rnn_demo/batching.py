@@ -56,9 +56,7 @@ def encode_texts(
     labels: Sequence[int] | None = None,
     max_tokens: int | None = None,
 ) -> EncodedTexts:
-    """Tokenizes and looks up every text once.
-
-    A text with no tokens becomes a single ``<unk>`` so every sequence has length >= 1.
+    """Tokenizes and looks up every text once (see ``encode_tokens``).
 
     Args:
         texts: Raw texts.
@@ -70,10 +68,26 @@ def encode_texts(
     Returns:
         The encoded texts.
     """
+    return encode_tokens([tokenizer(t) for t in texts], vocab, labels, max_tokens)
+
+
+def encode_tokens(
+    token_lists: Sequence[Sequence[str]],
+    vocab: Vocab,
+    labels: Sequence[int] | None = None,
+    max_tokens: int | None = None,
+) -> EncodedTexts:
+    """Looks up already-tokenized texts.
+
+    A text with no tokens becomes a single ``<unk>`` so every sequence has length >= 1.
+
+    Returns:
+        The encoded texts.
+    """
     sequences: list[torch.Tensor] = []
     truncated: list[bool] = []
-    for text in texts:
-        ids = vocab.encode(tokenizer(text)) or [UNK_ID]
+    for tokens in token_lists:
+        ids = vocab.encode(tokens) or [UNK_ID]
         cut = max_tokens is not None and len(ids) > max_tokens
         if cut:
             ids = ids[:max_tokens]

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rnn_demo.batching import BatchLoader, EncodedTexts, encode_texts
+from rnn_demo.batching import BatchLoader, EncodedTexts, encode_tokens
 from rnn_demo.checkpoints import save_run, user_runs_dir
 from rnn_demo.data import DatasetSpec, DatasetSplits, load_splits
 from rnn_demo.metrics import classification_summary
@@ -101,22 +101,20 @@ class PreparedData:
 def prepare_data(splits: DatasetSplits, text_config: TextConfig) -> PreparedData:
     """Fits the vocabulary on the training split only and encodes every split once."""
     tokenizer = Tokenizer.from_config(text_config)
-    train_tokens = [tokenizer(t) for t in splits.train.texts]
-    vocab = Vocab.build(train_tokens, min_freq=text_config.min_freq, max_size=text_config.max_vocab)
-    cap = text_config.max_tokens
-
-    def encode(part: Any) -> EncodedTexts:
-        return encode_texts(part.texts, tokenizer, vocab, part.labels, max_tokens=cap)
-
-    val_tokens = [tokenizer(t) for t in splits.validation.texts]
+    tokens = {name: [tokenizer(t) for t in getattr(splits, name).texts] for name in ("train", "validation", "test")}
+    vocab = Vocab.build(tokens["train"], min_freq=text_config.min_freq, max_size=text_config.max_vocab)
+    encoded = {
+        name: encode_tokens(lists, vocab, getattr(splits, name).labels, max_tokens=text_config.max_tokens)
+        for name, lists in tokens.items()
+    }
     return PreparedData(
         splits=splits,
         tokenizer=tokenizer,
         vocab=vocab,
-        train=encode(splits.train),
-        validation=encode(splits.validation),
-        test=encode(splits.test),
-        oov_rate=vocab.oov_rate(val_tokens),
+        train=encoded["train"],
+        validation=encoded["validation"],
+        test=encoded["test"],
+        oov_rate=vocab.oov_rate(tokens["validation"]),
     )
 
 
