@@ -46,7 +46,5 @@ st.markdown(f"True label: **{widgets.md(record['true'])}** · predicted: **{widg
 prediction = predictor.predict(record["text"])
 widgets.prediction_view(prediction, predictor.max_tokens)
 
-# ==== Explanations spot ================================================================
-# rnn_demo.ui.explain_panel.render_explanations(predictor, text, key=...) is drawn here once
-# that module exists (guarded with importlib.util.find_spec inside widgets.explanations).
+# ==== Explanations (rnn_demo.ui.explain_panel) ==========================================
 widgets.explanations(predictor, record["text"], key="mistakes.explain")

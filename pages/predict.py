@@ -34,7 +34,5 @@ if not text.strip():
 prediction = predictor.predict(text)
 widgets.prediction_view(prediction, predictor.max_tokens)
 
-# ==== Explanations spot ================================================================
-# rnn_demo.ui.explain_panel.render_explanations(predictor, text, key=...) is drawn here once
-# that module exists (guarded with importlib.util.find_spec inside widgets.explanations).
+# ==== Explanations (rnn_demo.ui.explain_panel) ==========================================
 widgets.explanations(predictor, text, key="predict.explain")

@@ -208,12 +208,19 @@ def current_configs() -> tuple[TextConfig, ModelConfig, TrainConfig]:
     return built[0], built[1], built[2]
 
 
+def default_run(available: list[RunInfo]) -> RunInfo:
+    """The run to show before the user picks one: the first trained on the current dataset, else the first."""
+    dataset = current_spec().name
+    return next((run for run in available if run.config.get("dataset", {}).get("spec", {}).get("name") == dataset),
+                available[0])
+
+
 def current_run_path() -> str | None:
-    """The current model's run directory; the first available run until the user picks one."""
+    """The current model's run directory; a run of the current dataset until the user picks one."""
     if st.session_state.get(RUN_KEY) is None:
         available = runs()
         if available:
-            set_current_run(available[0].path)
+            set_current_run(default_run(available).path)
     return st.session_state.get(RUN_KEY)
 
 

@@ -65,8 +65,9 @@ def run_picker(label: str = "Model") -> RunInfo | None:
         st.info("No trained models yet. Train one on the **Train** page (the quick demo preset takes under a minute).")
         return None
     paths = list(runs)
-    state.persist(state.RUN_KEY, paths[0])
-    state.keep_choice_valid(state.RUN_KEY, paths, paths[0])
+    default = str(state.default_run(list(runs.values())).path)
+    state.persist(state.RUN_KEY, default)
+    state.keep_choice_valid(state.RUN_KEY, paths, default)
     path = st.selectbox(label, paths, key=state.RUN_KEY, format_func=lambda p: runs[p].title())
     return runs[path]
 
@@ -85,11 +86,7 @@ def prediction_view(prediction: Prediction, max_tokens: int | None) -> None:
 
 
 def explanations(predictor: object, text: str, key: str) -> None:
-    """Runs the explanation panel when it is installed; a failure there never breaks the page."""
-    import importlib.util
-
-    if importlib.util.find_spec("rnn_demo.ui.explain_panel") is None:
-        return
+    """Draws the explanation panel below a prediction; a failure there never breaks the page."""
     try:
         from rnn_demo.ui.explain_panel import render_explanations
 
