@@ -101,12 +101,13 @@ def test_predict_in_a_real_browser_and_screenshot_every_page(server, tiny_runs_d
     from rnn_demo.predict import Predictor
 
     monkeypatch.setenv("RNN_DEMO_RUNS", str(tiny_runs_dir))
-    default_run = list_runs()[0]  # what the Predict page selects first (the server sees the same runs)
+    # What the Predict page selects first (the server sees the same runs): a run of the current
+    # dataset (Rotten Tomatoes at start), else the first run.
+    runs = list_runs()
+    default_run = next((r for r in runs if r.config["dataset"]["spec"]["name"] == "rotten_tomatoes"), runs[0])
     expected = Predictor.load(default_run.path).predict(SENTENCE).label
     SCREENSHOTS.mkdir(exist_ok=True)
-    pages = dict(PAGES)
-    if (ROOT / "pages" / "internals.py").exists():
-        pages["Internals"] = "Internals"
+    pages = {**PAGES, "Internals": "Internals"}
 
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
