@@ -21,7 +21,7 @@ from rnn_demo.metrics import classification_summary
 from rnn_demo.model import ModelConfig, RecurrentClassifier
 from rnn_demo.text import TextConfig, Tokenizer, Vocab
 from rnn_demo.train import EventCallback, StopSignal, Trainer, TrainConfig, evaluate, seed_everything
-from rnn_demo.vectors import load_vectors_into, resolve_vectors
+from rnn_demo.vectors import default_binary_cache, load_vectors_into, resolve_vectors
 
 # Per-dataset defaults, chosen so that the default model is good, not just fast.
 # Keys are dataset names; values override the dataclass defaults.
@@ -186,7 +186,7 @@ def run_experiment(
     if model_config.pretrained_vectors:
         stage(f"preparing word vectors ({model_config.pretrained_vectors})")
         path = resolve_vectors(model_config.pretrained_vectors, model_config.embedding_dim)
-        vector_coverage = load_vectors_into(model.embedding, data.vocab, path)
+        vector_coverage = load_vectors_into(model.embedding, data.vocab, path, binary_cache=default_binary_cache())
 
     history: list[dict[str, Any]] = []
 

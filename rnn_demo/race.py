@@ -22,7 +22,7 @@ from rnn_demo.experiment import PreparedData, RunSummary, evaluate_and_save, pre
 from rnn_demo.model import CELLS, ModelConfig, RecurrentClassifier
 from rnn_demo.text import TextConfig
 from rnn_demo.train import EventCallback, StopSignal, TrainConfig, Trainer, TrainingError, seed_everything
-from rnn_demo.vectors import load_vectors_into, resolve_vectors
+from rnn_demo.vectors import default_binary_cache, load_vectors_into, resolve_vectors
 
 DEFAULT_CELLS = tuple(CELLS)  # ("rnn", "gru", "lstm")
 
@@ -128,7 +128,7 @@ def _make_entrant(
     )
     seed_everything(train_config.seed)  # same initial seed for every cell
     model = RecurrentClassifier(config)
-    coverage = load_vectors_into(model.embedding, data.vocab, vectors_path) if vectors_path else None
+    coverage = load_vectors_into(model.embedding, data.vocab, vectors_path, binary_cache=default_binary_cache()) if vectors_path else None
     history: list[dict[str, Any]] = []
 
     def record(event: dict[str, Any]) -> None:

@@ -325,7 +325,7 @@ class Trainer:
                 window_loss += float(loss_value)
                 window_steps += 1
                 yield step
-                if step % c.log_every == 0 or i == steps_per_epoch:
+                if step % c.log_every == 0 or i == steps_per_epoch or step == 1:  # step 1: the curve starts at once
                     now = time.perf_counter()
                     self.callback(
                         {

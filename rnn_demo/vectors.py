@@ -4,8 +4,9 @@ learning vectors from unlabeled in-domain text that ships offline."""
 from __future__ import annotations
 
 import gzip
+import hashlib
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import IO
 
@@ -28,27 +29,14 @@ def _open_text(path: Path) -> IO[str]:
     return path.open("r", encoding="utf-8", errors="replace")
 
 
-def read_word_vectors(path: str | Path, vocab: Vocab) -> tuple[np.ndarray, np.ndarray]:
-    """Reads the vectors of the vocabulary's tokens from a GloVe or word2vec text file.
+BINARY_COPY_MAX_BYTES = 300 * 1024 * 1024  # larger text files are streamed for the vocabulary's words only
 
-    GloVe files have ``word v1 v2 …`` on every line; word2vec text files add a first
-    line ``<count> <dim>``, which is skipped. ``.gz`` files are read directly.
 
-    Args:
-        path: The vector file.
-        vocab: Only these tokens are kept.
-
-    Returns:
-        ``(vectors, found)``: (V, E) float32 array (zeros where not found) and a (V,) bool mask.
-
-    Raises:
-        VectorsError: The file is missing, empty, or its lines disagree on the dimension.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise VectorsError(f"word-vector file {path} does not exist")
-    vectors: np.ndarray | None = None
-    found = np.zeros(len(vocab), dtype=bool)
+def _parse_vectors(path: Path, keep: Callable[[str], bool] | None = None) -> tuple[list[str], np.ndarray]:
+    """Every vector of a GloVe/word2vec text file (or those whose word ``keep`` accepts), first occurrence wins."""
+    words: list[str] = []
+    rows: list[np.ndarray] = []
+    seen: set[str] = set()
     dim = None
     with _open_text(path) as handle:
         for line_no, line in enumerate(handle, start=1):
@@ -59,24 +47,93 @@ def read_word_vectors(path: str | Path, vocab: Vocab) -> tuple[np.ndarray, np.nd
                 continue
             if dim is None:
                 dim = len(parts) - 1
-                vectors = np.zeros((len(vocab), dim), dtype=np.float32)
             if len(parts) - 1 != dim:
                 raise VectorsError(f"{path}:{line_no} has {len(parts) - 1} numbers, earlier lines have {dim}")
-            index = vocab.stoi.get(parts[0])
-            if index is None or found[index]:
+            word = parts[0]
+            if word in seen or (keep is not None and not keep(word)):
                 continue
             try:
-                vectors[index] = np.asarray(parts[1:], dtype=np.float32)  # type: ignore[index]
+                rows.append(np.asarray(parts[1:], dtype=np.float32))
             except ValueError as exc:
                 raise VectorsError(f"{path}:{line_no} is not a word followed by numbers") from exc
-            found[index] = True
-    if vectors is None:
+            words.append(word)
+            seen.add(word)
+    if dim is None:
         raise VectorsError(f"{path} contains no vectors")
+    return words, np.stack(rows) if rows else np.zeros((0, dim), dtype=np.float32)
+
+
+def _binary_copy_path(path: Path, folder: Path) -> Path:
+    stat = path.stat()
+    key = hashlib.sha1(f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()[:16]
+    return folder / f"{path.name.split('.')[0]}-{key}.npz"
+
+
+def _read_binary_copy(path: Path, folder: Path) -> tuple[list[str], np.ndarray]:
+    """All vectors of ``path``, from a binary copy in ``folder`` (made on first use, keyed by size and mtime)."""
+    copy = _binary_copy_path(path, folder)
+    if copy.is_file():
+        try:
+            with np.load(copy, allow_pickle=False) as stored:
+                return stored["words"].tobytes().decode("utf-8").split("\n"), stored["vectors"]
+        except (OSError, ValueError, KeyError, UnicodeDecodeError):
+            pass  # unreadable copy: parse the text again and rewrite it
+    words, vectors = _parse_vectors(path)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = copy.with_name(copy.name + ".tmp.npz")
+        encoded = np.frombuffer("\n".join(words).encode("utf-8"), dtype=np.uint8)
+        np.savez(tmp, words=encoded, vectors=vectors)
+        tmp.replace(copy)
+    except OSError:
+        pass  # a read-only cache only costs speed
+    return words, vectors
+
+
+def read_word_vectors(
+    path: str | Path, vocab: Vocab, *, binary_cache: str | Path | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Reads the vectors of the vocabulary's tokens from a GloVe or word2vec text file.
+
+    GloVe files have ``word v1 v2 …`` on every line; word2vec text files add a first
+    line ``<count> <dim>``, which is skipped. ``.gz`` files are read directly.
+
+    Args:
+        path: The vector file.
+        vocab: Only these tokens are kept.
+        binary_cache: A folder for a binary copy of the whole file (files up to
+            ``BINARY_COPY_MAX_BYTES``): parsing text takes about a second per 40,000
+            words, loading the copy milliseconds. A changed file gets a new copy.
+
+    Returns:
+        ``(vectors, found)``: (V, E) float32 array (zeros where not found) and a (V,) bool mask.
+
+    Raises:
+        VectorsError: The file is missing, empty, or its lines disagree on the dimension.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise VectorsError(f"word-vector file {path} does not exist")
+    if binary_cache is not None and path.stat().st_size <= BINARY_COPY_MAX_BYTES:
+        words, table = _read_binary_copy(path, Path(binary_cache))
+    else:
+        words, table = _parse_vectors(path, keep=vocab.stoi.__contains__)
+    vectors = np.zeros((len(vocab), table.shape[1]), dtype=np.float32)
+    found = np.zeros(len(vocab), dtype=bool)
+    rows = [(vocab.stoi[w], i) for i, w in enumerate(words) if w in vocab.stoi]
+    if rows:
+        targets, sources = (np.asarray(r, dtype=np.int64) for r in zip(*rows))
+        vectors[targets] = table[sources]
+        found[targets] = True
     return vectors, found
 
 
-def load_vectors_into(embedding: nn.Embedding, vocab: Vocab, path: str | Path) -> float:
+def load_vectors_into(
+    embedding: nn.Embedding, vocab: Vocab, path: str | Path, *, binary_cache: str | Path | None = None
+) -> float:
     """Copies pretrained vectors into an embedding; tokens without one keep their random init.
+
+    ``binary_cache``: see :func:`read_word_vectors`.
 
     Returns:
         Coverage: the fraction of vocabulary tokens (besides ``<pad>``/``<unk>``) that had a vector.
@@ -84,7 +141,7 @@ def load_vectors_into(embedding: nn.Embedding, vocab: Vocab, path: str | Path) -
     Raises:
         VectorsError: The file is unusable or its dimension differs from the embedding's.
     """
-    vectors, found = read_word_vectors(path, vocab)
+    vectors, found = read_word_vectors(path, vocab, binary_cache=binary_cache)
     if vectors.shape[1] != embedding.embedding_dim:
         raise VectorsError(
             f"{path} has {vectors.shape[1]}-dimensional vectors but the model's embedding_dim is "
@@ -200,6 +257,13 @@ def builtin_vectors_path(name: str, dim: int, cache_dir: Path | None = None) -> 
         words, vectors = cooccurrence_vectors((tokenizer(t) for t in texts), dim=dim)
         save_word_vectors(path, words, vectors)
     return path
+
+
+def default_binary_cache() -> Path:
+    """Where binary copies of vector files go: ``<cache>/vectors/binary`` (see :func:`read_word_vectors`)."""
+    from rnn_demo.data import default_cache_dir  # data sits above this module
+
+    return default_cache_dir() / "vectors" / "binary"
 
 
 def resolve_vectors(name_or_path: str, dim: int) -> Path:

@@ -114,3 +114,10 @@ def test_openmp_threads_sleep_instead_of_spinning_unless_the_user_chose():
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env).stdout.strip() == "PASSIVE"
     env["OMP_WAIT_POLICY"] = "ACTIVE"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env).stdout.strip() == "ACTIVE"
+
+
+def test_the_first_step_is_reported_at_once_so_the_live_curve_starts_early(negation):
+    events = []
+    _trainer(negation, events, epochs=1, log_every=50).fit()
+    steps = [e["step"] for e in events if e["type"] == "step"]
+    assert steps[0] == 1 and 50 in steps

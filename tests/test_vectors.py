@@ -45,3 +45,30 @@ def test_cooccurrence_vectors_put_words_used_alike_close_together():
     v = {w: vectors[i] / np.linalg.norm(vectors[i]) for i, w in enumerate(words)}
     assert v["cat"] @ v["dog"] > v["cat"] @ v["rice"]
     assert v["bread"] @ v["soup"] > v["bread"] @ v["cow"]
+
+
+def test_a_binary_copy_makes_later_reads_fast_and_follows_changes_to_the_file(tmp_path):
+    vocab = Vocab.build([["good", "bad", "rare"]])
+    source = tmp_path / "g.txt"
+    source.write_text("3 2\ngood 1 2\nbad -1 -2\ngood 7 7\nother 9 9\n")  # word2vec header; first "good" wins
+    cache = tmp_path / "cache"
+    first = read_word_vectors(source, vocab, binary_cache=cache)
+    copies = list(cache.glob("*.npz"))
+    assert len(copies) == 1
+    again = read_word_vectors(source, vocab, binary_cache=cache)
+    for a, b in zip(first, again):
+        np.testing.assert_array_equal(a, b)
+    assert first[0][vocab.stoi["good"]].tolist() == [1, 2] and first[1].tolist() == [False, False, True, True, False]
+    # The copy is read, not the text: a stale copy with other numbers would show up here.
+    np.savez(copies[0], words=np.frombuffer(b"good", dtype=np.uint8), vectors=np.array([[5, 5]], dtype=np.float32))
+    assert read_word_vectors(source, vocab, binary_cache=cache)[0][vocab.stoi["good"]].tolist() == [5, 5]
+    # Editing the file makes a new copy.
+    source.write_text("good 3 4 5\n")
+    vectors, found = read_word_vectors(source, vocab, binary_cache=cache)
+    assert vectors.shape == (5, 3) and vectors[vocab.stoi["good"]].tolist() == [3, 4, 5] and found.sum() == 1
+    # A file with an error is reported and leaves no copy behind.
+    bad = tmp_path / "bad.txt"
+    bad.write_text("good 1 2\nbad 1 2 3\n")
+    with pytest.raises(VectorsError, match="earlier lines have 2"):
+        read_word_vectors(bad, vocab, binary_cache=cache)
+    assert len(list(cache.glob("bad-*.npz"))) == 0
