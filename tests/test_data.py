@@ -662,3 +662,39 @@ def test_download_ag_news_offline(tmp_path: Path) -> None:
     with pytest.raises(DatasetError, match=expected):
         download_ag_news(tmp_path / "cache", base_url=f"http://127.0.0.1:{port}/", timeout=5)
     assert not is_ag_news_cached(tmp_path / "cache")
+
+
+@pytest.fixture
+def fresh_corpus_cache(tmp_path, monkeypatch):
+    from rnn_demo import data as data_module
+
+    monkeypatch.setenv("RNN_DEMO_HOME", str(tmp_path))
+    data_module._movie_reviews.cache_clear()
+    data_module._bbc_news.cache_clear()
+    yield tmp_path / "cache" / "corpora"
+    data_module._movie_reviews.cache_clear()  # no test after this one may see the doctored copies
+    data_module._bbc_news.cache_clear()
+
+
+def test_builtin_corpora_are_cached_in_binary_form_and_read_back_identically(fresh_corpus_cache) -> None:
+    import numpy as np
+
+    from rnn_demo import data as data_module
+
+    parsed = load_dataset("rotten_tomatoes")
+    bbc = load_dataset("bbc_news")
+    assert sorted(p.name.split("-")[0] for p in fresh_corpus_cache.glob("*.npz")) == ["bbc_news", "rotten_tomatoes"]
+    data_module._movie_reviews.cache_clear()
+    data_module._bbc_news.cache_clear()
+    cached, bbc_cached = load_dataset("rotten_tomatoes"), load_dataset("bbc_news")
+    assert cached.texts == parsed.texts and cached.labels == parsed.labels and len(cached) == 8530
+    assert bbc_cached.texts == bbc.texts and bbc_cached.labels == bbc.labels
+    assert any("£15.8m" in text for text in bbc_cached.texts)  # non-ASCII survives the round trip
+    # The copy is what is read: a doctored copy shows up (a corrupt one is rebuilt).
+    copy = next(fresh_corpus_cache.glob("rotten_tomatoes-*.npz"))
+    np.savez(copy, blob=np.frombuffer("só".encode(), dtype=np.uint8), ends=np.array([3]), labels=np.array([1]))
+    data_module._movie_reviews.cache_clear()
+    assert load_dataset("rotten_tomatoes").texts == ["só"]
+    copy.write_bytes(b"not an npz")
+    data_module._movie_reviews.cache_clear()
+    assert load_dataset("rotten_tomatoes").texts == parsed.texts

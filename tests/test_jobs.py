@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
+import gc
 import json
+import os
 import queue
+import signal
 import threading
 import time
 from pathlib import Path
@@ -114,6 +117,53 @@ def test_cap_reached_names_the_limit_and_when_a_slot_frees(tmp_path):
         assert manager.seconds_until_free_slot() == 0.0 and manager.active_jobs() == []  # the slot is free again
     finally:
         manager.shutdown()
+
+
+def test_a_spare_worker_with_torch_loaded_takes_the_next_job_and_is_replaced(tmp_path):
+    manager = JobManager(max_jobs=2, cores=2, runs_dir=tmp_path, spare=True)
+    try:
+        assert manager.wait_for_spare(TIMEOUT)  # torch and the trainer are imported before any job
+        spare_pid = manager.spare_pid()
+        job = manager.start_training("ivy", SPEC, *configs())
+        assert job.pid == spare_pid  # the job runs in the warm process
+        assert manager.wait_for_spare(TIMEOUT) and manager.spare_pid() not in (None, spare_pid)
+        assert job.wait(TIMEOUT) and job.status == jobs.FINISHED, job.error
+        assert [e["type"] for e in job.events()][0] == "stage"  # no stray event from the spare's warm-up
+
+        # No spare while every slot is busy; a dead spare is replaced by a fresh process.
+        busy = manager.start_training("jan", SPEC, *configs())
+        other = manager.start_training("kim", SPEC, *configs())
+        assert manager.spare_pid() is None
+        assert busy.wait(TIMEOUT) and other.wait(TIMEOUT)
+        assert manager.wait_for_spare(TIMEOUT)
+        os.kill(manager.spare_pid(), signal.SIGKILL)
+        assert wait_for(lambda: not manager.spare_alive())
+        job = manager.start_training("lee", SPEC, *configs())
+        assert job.wait(TIMEOUT) and job.status == jobs.FINISHED, job.error
+    finally:
+        manager.shutdown()
+    assert manager.spare_pid() is None  # shutdown ends the spare too
+
+
+def test_a_job_handed_to_a_spare_that_is_still_starting_runs(tmp_path):
+    # The spare's channels must outlive the hand-over: a spawned child that has not yet
+    # unpickled them fails if the parent has already dropped (and unlinked) them.
+    manager = JobManager(max_jobs=1, cores=1, runs_dir=tmp_path, spare=True)
+    try:
+        job = manager.start_training("mia", SPEC, *configs())
+        gc.collect()
+        assert job.wait(TIMEOUT) and job.status == jobs.FINISHED, job.error
+    finally:
+        manager.shutdown()
+
+
+def test_spare_worker_can_be_turned_off(monkeypatch, tmp_path):
+    monkeypatch.setenv("RNN_DEMO_SPARE_WORKER", "0")
+    assert not jobs.spare_from_env()
+    monkeypatch.setenv("RNN_DEMO_SPARE_WORKER", "1")
+    assert jobs.spare_from_env()
+    manager = JobManager(max_jobs=1, cores=1, runs_dir=tmp_path, spare=False)
+    assert manager.spare_pid() is None and not manager.wait_for_spare(0.1)
 
 
 def test_failing_job_reports_a_user_facing_message(manager, tmp_path):

@@ -24,6 +24,7 @@ from rnn_demo.ui import state
 from rnn_demo.ui.widgets import md
 
 POLL_SECONDS = 1.0
+STARTUP_POLL_SECONDS = 0.25
 _CHART_CONFIG = {"displayModeBar": False}
 
 
@@ -50,11 +51,21 @@ def _stop_button(job: TrainingJob, key: str) -> None:
                   help="Ends training now and keeps the best weights so far (they are evaluated and saved).")
 
 
-def live_panel(job: TrainingJob, *, race: bool = False) -> None:
-    """Progress, stop button and live curves; polls while the job runs."""
-    running = not job.done
+def _has_steps(job: TrainingJob) -> bool:
+    return any(event.get("type") == "step" for event in job.events())
 
-    @st.fragment(run_every=POLL_SECONDS if running else None)
+
+def live_panel(job: TrainingJob, *, race: bool = False) -> None:
+    """Progress, stop button and live curves; polls while the job runs.
+
+    Until the first loss point arrives the panel polls every ``STARTUP_POLL_SECONDS``
+    (a spare worker starts training within about a second); then one full rerun
+    switches it to ``POLL_SECONDS``.
+    """
+    running = not job.done
+    starting = running and not _has_steps(job)
+
+    @st.fragment(run_every=(STARTUP_POLL_SECONDS if starting else POLL_SECONDS) if running else None)
     def panel() -> None:
         state.touch_session()
         job.poll()  # mark events as seen; the charts redraw from all events
@@ -62,6 +73,12 @@ def live_panel(job: TrainingJob, *, race: bool = False) -> None:
         st.progress(min(1.0, fraction), text=text)
         if not job.done:
             _stop_button(job, key=f"{'compare' if race else 'train'}.stop")
+        if starting and not job.done:
+            # Light polling until the first point: charts would only redraw empty axes.
+            if _has_steps(job):
+                st.rerun()  # one full rerun draws the curves and goes on at the normal pace
+            st.caption("The loss curve appears here with the first training step.")
+            return
         events = job.events()
         left, right = st.columns(2)
         if race:
