@@ -340,6 +340,9 @@ def build_parser() -> argparse.ArgumentParser:
     def add(name: str, help_text: str, func: Callable[[argparse.Namespace], None]) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_text, description=help_text)
         p.add_argument("--json", action="store_true", help="print one JSON object as the last stdout line")
+        p.add_argument("--threads", type=_positive_int, metavar="N",
+                       help="torch CPU threads (default: torch's choice, all cores); 1 can be faster on a busy "
+                            "2-core machine, see benchmarks/README.md")
         p.set_defaults(func=func)
         return p
 
@@ -377,6 +380,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.threads is not None:
+        import torch
+
+        torch.set_num_threads(args.threads)
     try:
         args.func(args)
     except KeyboardInterrupt:

@@ -235,7 +235,10 @@ def _worker_main(
         text_cfg = TextConfig.from_dict(payload["text"])
         model_cfg = ModelConfig.from_dict(payload["model"])
         train_cfg = TrainConfig.from_dict(payload["train"])
-        on_stage = lambda text: put({"type": "stage", "text": text})
+
+        def on_stage(text: str) -> None:
+            put({"type": "stage", "text": text})
+
         if kind == "race":
             summaries = run_race(
                 spec, text_cfg, model_cfg, train_cfg, cells=payload["cells"], out_dirs=payload["out_dirs"],

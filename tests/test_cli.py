@@ -99,3 +99,18 @@ def test_progress_bar_starts_afresh_for_each_run():
         bar({"type": "step", "step": 4, "epoch": 1, "loss": 0.5, "tokens_per_second": 100.0})
         assert bar.bar.n == 4
         bar({"type": "done", "message": "ok"})
+
+
+def test_threads_flag_sets_torch_threads_for_the_command(trained, capsys):
+    import torch
+
+    before = torch.get_num_threads()
+    try:
+        assert main(["predict", str(trained), "great fun", "--threads", "1", "--json"]) == 0
+        assert torch.get_num_threads() == 1
+        assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["label"]
+    finally:
+        torch.set_num_threads(before)
+    proc = subprocess.run([sys.executable, "-m", "rnn_demo", "predict", str(trained), "x", "--threads", "0"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2 and "--threads" in proc.stderr and "at least 1" in proc.stderr
