@@ -140,7 +140,7 @@ def measure(url: str, repeats: int, runs: Path | None, predict_only: bool = Fals
         times = []
         for _ in range(repeats):
             page = open_page(browser, url)
-            page.wait_for_timeout(3000)
+            page.wait_for_timeout(6000)  # the server refills its spare worker 5 s after a job took it
             t0 = start_training(page, preset=None)
             expect(page.get_by_text(STEP).first).to_be_visible(timeout=180_000)
             times.append(time.perf_counter() - t0)

@@ -2,7 +2,6 @@
 
 import streamlit as st
 
-from rnn_demo.jobs import JobError, shared_manager
 from rnn_demo.ui import job_view, state, train_form, widgets
 
 state.require_app_frame()
@@ -22,23 +21,8 @@ running = job is not None and not job.done
 st.subheader("Settings")
 st.caption("Presets fill in every setting below; the defaults are tuned per dataset.")
 train_form.preset_buttons()
-submitted = train_form.training_form(disabled=running)
+train_form.training_form(disabled=running)
 if running:
     st.caption("One job per session: stop the running job to start another.")
-
-if submitted:
-    try:
-        text_cfg, model_cfg, train_cfg = state.current_configs()
-    except ValueError as exc:
-        st.error(f"Invalid setting: {widgets.md(exc)}")
-        st.stop()
-    try:
-        new_job = shared_manager().start_training(
-            state.owner_id(), spec, text_cfg, model_cfg, train_cfg,
-            run_name=st.session_state.get("train.run_name") or None,
-        )
-    except JobError as exc:  # includes CapacityError: the message says when a slot frees up
-        st.error(widgets.md(exc))
-        st.stop()
-    state.set_current_job(new_job)
-    st.rerun()
+if error := st.session_state.pop(train_form.START_ERROR, None):
+    st.error(error)

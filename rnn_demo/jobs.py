@@ -65,6 +65,7 @@ RELEASE_GRACE_SECONDS = 30.0  # a closed session's job is stopped after this lon
 RELEASE_GRACE_ENV = "RNN_DEMO_SESSION_GRACE"  # overrides RELEASE_GRACE_SECONDS
 KILL_AFTER_SECONDS = 120.0  # a stopped job that has not ended by then is terminated
 SPARE_ENV = "RNN_DEMO_SPARE_WORKER"  # "0" turns off the warm spare worker of the app's manager
+SPARE_REFILL_DELAY = 5.0  # s after a job took the spare before the next one starts (its job starts first)
 
 
 class JobError(RuntimeError):
@@ -728,7 +729,8 @@ class JobManager:
                 job_id = uuid.uuid4().hex[:8]
                 spare, self._spare = self._spare, None
                 channels: tuple[Any, ...] = ()
-                if spare is not None and spare.process.is_alive():
+                took_spare = spare is not None and spare.process.is_alive()
+                if spare is not None and took_spare:
                     process, events, stop = spare.process, spare.events, spare.stop
                     spare.tasks.put((kind, payload, self.threads_per_job, job_id))
                     channels = (spare.tasks, spare.ready)
@@ -754,7 +756,12 @@ class JobManager:
                                   channels)
                 self._active[job.id] = job
                 self._latest[owner] = job
-                self._ensure_spare()
+                if not took_spare:
+                    self._ensure_spare()
+                else:  # the new spare's torch import would compete with this job's start for the CPU
+                    timer = threading.Timer(SPARE_REFILL_DELAY, self._refill_spare)
+                    timer.daemon = True
+                    timer.start()
         if capacity_full:
             raise CapacityError(self.capacity_message())  # outside the lock: it reads the jobs' ETAs
         job._begin()
@@ -791,6 +798,10 @@ class JobManager:
             logger.exception("could not start a spare worker")
             return
         self._spare = _Spare(process, tasks, events, stop, ready)
+
+    def _refill_spare(self) -> None:
+        with self._lock:
+            self._ensure_spare()
 
     @staticmethod
     def _end_spare(spare: _Spare) -> None:

@@ -15,10 +15,12 @@ from typing import Any
 import streamlit as st
 
 from rnn_demo.experiment import default_configs
+from rnn_demo.jobs import JobError, shared_manager
 from rnn_demo.model import CELLS, POOLINGS, ModelConfig
 from rnn_demo.text import TOKENIZER_KINDS, TextConfig
 from rnn_demo.train import DEVICES, OPTIMIZERS, TrainConfig
 from rnn_demo.ui import state
+from rnn_demo.ui.widgets import md
 from rnn_demo.vectors import BUILTIN_VECTORS
 
 
@@ -137,11 +139,37 @@ def settings_widgets(groups: Sequence[str], *, columns: int = 3) -> None:
             _widget(field, cols[i % columns])
 
 
-def training_form(*, disabled: bool, submit_label: str = "Start training", key: str = "train.form") -> bool:
-    """The whole settings form with a run-name box; returns True when it was submitted."""
+START_ERROR = "train.start_error"  # why the last Start did not start a job (shown once)
+
+
+def training_form(*, disabled: bool, submit_label: str = "Start training", key: str = "train.form") -> None:
+    """The whole settings form with a run-name box; submitting it starts a job (see ``start_training_job``)."""
     with st.form(key, border=True):
         settings_widgets(("model", "train", "text"))
         state.persist("train.run_name", "")
         st.text_input("Run name (optional)", key="train.run_name", placeholder="e.g. my-first-gru",
                       help="Letters, digits, '-', '_' and '.'; default: <dataset>-<cell>-<date>. You can rename it later.")
-        return st.form_submit_button(submit_label, type="primary", disabled=disabled)
+        st.form_submit_button(submit_label, type="primary", disabled=disabled, on_click=start_training_job)
+
+
+def start_training_job() -> None:
+    """Submit callback: starts the session's training job with the form's settings.
+
+    It runs before the page script, so the same run already draws the live panel (no
+    extra rerun before the first loss point). A problem is kept in ``START_ERROR`` for
+    the page to show.
+    """
+    try:
+        text_cfg, model_cfg, train_cfg = state.current_configs()
+    except ValueError as exc:
+        st.session_state[START_ERROR] = f"Invalid setting: {md(exc)}"
+        return
+    try:
+        job = shared_manager().start_training(
+            state.owner_id(), state.current_spec(), text_cfg, model_cfg, train_cfg,
+            run_name=st.session_state.get("train.run_name") or None,
+        )
+    except JobError as exc:  # includes CapacityError: the message says when a slot frees up
+        st.session_state[START_ERROR] = md(exc)
+        return
+    state.set_current_job(job)
