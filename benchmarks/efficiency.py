@@ -14,7 +14,8 @@ the loss and the optimizer step. Padding positions are computed but not counted:
 Efficiency = FLOPs per real token × real tokens per second ÷ FLOP/s of a large float32
 ``torch.matmul`` with the same thread count, measured in the same process.
 
-``python benchmarks/efficiency.py`` prints the analytic table and the matmul peak.
+``python benchmarks/efficiency.py`` prints the analytic table, the matmul peak and, per cell,
+the ceiling that the step's matmuls alone reach (``gemm_seconds_per_token``).
 """
 
 from __future__ import annotations
@@ -49,13 +50,52 @@ def matmul_flops_per_second(size: int = 2048, repeats: int = 5) -> float:
     return common.median(rates)
 
 
+def gemm_seconds_per_token(cell: str, embedding_dim: int, hidden_size: int, batch: int, steps: int,
+                           repeats: int = 5) -> float:
+    """Seconds per token of only the matmuls one training step of a (batch × steps) batch must run.
+
+    The counted FLOPs as the step's shapes produce them: the input projection of every
+    token at once, one (B × H) · (H × G·H) recurrent matmul per step forward and one
+    (B × G·H) · (G·H × H) per step backward, then the input gradient and both weight
+    gradients as large matmuls. Dividing the counted FLOPs by this time gives the
+    efficiency of a training loop that had no other cost and no padding: a ceiling for
+    these shapes on this machine.
+    """
+    g, e, h = GATES[cell], embedding_dim, hidden_size
+    tokens = batch * steps
+    x, w_ih = torch.randn(tokens, e), torch.randn(g * h, e)
+    hid, w_hh, bias = torch.randn(batch, h), torch.randn(g * h, h), torch.randn(g * h)
+    d_gates, d_all, states = torch.randn(batch, g * h), torch.randn(tokens, g * h), torch.randn(tokens, h)
+
+    def step() -> None:
+        torch.addmm(bias, x, w_ih.t())
+        for _ in range(steps):
+            torch.addmm(bias, hid, w_hh.t())
+        for _ in range(steps):
+            torch.addmm(hid, d_gates, w_hh)
+        torch.mm(d_all, w_ih)
+        torch.mm(d_all.t(), x)
+        torch.mm(d_all.t(), states)
+
+    step()  # warm-up
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - start)
+    return common.median(times) / tokens
+
+
 def main() -> None:
     args = common.base_parser(__doc__.splitlines()[0], "efficiency.json").parse_args()
     common.setup_torch(args.threads)
     peak = matmul_flops_per_second(1024 if args.quick else 2048)
     print(f"matmul peak: {peak / 1e9:.1f} GFLOP/s with {args.threads} threads")
     for cell in GATES:
-        print(f"{cell}: {flops_per_token(cell, 100, 128) / 1e3:.0f} kFLOP per real token (training, E=100, H=128)")
+        flops = flops_per_token(cell, 100, 128)
+        ceiling = flops / gemm_seconds_per_token(cell, 100, 128, 64, 23) / peak
+        print(f"{cell}: {flops / 1e3:.0f} kFLOP per real token (training, E=100, H=128); "
+              f"matmuls alone at B=64, T=23 reach {ceiling:.2f} of the peak")
 
 
 if __name__ == "__main__":
