@@ -18,11 +18,11 @@ elif job is not None and not job.done:
     st.info(f"Your {widgets.md(job.description)} is running; follow it on the **Compare** page.")
 running = job is not None and not job.done
 
-st.subheader("Settings")
-st.caption("Presets fill in every setting below; the defaults are tuned per dataset.")
-train_form.preset_buttons()
-train_form.training_form(disabled=running)
-if running:
-    st.caption("One job per session: stop the running job to start another.")
+# Folded while a job runs, so the live curves above are what the page shows after Start.
+with st.expander("Settings" + (" (one job per session: stop it to start another)" if running else ""),
+                 expanded=not running, icon=":material/tune:"):
+    st.caption("Presets fill in every setting below; the defaults are tuned per dataset.")
+    train_form.preset_buttons()
+    train_form.training_form(disabled=running)
 if error := st.session_state.pop(train_form.START_ERROR, None):
     st.error(error)

@@ -33,6 +33,9 @@ def md(text: object) -> str:
     return _MARKDOWN_SPECIAL.sub(r"\\\1", str(text))
 
 
+SIDEBAR_POLL_SECONDS = 2.0
+
+
 def sidebar() -> None:
     """The shared sidebar: current dataset, current model and the session's job."""
     with st.sidebar:
@@ -44,12 +47,17 @@ def sidebar() -> None:
         job = state.current_job()
         if job is not None:
             st.markdown("**Your job**")
-            if job.done:
-                st.caption(f"{md(job.description)}: {job.status}")
-            else:
-                progress = job.progress()
-                eta = f", about {format_duration(progress.eta_seconds)} left" if progress.eta_seconds else ""
-                st.caption(f"{md(job.description)}: {progress.fraction:.0%}{eta}")
+
+            @st.fragment(run_every=SIDEBAR_POLL_SECONDS if not job.done else None)
+            def job_status() -> None:  # redrawn on its own while the job runs, on every page
+                if job.done:
+                    st.caption(f"{md(job.description)}: {job.status}")
+                else:
+                    progress = job.progress()
+                    eta = f", about {format_duration(progress.eta_seconds)} left" if progress.eta_seconds else ""
+                    st.caption(f"{md(job.description)}: {progress.fraction:.0%}{eta}")
+
+            job_status()
 
 
 def run_picker(label: str = "Model") -> RunInfo | None:
