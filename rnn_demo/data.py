@@ -41,6 +41,8 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
+from rnn_demo.cachefiles import load_arrays, pack_strings, save_arrays, unpack_strings
+
 __all__ = [
     "AG_NEWS_LABEL_NAMES",
     "AG_NEWS_MD5",
@@ -390,25 +392,15 @@ def _cached_corpus(name: str, package: str, read: Callable[[], tuple[Sequence[st
 
     version = importlib.metadata.version(package)
     path = default_cache_dir() / "corpora" / f"{name}-{package}-{version}-v{CORPUS_CACHE_FORMAT}.npz"
-    if path.is_file():
+    stored = load_arrays(path, "blob", "ends", "labels") if path.is_file() else None
+    if stored is not None:
+        blob, ends, labels = stored
         try:
-            with np.load(path, allow_pickle=False) as stored:
-                blob, ends, labels = stored["blob"].tobytes(), stored["ends"], stored["labels"]
-            starts = np.concatenate([[0], ends[:-1]])
-            return (tuple(blob[a:b].decode("utf-8") for a, b in zip(starts.tolist(), ends.tolist())),
-                    tuple(labels.tolist()))
-        except (OSError, ValueError, KeyError, UnicodeDecodeError):
-            pass  # unreadable: read the corpus again and rewrite the cache
+            return tuple(unpack_strings(blob, ends)), tuple(labels.tolist())
+        except UnicodeDecodeError:
+            pass  # damaged: read the corpus again and rewrite the cache
     texts, labels = read()
-    encoded = [text.encode("utf-8") for text in texts]
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp.npz")
-        np.savez(tmp, blob=np.frombuffer(b"".join(encoded), dtype=np.uint8),
-                 ends=np.cumsum([len(e) for e in encoded], dtype=np.int64), labels=np.asarray(labels, dtype=np.int64))
-        tmp.replace(path)
-    except OSError:
-        pass  # a read-only cache only costs speed
+    save_arrays(path, **pack_strings(texts), labels=np.asarray(labels, dtype=np.int64))
     return tuple(texts), tuple(int(label) for label in labels)
 
 

@@ -32,7 +32,6 @@ import hashlib
 import json
 import math
 import os
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -45,6 +44,7 @@ import torch
 from scipy.stats import spearmanr
 
 from rnn_demo.batching import EncodedTexts, bucketed_batches, collate
+from rnn_demo.cachefiles import atomic_path
 from rnn_demo.data import DatasetSpec, default_cache_dir, load_splits
 from rnn_demo.model import RecurrentClassifier
 from rnn_demo.predict import Predictor
@@ -977,11 +977,8 @@ def lab_progress_path(settings: LabSettings = LabSettings(), cache_dir: str | Pa
 
 
 def _write_json_atomic(path: Path, data: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        json.dump(data, handle)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(data), encoding="utf-8")
 
 
 def load_vanishing_lab(settings: LabSettings = LabSettings(), cache_dir: str | Path | None = None) -> LabResult | None:

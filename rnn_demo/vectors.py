@@ -16,6 +16,7 @@ from scipy import sparse
 from sklearn.utils.extmath import randomized_svd
 from torch import nn
 
+from rnn_demo.cachefiles import atomic_path, load_arrays, pack_strings, save_arrays, unpack_strings
 from rnn_demo.text import Tokenizer, Vocab
 
 
@@ -72,21 +73,14 @@ def _binary_copy_path(path: Path, folder: Path) -> Path:
 def _read_binary_copy(path: Path, folder: Path) -> tuple[list[str], np.ndarray]:
     """All vectors of ``path``, from a binary copy in ``folder`` (made on first use, keyed by size and mtime)."""
     copy = _binary_copy_path(path, folder)
-    if copy.is_file():
+    stored = load_arrays(copy, "blob", "ends", "vectors") if copy.is_file() else None
+    if stored is not None:
         try:
-            with np.load(copy, allow_pickle=False) as stored:
-                return stored["words"].tobytes().decode("utf-8").split("\n"), stored["vectors"]
-        except (OSError, ValueError, KeyError, UnicodeDecodeError):
-            pass  # unreadable copy: parse the text again and rewrite it
+            return unpack_strings(stored[0], stored[1]), stored[2]
+        except UnicodeDecodeError:
+            pass  # damaged copy: parse the text again and rewrite it
     words, vectors = _parse_vectors(path)
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        tmp = copy.with_name(copy.name + ".tmp.npz")
-        encoded = np.frombuffer("\n".join(words).encode("utf-8"), dtype=np.uint8)
-        np.savez(tmp, words=encoded, vectors=vectors)
-        tmp.replace(copy)
-    except OSError:
-        pass  # a read-only cache only costs speed
+    save_arrays(copy, **pack_strings(words), vectors=vectors)
     return words, vectors
 
 
@@ -221,14 +215,11 @@ def cooccurrence_vectors(
 def save_word_vectors(path: str | Path, words: Sequence[str], vectors: np.ndarray) -> None:
     """Writes vectors in word2vec text format (gzip when the name ends in .gz), atomically."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
     opener = gzip.open if path.suffix == ".gz" else open
-    with opener(tmp, "wt", encoding="utf-8") as handle:
+    with atomic_path(path) as tmp, opener(tmp, "wt", encoding="utf-8") as handle:
         handle.write(f"{len(words)} {vectors.shape[1]}\n")
         for word, vector in zip(words, vectors):
             handle.write(word + " " + " ".join(f"{x:.4f}" for x in vector) + "\n")
-    tmp.replace(path)
 
 
 # Vectors RNN Playground can learn offline from text that ships in its dependencies.

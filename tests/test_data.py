@@ -698,3 +698,16 @@ def test_builtin_corpora_are_cached_in_binary_form_and_read_back_identically(fre
     copy.write_bytes(b"not an npz")
     data_module._movie_reviews.cache_clear()
     assert load_dataset("rotten_tomatoes").texts == parsed.texts
+
+
+def test_a_writer_left_behind_by_another_process_does_not_block_the_corpus_cache(fresh_corpus_cache) -> None:
+    from rnn_demo import data as data_module
+
+    # Two workers may build the same cache at once; each must write its own temporary file.
+    version = __import__("importlib.metadata").metadata.version("movie-reviews")
+    name = f"rotten_tomatoes-movie-reviews-{version}-v{data_module.CORPUS_CACHE_FORMAT}.npz"
+    fresh_corpus_cache.mkdir(parents=True)
+    (fresh_corpus_cache / (name + ".tmp.npz")).mkdir()  # what a fixed temporary name would collide with
+    assert len(load_dataset("rotten_tomatoes")) == 8530
+    assert (fresh_corpus_cache / name).is_file()
+    assert not [p for p in fresh_corpus_cache.iterdir() if p.is_file() and "tmp" in p.name]

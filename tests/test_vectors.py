@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 import torch
 
+from rnn_demo.cachefiles import pack_strings
 from rnn_demo.text import Vocab
 from rnn_demo.vectors import VectorsError, cooccurrence_vectors, load_vectors_into, read_word_vectors, save_word_vectors
 
@@ -60,7 +61,7 @@ def test_a_binary_copy_makes_later_reads_fast_and_follows_changes_to_the_file(tm
         np.testing.assert_array_equal(a, b)
     assert first[0][vocab.stoi["good"]].tolist() == [1, 2] and first[1].tolist() == [False, False, True, True, False]
     # The copy is read, not the text: a stale copy with other numbers would show up here.
-    np.savez(copies[0], words=np.frombuffer(b"good", dtype=np.uint8), vectors=np.array([[5, 5]], dtype=np.float32))
+    np.savez(copies[0], **pack_strings(["good"]), vectors=np.array([[5, 5]], dtype=np.float32))
     assert read_word_vectors(source, vocab, binary_cache=cache)[0][vocab.stoi["good"]].tolist() == [5, 5]
     # Editing the file makes a new copy.
     source.write_text("good 3 4 5\n")
@@ -72,3 +73,17 @@ def test_a_binary_copy_makes_later_reads_fast_and_follows_changes_to_the_file(tm
     with pytest.raises(VectorsError, match="earlier lines have 2"):
         read_word_vectors(bad, vocab, binary_cache=cache)
     assert len(list(cache.glob("bad-*.npz"))) == 0
+
+
+def test_binary_copies_use_their_own_temporary_file(tmp_path):
+    from rnn_demo.vectors import _binary_copy_path
+
+    vocab = Vocab.build([["good"]])
+    source = tmp_path / "g.txt"
+    source.write_text("good 1 2\n")
+    cache = tmp_path / "cache"
+    copy = _binary_copy_path(source, cache)
+    cache.mkdir()
+    copy.with_name(copy.name + ".tmp.npz").mkdir()  # another process's fixed-name temporary file
+    read_word_vectors(source, vocab, binary_cache=cache)
+    assert copy.is_file() and [p.name for p in cache.iterdir() if p.is_file()] == [copy.name]
