@@ -16,7 +16,10 @@ $(VENV)/.installed-dev: requirements.txt requirements-dev.txt | $(BIN)/python
 	$(BIN)/python -m pip install -r requirements-dev.txt
 	touch $@
 
+# build-kernels compiles the optional fused GRU/LSTM kernels once (about 30 s; a no-op later, and
+# harmless without a C++ compiler: training then uses torch's layers).
 run: $(VENV)/.installed
+	-$(BIN)/python -m rnn_demo build-kernels
 	$(BIN)/streamlit run app.py
 
 # The browser test drives Debian's chromium; install it when we are allowed to (root, e.g. CI).

@@ -12,6 +12,7 @@ import json
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -333,6 +334,18 @@ def cmd_build_checkpoints(args: argparse.Namespace) -> None:
     _emit({"runs": rows}, args.json, lambda: print("\n".join(f"{r['run_dir']}: test accuracy {r['test_accuracy']:.4f}" for r in rows)))
 
 
+def cmd_build_kernels(args: argparse.Namespace) -> None:
+    from rnn_demo import fused
+
+    start = time.perf_counter()
+    module = fused.load()
+    seconds = time.perf_counter() - start
+    result = {"fused_kernels": module is not None, "seconds": round(seconds, 1), "error": fused.error()}
+    _emit(result, args.json, lambda: print(
+        f"fused GRU/LSTM kernels ready ({seconds:.1f} s)" if module is not None
+        else f"fused GRU/LSTM kernels not available ({fused.error()}); training uses torch's layers"))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m rnn_demo", description="Train, evaluate and query RNN text classifiers.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -374,6 +387,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("download", "download AG News (explicit, one time; needs internet)", cmd_download)
     p = add("build-checkpoints", "retrain the shipped demo runs in checkpoints/ (a few minutes)", cmd_build_checkpoints)
     p.add_argument("--out", metavar="DIR", help="write them here instead of checkpoints/")
+    add("build-kernels", "compile the fused GRU/LSTM training kernels now (otherwise done on first use)", cmd_build_kernels)
     return parser
 
 

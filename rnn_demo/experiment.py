@@ -14,13 +14,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from rnn_demo import fused
 from rnn_demo.batching import BatchLoader, EncodedTexts, encode_tokens
 from rnn_demo.checkpoints import save_run, user_runs_dir
 from rnn_demo.data import DatasetSpec, DatasetSplits, load_splits
 from rnn_demo.metrics import classification_summary
 from rnn_demo.model import ModelConfig, RecurrentClassifier
 from rnn_demo.text import TextConfig, Tokenizer, Vocab
-from rnn_demo.train import EventCallback, StopSignal, Trainer, TrainConfig, evaluate, seed_everything
+from rnn_demo.train import EventCallback, StopSignal, Trainer, TrainConfig, evaluate, resolve_device, seed_everything
 from rnn_demo.vectors import default_binary_cache, load_vectors_into, resolve_vectors
 
 # Per-dataset defaults, chosen so that the default model is good, not just fast.
@@ -187,6 +188,11 @@ def run_experiment(
         stage(f"preparing word vectors ({model_config.pretrained_vectors})")
         path = resolve_vectors(model_config.pretrained_vectors, model_config.embedding_dim)
         vector_coverage = load_vectors_into(model.embedding, data.vocab, path, binary_cache=default_binary_cache())
+
+    if model_config.cell in ("gru", "lstm") and resolve_device(train_config.device).type == "cpu" and fused.enabled():
+        if not fused.is_built():
+            stage("compiling the fused GRU/LSTM kernels (once per machine, about 30 s)")
+        fused.load()
 
     history: list[dict[str, Any]] = []
 

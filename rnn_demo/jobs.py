@@ -273,7 +273,7 @@ def _warm_up() -> None:
 
     Starting Python and importing torch takes about 2 s, and creating the first
     optimizer imports ``torch._dynamo`` (another second); a spare pays both before
-    any job arrives.
+    any job arrives (and, once per machine, compiling the fused GRU/LSTM kernels).
     """
     import torch
 
@@ -281,6 +281,9 @@ def _warm_up() -> None:
     import rnn_demo.race  # noqa: F401
 
     torch.optim.Adam(torch.nn.Linear(1, 1).parameters(), fused=True)
+    from rnn_demo import fused
+
+    fused.load()  # compiles the GRU/LSTM kernels here, before any job, the first time a server runs
 
 
 def _spare_main(tasks: Any, events: Any, stop: Any, ready: Any) -> None:

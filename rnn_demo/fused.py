@@ -1,0 +1,202 @@
+"""Compiled GRU and LSTM layers for training on the CPU (optional; torch's are the fallback).
+
+``csrc/fused_cells.cpp`` runs a GRU or LSTM layer's time loop with every step's gate
+maths in one pass; this module compiles it on first use (about 30 s, once per machine
+and torch version, cached in ``<cache>/kernels``), wraps it in autograd functions and
+tells the model whether it can be used. It needs a C++ compiler and ``ninja``; without
+them, or with ``RNN_DEMO_FUSED=0``, training uses ``torch.nn.GRU``/``nn.LSTM`` and
+nothing else changes.
+
+It computes exactly PyTorch's cells (outputs and gradients agree to float32 rounding),
+so weights trained either way are interchangeable; inference always uses torch's layers.
+
+    python -m rnn_demo build-kernels   # compile now (``make run`` does)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import os
+import platform
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+
+logger = logging.getLogger(__name__)
+
+ENV = "RNN_DEMO_FUSED"  # "0" turns the compiled kernel off
+NAME = "rnn_demo_fused_cells"
+SOURCE = Path(__file__).resolve().parent / "csrc" / "fused_cells.cpp"
+# -ffast-math lets GCC call glibc's vectorised expf/tanhf (8 floats at a time).
+CFLAGS = ["-O3", "-march=native", "-ffast-math", "-fopenmp-simd"]
+
+_lock = threading.Lock()
+_module: Any = None
+_error: str | None = None
+
+
+def enabled() -> bool:
+    """False when ``$RNN_DEMO_FUSED`` is 0/false/no/off."""
+    return os.environ.get(ENV, "1").strip().lower() not in ("0", "false", "no", "off")
+
+
+def _build_dir() -> Path:
+    """Per machine type and torch version: ``-march=native`` code must not run on another CPU."""
+    from rnn_demo.data import default_cache_dir  # data sits above this module
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            cpu = next((line for line in handle if line.startswith("flags")), cpu)
+    except OSError:
+        pass
+    key = hashlib.sha1(f"{torch.__version__}|{cpu}|{SOURCE.read_bytes().hex()}|{CFLAGS}".encode()).hexdigest()[:12]
+    return default_cache_dir() / "kernels" / f"fused_cells-{key}"
+
+
+@contextlib.contextmanager
+def _build_lock(folder: Path) -> Iterator[None]:
+    """Serialises builds between processes with a lock the OS drops when its holder dies.
+
+    torch's own lock is a file that a killed build (a server stopped mid-compile)
+    leaves behind, and every later load would wait for it forever; while we hold this
+    lock no other process of ours is building, so such a file is stale and removed.
+    """
+    try:
+        import fcntl
+    except ImportError:  # Windows: torch's file lock only
+        yield
+        return
+    with open(folder / "rnn_demo.lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            (folder / "lock").unlink(missing_ok=True)
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def is_built() -> bool:
+    """Whether a compiled kernel for this machine and torch version is on disk."""
+    return (_build_dir() / f"{NAME}.so").is_file()
+
+
+def load() -> Any:
+    """The compiled module (compiling it on first use), or None when it cannot be built; see ``error()``."""
+    global _module, _error
+    with _lock:
+        if _module is not None or _error is not None:
+            return _module
+        if not enabled():
+            _error = f"turned off by {ENV}=0"
+            return None
+        start = time.perf_counter()
+        try:
+            from torch.utils.cpp_extension import load as load_extension
+
+            folder = _build_dir()
+            folder.mkdir(parents=True, exist_ok=True)
+            with _build_lock(folder):
+                _module = load_extension(NAME, sources=[str(SOURCE)], extra_cflags=CFLAGS,
+                                         build_directory=str(folder), verbose=False)
+        except Exception as exc:  # no compiler, no ninja, a failed build: torch's GRU does the work
+            _error = f"{type(exc).__name__}: {str(exc).strip().splitlines()[-1] if str(exc).strip() else exc}"
+            logger.warning("the fused GRU/LSTM kernels are not available (%s); training uses torch's layers", _error)
+            return None
+        logger.info("fused GRU/LSTM kernels ready in %.1f s", time.perf_counter() - start)
+        return _module
+
+
+def error() -> str | None:
+    """Why the kernel is not available (None when it is, or has not been tried yet)."""
+    return _error
+
+
+def _input_projections(x: torch.Tensor, w_ih: torch.Tensor, b_ih: torch.Tensor) -> torch.Tensor:
+    """x W_ih^T + b_ih for every step at once: (T, B, E) -> (T, B, G·H)."""
+    steps, batch, width = x.shape
+    return torch.addmm(b_ih, x.reshape(steps * batch, width), w_ih.t()).view(steps, batch, -1)
+
+
+def _weight_gradients(d_in: torch.Tensor, d_rec: torch.Tensor, x: torch.Tensor, w_ih: torch.Tensor,
+                      states: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """Gradients of x, W_ih, W_hh, b_ih and b_hh from the gate pre-activation gradients of
+    every step (input side ``d_in``, recurrent side ``d_rec``, both (T, B, G·H)): large
+    matmuls over all steps instead of one per step."""
+    steps, batch, width = x.shape
+    d_in = d_in.reshape(steps * batch, -1)
+    d_rec = d_rec.reshape(steps * batch, -1)
+    dx = torch.mm(d_in, w_ih).view(steps, batch, width)
+    dw_ih = torch.mm(d_in.t(), x.reshape(steps * batch, width))
+    dw_hh = torch.mm(d_rec.t(), states[:-1].reshape(steps * batch, -1))
+    return dx, dw_ih, dw_hh, d_in.sum(0), d_rec.sum(0)
+
+
+class _GRUSequence(torch.autograd.Function):
+    """One unidirectional GRU layer over a time-major (T, B, E) input with zero initial state."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, w_ih: torch.Tensor, w_hh: torch.Tensor, b_ih: torch.Tensor,
+                b_hh: torch.Tensor) -> torch.Tensor:
+        w_hh = w_hh.contiguous()
+        h0 = x.new_zeros(x.shape[1], w_hh.shape[1])
+        states, gates, ghn = _module.gru_forward(_input_projections(x, w_ih, b_ih), w_hh, b_hh.contiguous(), h0)
+        ctx.save_for_backward(x, w_ih, w_hh, states, gates, ghn)
+        return states[1:]
+
+    @staticmethod
+    def backward(ctx: Any, grad_out: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        x, w_ih, w_hh, states, gates, ghn = ctx.saved_tensors
+        d_gi, d_gh, _ = _module.gru_backward(grad_out.contiguous(), w_hh, states, gates, ghn)
+        return _weight_gradients(d_gi, d_gh, x, w_ih, states)
+
+
+class _LSTMSequence(torch.autograd.Function):
+    """One unidirectional LSTM layer over a time-major (T, B, E) input with zero initial states."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, w_ih: torch.Tensor, w_hh: torch.Tensor, b_ih: torch.Tensor,
+                b_hh: torch.Tensor) -> torch.Tensor:
+        w_hh = w_hh.contiguous()
+        states, cells, gates, tanh_c = _module.lstm_forward(_input_projections(x, w_ih, b_ih), w_hh,
+                                                            b_hh.contiguous())
+        ctx.save_for_backward(x, w_ih, w_hh, states, cells, gates, tanh_c)
+        return states[1:]
+
+    @staticmethod
+    def backward(ctx: Any, grad_out: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        x, w_ih, w_hh, states, cells, gates, tanh_c = ctx.saved_tensors
+        d_gates = _module.lstm_backward(grad_out.contiguous(), w_hh, cells, gates, tanh_c)
+        return _weight_gradients(d_gates, d_gates, x, w_ih, states)  # the biases share one gradient
+
+
+_FUNCTIONS: dict[type, Any] = {torch.nn.GRU: _GRUSequence, torch.nn.LSTM: _LSTMSequence}
+
+
+def usable(layer: torch.nn.Module, x: torch.Tensor) -> bool:
+    """Whether ``run(layer, x)`` can replace ``layer(x)[0]`` here: a one-layer, one-way float32
+    GRU or LSTM with biases, on the CPU, while gradients are recorded, and the kernels build."""
+    return (
+        type(layer) in _FUNCTIONS
+        and torch.is_grad_enabled()
+        and x.device.type == "cpu"
+        and x.dtype == torch.float32
+        and layer.num_layers == 1
+        and not layer.bidirectional
+        and layer.bias
+        and layer.proj_size == 0
+        and load() is not None
+    )
+
+
+def run(layer: torch.nn.GRU | torch.nn.LSTM, x: torch.Tensor) -> torch.Tensor:
+    """``layer(x)[0]`` for a batch-first (B, T, E) input, computed by the fused kernel."""
+    out = _FUNCTIONS[type(layer)].apply(x.transpose(0, 1).contiguous(), layer.weight_ih_l0, layer.weight_hh_l0,
+                                        layer.bias_ih_l0, layer.bias_hh_l0)
+    return out.transpose(0, 1)  # (B, T, H), a view

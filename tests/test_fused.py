@@ -1,0 +1,119 @@
+"""The compiled GRU/LSTM kernels: same outputs and gradients as torch's layers, used only where they apply."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+from rnn_demo import fused
+from rnn_demo.model import ModelConfig, RecurrentClassifier
+
+
+@pytest.fixture(scope="module")
+def kernel():
+    if fused.load() is None:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"the fused kernels must build under CI: {fused.error()}")
+        pytest.skip(f"fused kernels not available here: {fused.error()}")
+    return fused.load()
+
+
+@pytest.mark.parametrize("cell", [torch.nn.GRU, torch.nn.LSTM])
+@pytest.mark.parametrize("steps,batch,width,hidden", [(1, 1, 3, 2), (7, 5, 3, 4), (30, 64, 100, 128)])
+def test_fused_layers_match_torch_outputs_and_every_gradient(kernel, cell, steps, batch, width, hidden):
+    torch.manual_seed(steps)
+    layer = cell(width, hidden, batch_first=True)
+    with torch.no_grad():
+        for p in layer.parameters():
+            p.mul_(3)  # saturating gates too, not only the near-linear middle
+    x = torch.randn(batch, steps, width, requires_grad=True)
+    weight = torch.randn(batch, steps, hidden)
+
+    expected = layer(x)[0]
+    (expected * weight).sum().backward()
+    expected_grads = [x.grad.clone(), *(p.grad.clone() for p in layer.parameters())]
+    x.grad = None
+    layer.zero_grad()
+
+    assert fused.usable(layer, x)
+    out = fused.run(layer, x)
+    (out * weight).sum().backward()
+    torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5)
+    for got, want in zip([x.grad, *(p.grad for p in layer.parameters())], expected_grads):
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)  # sums over up to 1,920 tokens in float32
+
+
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+def test_the_model_trains_identically_with_and_without_the_kernel(kernel, monkeypatch, cell):
+    torch.manual_seed(0)
+    model = RecurrentClassifier(ModelConfig(vocab_size=50, num_classes=3, cell=cell, embedding_dim=8,
+                                            hidden_size=16, num_layers=2, dropout=0.0))
+    ids = torch.randint(2, 50, (6, 11))
+    lengths = torch.tensor([11, 3, 7, 1, 11, 5])
+    ids[torch.arange(11)[None, :] >= lengths[:, None]] = 0  # padded like a real batch
+    labels = torch.tensor([0, 1, 2, 0, 1, 2])
+
+    def loss_and_grads():
+        model.zero_grad()
+        loss = torch.nn.functional.cross_entropy(model(ids, lengths), labels)
+        loss.backward()
+        return loss.detach(), [p.grad.clone() for p in model.parameters()]
+
+    calls = []
+    real = fused.run
+    monkeypatch.setattr(fused, "run", lambda layer, x: calls.append(1) or real(layer, x))
+    loss, grads = loss_and_grads()
+    assert len(calls) == 2  # both layers ran in the kernel
+    monkeypatch.setattr(fused, "usable", lambda layer, x: False)
+    loss_torch, grads_torch = loss_and_grads()
+    torch.testing.assert_close(loss, loss_torch, rtol=1e-5, atol=1e-6)
+    for got, want in zip(grads, grads_torch):
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-6)
+
+
+def test_the_kernels_are_used_only_for_training_one_way_float_layers(kernel):
+    gru = torch.nn.GRU(4, 5, batch_first=True)
+    x = torch.randn(2, 3, 4)
+    assert fused.usable(gru, x) and fused.usable(torch.nn.LSTM(4, 5, batch_first=True), x)
+    with torch.no_grad():
+        assert not fused.usable(gru, x)  # inference keeps torch's layers
+    assert not fused.usable(torch.nn.RNN(4, 5, batch_first=True), x)
+    assert not fused.usable(torch.nn.LSTM(4, 5, batch_first=True, proj_size=2), x)
+    assert not fused.usable(torch.nn.GRU(4, 5, batch_first=True, bidirectional=True), x)
+    assert not fused.usable(torch.nn.GRU(4, 5, batch_first=True).double(), x.double())
+
+
+def test_without_a_kernel_training_falls_back_to_torch(monkeypatch):
+    monkeypatch.setattr(fused, "_module", None)
+    monkeypatch.setattr(fused, "_error", "RuntimeError: no C++ compiler")
+    torch.manual_seed(0)
+    model = RecurrentClassifier(ModelConfig(vocab_size=20, num_classes=2, cell="gru", embedding_dim=4, hidden_size=6))
+    logits = model(torch.randint(2, 20, (3, 5)), torch.tensor([5, 2, 4]))
+    logits.sum().backward()
+    assert not fused.usable(model.layers[0], torch.randn(3, 5, 4))
+    assert model.layers[0].weight_hh_l0.grad.abs().sum() > 0
+
+
+def test_the_environment_variable_turns_the_kernel_off(monkeypatch):
+    monkeypatch.setattr(fused, "_module", None)
+    monkeypatch.setattr(fused, "_error", None)
+    monkeypatch.setenv(fused.ENV, "0")
+    assert fused.load() is None and "RNN_DEMO_FUSED=0" in fused.error()
+
+
+def test_a_build_killed_midway_does_not_block_later_loads(kernel, tmp_path):
+    # A server stopped while compiling leaves torch's lock file; the next load must not wait for it forever.
+    import shutil
+    import subprocess
+    import sys
+
+    home = tmp_path / "home"
+    built = fused._build_dir()
+    shutil.copytree(built, home / "cache" / "kernels" / built.name)
+    (home / "cache" / "kernels" / built.name / "lock").touch()
+    code = "from rnn_demo import fused; print(fused.load() is not None, fused.error())"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=180,
+                          env={**os.environ, "RNN_DEMO_HOME": str(home)})
+    assert proc.stdout.split()[0] == "True", proc.stdout + proc.stderr
