@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from rnn_demo import fused
 from rnn_demo.batching import BatchLoader, EncodedTexts, encode_tokens
 from rnn_demo.checkpoints import save_run, user_runs_dir
@@ -189,7 +191,8 @@ def run_experiment(
         path = resolve_vectors(model_config.pretrained_vectors, model_config.embedding_dim)
         vector_coverage = load_vectors_into(model.embedding, data.vocab, path, binary_cache=default_binary_cache())
 
-    if model_config.cell in ("gru", "lstm") and resolve_device(train_config.device).type == "cpu" and fused.enabled():
+    kernel_cells = {"gru": torch.nn.GRU in fused.cells(), "lstm": torch.nn.LSTM in fused.cells()}
+    if kernel_cells.get(model_config.cell) and resolve_device(train_config.device).type == "cpu" and fused.enabled():
         if not fused.is_built():
             stage("compiling the fused GRU/LSTM kernels (once per machine, about 30 s)")
         fused.load()

@@ -3,9 +3,9 @@
 ``csrc/fused_cells.cpp`` runs a GRU or LSTM layer's time loop with every step's gate
 maths in one pass; this module compiles it on first use (about 30 s, once per machine
 and torch version, cached in ``<cache>/kernels``), wraps it in autograd functions and
-tells the model whether it can be used. It needs a C++ compiler and ``ninja``; without
-them, or with ``RNN_DEMO_FUSED=0``, training uses ``torch.nn.GRU``/``nn.LSTM`` and
-nothing else changes.
+tells the model whether it can be used (GRU layers; LSTM too with ``RNN_DEMO_FUSED=all``,
+see ``cells()``). It needs a C++ compiler and ``ninja``; without them, or with
+``RNN_DEMO_FUSED=0``, training uses torch's layers and nothing else changes.
 
 It computes exactly PyTorch's cells (outputs and gradients agree to float32 rounding),
 so weights trained either way are interchangeable; inference always uses torch's layers.
@@ -30,7 +30,7 @@ import torch
 
 logger = logging.getLogger(__name__)
 
-ENV = "RNN_DEMO_FUSED"  # "0" turns the compiled kernel off
+ENV = "RNN_DEMO_FUSED"  # "0" turns the compiled kernels off, "all" adds the LSTM kernel (see cells())
 NAME = "rnn_demo_fused_cells"
 SOURCE = Path(__file__).resolve().parent / "csrc" / "fused_cells.cpp"
 # -ffast-math lets GCC call glibc's vectorised expf/tanhf (8 floats at a time).
@@ -179,11 +179,24 @@ class _LSTMSequence(torch.autograd.Function):
 _FUNCTIONS: dict[type, Any] = {torch.nn.GRU: _GRUSequence, torch.nn.LSTM: _LSTMSequence}
 
 
+def cells() -> tuple[type, ...]:
+    """Layer types trained with the kernels: GRU by default, GRU and LSTM with ``RNN_DEMO_FUSED=all``.
+
+    The LSTM kernel is exact (tests; at T=400 its gradients are as close to a float64
+    reference as torch's), but over five seeds of the default bbc_news model it ended
+    about a point below torch's LSTM (95.2% vs 96.3% mean test accuracy) for reasons not
+    yet understood, so it is opt-in until that is explained.
+    """
+    if os.environ.get(ENV, "1").strip().lower() == "all":
+        return (torch.nn.GRU, torch.nn.LSTM)
+    return (torch.nn.GRU,)
+
+
 def usable(layer: torch.nn.Module, x: torch.Tensor) -> bool:
     """Whether ``run(layer, x)`` can replace ``layer(x)[0]`` here: a one-layer, one-way float32
-    GRU or LSTM with biases, on the CPU, while gradients are recorded, and the kernels build."""
+    layer of ``cells()`` with biases, on the CPU, while gradients are recorded, and the kernels build."""
     return (
-        type(layer) in _FUNCTIONS
+        type(layer) in cells()
         and torch.is_grad_enabled()
         and x.device.type == "cpu"
         and x.dtype == torch.float32

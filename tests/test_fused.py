@@ -22,7 +22,8 @@ def kernel():
 
 @pytest.mark.parametrize("cell", [torch.nn.GRU, torch.nn.LSTM])
 @pytest.mark.parametrize("steps,batch,width,hidden", [(1, 1, 3, 2), (7, 5, 3, 4), (30, 64, 100, 128)])
-def test_fused_layers_match_torch_outputs_and_every_gradient(kernel, cell, steps, batch, width, hidden):
+def test_fused_layers_match_torch_outputs_and_every_gradient(kernel, monkeypatch, cell, steps, batch, width, hidden):
+    monkeypatch.setenv(fused.ENV, "all")  # the LSTM kernel is opt-in
     torch.manual_seed(steps)
     layer = cell(width, hidden, batch_first=True)
     with torch.no_grad():
@@ -47,6 +48,7 @@ def test_fused_layers_match_torch_outputs_and_every_gradient(kernel, cell, steps
 
 @pytest.mark.parametrize("cell", ["gru", "lstm"])
 def test_the_model_trains_identically_with_and_without_the_kernel(kernel, monkeypatch, cell):
+    monkeypatch.setenv(fused.ENV, "all")
     torch.manual_seed(0)
     model = RecurrentClassifier(ModelConfig(vocab_size=50, num_classes=3, cell=cell, embedding_dim=8,
                                             hidden_size=16, num_layers=2, dropout=0.0))
@@ -73,9 +75,11 @@ def test_the_model_trains_identically_with_and_without_the_kernel(kernel, monkey
         torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-6)
 
 
-def test_the_kernels_are_used_only_for_training_one_way_float_layers(kernel):
+def test_the_kernels_are_used_only_for_training_one_way_float_layers(kernel, monkeypatch):
     gru = torch.nn.GRU(4, 5, batch_first=True)
     x = torch.randn(2, 3, 4)
+    assert fused.usable(gru, x) and not fused.usable(torch.nn.LSTM(4, 5, batch_first=True), x)  # LSTM: opt-in
+    monkeypatch.setenv(fused.ENV, "all")
     assert fused.usable(gru, x) and fused.usable(torch.nn.LSTM(4, 5, batch_first=True), x)
     with torch.no_grad():
         assert not fused.usable(gru, x)  # inference keeps torch's layers
