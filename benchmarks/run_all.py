@@ -356,7 +356,8 @@ def recommendations(results: dict[str, dict[str, Any]]) -> list[str]:
         "the weight gradients of all steps are three large matmuls after the loop, instead of torch's dozen-plus "
         "small ATen calls per step. Same equations as `nn.GRU`/`nn.LSTM` (tests compare outputs and every "
         "gradient). Rotten Tomatoes GRU, the same benchmark before → after: 0.47× → 0.28× of the reference's "
-        "epoch time; LSTM 0.52× → 0.38×; imdb per token GRU 0.77× → 0.43×, LSTM 0.73× → 0.53×. A pure-Python "
+        "epoch time; LSTM 0.52× → 0.38×; imdb per token GRU 0.77× → 0.43×, LSTM 0.73× → 0.53×. The LSTM kernel is "
+        "opt-in (`RNN_DEMO_FUSED=all`; see `fused.cells()`), so the LSTM rows measure it only when that is set. A pure-Python "
         "version (`torch.autograd.Function`, 6 ops per step forward and 3 backward) was tried first and ran at "
         "0.98–1.15× of `nn.GRU`: the gain needs the gate maths in one compiled pass.")
     ad = prof.get("adam_step", [])
