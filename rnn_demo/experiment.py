@@ -14,14 +14,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from rnn_demo import fused
 from rnn_demo.batching import BatchLoader, EncodedTexts, encode_tokens
 from rnn_demo.checkpoints import save_run, user_runs_dir
 from rnn_demo.data import DatasetSpec, DatasetSplits, load_splits
 from rnn_demo.metrics import classification_summary
-from rnn_demo.model import ModelConfig, RecurrentClassifier
+from rnn_demo.model import CELLS, ModelConfig, RecurrentClassifier
 from rnn_demo.text import TextConfig, Tokenizer, Vocab
 from rnn_demo.train import EventCallback, StopSignal, Trainer, TrainConfig, evaluate, resolve_device, seed_everything
 from rnn_demo.vectors import default_binary_cache, load_vectors_into, resolve_vectors
@@ -191,8 +189,7 @@ def run_experiment(
         path = resolve_vectors(model_config.pretrained_vectors, model_config.embedding_dim)
         vector_coverage = load_vectors_into(model.embedding, data.vocab, path, binary_cache=default_binary_cache())
 
-    kernel_cells = {"gru": torch.nn.GRU in fused.cells(), "lstm": torch.nn.LSTM in fused.cells()}
-    if kernel_cells.get(model_config.cell) and resolve_device(train_config.device).type == "cpu" and fused.enabled():
+    if CELLS[model_config.cell] in fused.cells() and resolve_device(train_config.device).type == "cpu" and fused.enabled():
         if not fused.is_built():
             stage("compiling the fused GRU/LSTM kernels (once per machine, about 30 s)")
         fused.load()
