@@ -14,8 +14,10 @@ CLI can draw a progress bar and the app can stream events from a worker process:
 from __future__ import annotations
 
 import copy
+import ctypes
 import math
 import random
+import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
@@ -96,6 +98,35 @@ def resolve_device(name: str = "auto") -> torch.device:
     if name == "cuda" and not torch.cuda.is_available():
         raise TrainingError("device 'cuda' was requested but no CUDA GPU is available; use --device cpu or auto")
     return torch.device(name)
+
+
+_MALLOC = {"tuned": False}
+
+
+def reuse_freed_memory() -> bool:
+    """Makes glibc keep freed memory for reuse instead of returning it to the system.
+
+    By default glibc serves every allocation above 128 KB-32 MB with a fresh ``mmap``
+    and unmaps it when freed, so each training step's large temporaries (gate buffers,
+    the embedding gradient, dropout masks) are faulted in again one 4 KB page at a time,
+    and the kernel zeroes every page. On IMDB-length batches that was about 40% of a GRU
+    layer's time. Training allocates the same sizes every step, so here large blocks
+    come from the heap and up to 1 GB of freed memory is kept (peak memory is unchanged;
+    it is just not handed back between steps). Process-wide and idempotent; False where
+    the C library is not glibc (nothing changes there).
+    """
+    if _MALLOC["tuned"]:
+        return True
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        mallopt = ctypes.CDLL("libc.so.6").mallopt
+    except (OSError, AttributeError):  # musl and others: no mallopt
+        return False
+    m_trim_threshold, m_top_pad, m_mmap_max = -1, -2, -4
+    _MALLOC["tuned"] = bool(mallopt(m_mmap_max, 0) and mallopt(m_trim_threshold, 1 << 30)
+                            and mallopt(m_top_pad, 64 << 20))
+    return _MALLOC["tuned"]
 
 
 def seed_everything(seed: int) -> None:
@@ -239,6 +270,7 @@ class Trainer:
         # which x86 CPUs process many times slower (a plain-RNN step on IMDB-length texts ran
         # 2.5x slower); values below 1.2e-38 never matter to a weight update.
         torch.set_flush_denormal(True)
+        reuse_freed_memory()
         self.train_loader.seed = c.seed
         model, device = self.model, self.device
         steps_per_epoch = len(self.train_loader)
