@@ -213,7 +213,7 @@ class RecurrentClassifier(nn.Module):
             scores = self.attention_score(torch.tanh(self.attention_proj(out))).squeeze(-1)  # (B, T)
             attention = torch.softmax(scores.masked_fill(~mask, float("-inf")), dim=1)
             pooled = torch.bmm(attention.unsqueeze(1), out).squeeze(1)  # (B, D*H)
-        return self.head(self.dropout(pooled)), pooled, attention
+        return self.head(fused.dropout(pooled, self.dropout)), pooled, attention
 
     def _run_dense(self, embedded: torch.Tensor, mask: torch.Tensor) -> list[torch.Tensor]:
         """Left-to-right layers over the padded batch in one call per layer.
@@ -224,11 +224,11 @@ class RecurrentClassifier(nn.Module):
         spent on padding is kept small by length bucketing. While training on the CPU,
         GRU and LSTM layers run in the compiled kernels of ``rnn_demo.fused`` when available.
         """
-        x = self.dropout(embedded)
+        x = fused.dropout(embedded, self.dropout)
         outputs = []
         for i, layer in enumerate(self.layers):
             if i > 0:
-                x = self.dropout(x)
+                x = fused.dropout(x, self.dropout)
             x = fused.run(layer, x) if fused.usable(layer, x) else layer(x)[0]  # (B, T, H)
             x = x * mask[:, :, None]  # zero the states computed over padding
             outputs.append(x)
@@ -243,13 +243,13 @@ class RecurrentClassifier(nn.Module):
         """
         max_len = embedded.shape[1]
         packed: PackedSequence = pack_padded_sequence(
-            self.dropout(embedded), lengths, batch_first=True, enforce_sorted=False
+            fused.dropout(embedded, self.dropout), lengths, batch_first=True, enforce_sorted=False
         )
         outputs = []
         last_index = len(self.layers) - 1
         for i, layer in enumerate(self.layers):
             if i > 0:
-                packed = packed._replace(data=self.dropout(packed.data))
+                packed = packed._replace(data=fused.dropout(packed.data, self.dropout))
             packed, _ = layer(packed)
             if details or i == last_index:
                 outputs.append(pad_packed_sequence(packed, batch_first=True, total_length=max_len)[0])

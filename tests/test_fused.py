@@ -121,3 +121,49 @@ def test_a_build_killed_midway_does_not_block_later_loads(kernel, tmp_path):
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=180,
                           env={**os.environ, "RNN_DEMO_HOME": str(home)})
     assert proc.stdout.split()[0] == "True", proc.stdout + proc.stderr
+
+
+def test_fast_dropout_drops_a_fraction_p_and_scales_what_it_keeps(kernel):
+    torch.manual_seed(0)
+    x = torch.randn(1000, 1000, requires_grad=True)
+    module = torch.nn.Dropout(0.3)
+    out = fused.dropout(x, module)
+    kept = out != 0
+    assert abs(1 - kept.float().mean().item() - 0.3) < 0.003  # 1e6 draws: sd 0.0005
+    torch.testing.assert_close(out[kept], x[kept] / 0.7)
+    # Independent draws: neighbours, rows and columns are not correlated.
+    k = kept.float()
+    for a, b in [(k[:, :-1], k[:, 1:]), (k[:-1], k[1:])]:
+        assert abs(torch.corrcoef(torch.stack([a.flatten(), b.flatten()]))[0, 1].item()) < 0.01
+    weight = torch.randn(1000, 1000)
+    (out * weight).sum().backward()
+    torch.testing.assert_close(x.grad, weight * kept / 0.7)  # the same mask, regenerated backward
+
+
+def test_fast_dropout_follows_the_torch_seed_and_the_module_mode(kernel):
+    module = torch.nn.Dropout(0.5)
+    x = torch.ones(64, 30, 100)
+    torch.manual_seed(1)
+    first = fused.dropout(x, module)
+    second = fused.dropout(x, module)
+    torch.manual_seed(1)
+    assert torch.equal(fused.dropout(x, module), first)  # reproducible with torch.manual_seed
+    assert not torch.equal(first, second)  # a new mask every call
+    module.eval()
+    assert torch.equal(fused.dropout(x, module), x)
+    assert torch.equal(fused.dropout(x, torch.nn.Dropout(0.0)), x)
+
+
+def test_the_model_uses_the_fast_dropout_only_while_training(kernel, monkeypatch):
+    calls = []
+    real = fused.dropout
+    monkeypatch.setattr(fused, "dropout", lambda x, module: calls.append(module.training) or real(x, module))
+    model = RecurrentClassifier(ModelConfig(vocab_size=50, num_classes=2, cell="gru", embedding_dim=8,
+                                            hidden_size=16, dropout=0.3))
+    ids, lengths = torch.randint(2, 50, (4, 6)), torch.tensor([6, 6, 6, 6])
+    model(ids, lengths)
+    assert calls and all(calls)
+    model.eval()
+    calls.clear()
+    first = model(ids, lengths)
+    assert torch.equal(model(ids, lengths), first)  # no dropout at all in eval mode
