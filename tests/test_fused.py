@@ -167,3 +167,30 @@ def test_the_model_uses_the_fast_dropout_only_while_training(kernel, monkeypatch
     calls.clear()
     first = model(ids, lengths)
     assert torch.equal(model(ids, lengths), first)  # no dropout at all in eval mode
+
+
+@pytest.mark.parametrize("cell", [torch.nn.GRU, torch.nn.LSTM])
+def test_the_kernels_split_a_batch_over_threads_with_the_same_results(kernel, monkeypatch, cell):
+    monkeypatch.setenv(fused.ENV, "all")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        if torch.backends.mkl.is_available() and (os.cpu_count() or 1) >= 2:
+            assert fused.threads_for_batch(37) == 2  # two uneven row blocks: 18 and 19 texts
+        assert fused.threads_for_batch(9) == 1  # too few rows to be worth a thread
+        torch.manual_seed(0)
+        layer = cell(20, 32, batch_first=True)
+        x = torch.randn(37, 15, 20, requires_grad=True)
+        weight = torch.randn(37, 15, 32)
+        expected = layer(x)[0]
+        (expected * weight).sum().backward()
+        want = [x.grad.clone(), *(p.grad.clone() for p in layer.parameters())]
+        x.grad = None
+        layer.zero_grad()
+        out = fused.run(layer, x)
+        (out * weight).sum().backward()
+        torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5)
+        for got, ref in zip([x.grad, *(p.grad for p in layer.parameters())], want):
+            torch.testing.assert_close(got, ref, rtol=1e-4, atol=1e-4)
+    finally:
+        torch.set_num_threads(threads)

@@ -8,19 +8,170 @@
 // (rnn_demo/fused.py), outside the loop. Gate order and equations are PyTorch's; GRU:
 //   r = σ(x W_ir + b_ir + h W_hr + b_hr),  z = σ(x W_iz + b_iz + h W_hz + b_hz)
 //   n = tanh(x W_in + b_in + r ⊙ (h W_hn + b_hn)),  h' = (1 − z) ⊙ n + z ⊙ h
+//
+// Threads: the rows of a batch are independent through the whole time loop, so with torch
+// using P threads the batch is cut into P row blocks and each block runs its own time loop
+// on its own thread, start to end, with single-threaded BLAS calls. Splitting each step's
+// (64 × 128)·(128 × 384) matmul across cores instead makes the threads meet twice per step,
+// and with OpenMP's passive waits every meeting wakes a sleeping core: 20–100 µs on this
+// project's shared 2-core VM, more than the matmul itself (a step took 140–170 µs that way
+// against 40–60 µs cut by rows, measured side by side). This needs a BLAS that can be told to
+// stay on one thread from the calling thread: MKL, which PyTorch's x86 builds carry and
+// export. Elsewhere (no MKL symbols) the loop runs on the calling thread with torch's matmul.
 #include <torch/extension.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
+#include <system_error>
+#include <thread>
 #include <vector>
+
+#if defined(__SSE__)
+#include <xmmintrin.h>
+#endif
+
+// MKL's BLAS (LP64 Fortran interface) and its per-thread thread count, as exported by
+// libtorch_cpu. Weak: when absent, they are null and the portable path is used.
+extern "C" {
+void sgemm_(const char* transa, const char* transb, const int* m, const int* n, const int* k, const float* alpha,
+            const float* a, const int* lda, const float* b, const int* ldb, const float* beta, float* c,
+            const int* ldc) __attribute__((weak));
+int MKL_Set_Num_Threads_Local(int nthreads) __attribute__((weak));
+}
 
 namespace {
 
-inline float sigmoid(float x) { return 1.0f / (1.0f + std::exp(-x)); }
+constexpr int64_t kMinRowsPerThread = 8;  // below this a block's matmul is too small to be worth a thread
+
+bool direct_blas() { return sgemm_ != nullptr && MKL_Set_Num_Threads_Local != nullptr; }
+
+// e^x for x in [-87, 88] to about 1 ulp (Cephes' expf polynomial), written so that the
+// compiler vectorises it inline: round by the 1.5·2^23 trick, scale by building 2^n's bits.
+inline float exp_approx(float x) {
+  x = std::min(std::max(x, -87.0f), 88.0f);
+  const float n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;  // round(x / ln 2)
+  float r = x - n * 0.693359375f;
+  r = r + n * 2.12194440e-4f;  // ln 2 = 0.693359375 − 2.12194440e-4 (Cody–Waite)
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  p = p * r * r + r + 1.0f;
+  const int32_t bits = (static_cast<int32_t>(n) + 127) << 23;
+  float scale;
+  std::memcpy(&scale, &bits, sizeof scale);
+  return p * scale;
+}
+
+inline float sigmoid(float x) { return 1.0f / (1.0f + exp_approx(-x)); }
+inline float tanh_approx(float x) { return 2.0f / (1.0f + exp_approx(-2.0f * x)) - 1.0f; }
 
 void check(const at::Tensor& t, const char* name) {
   TORCH_CHECK(t.device().is_cpu() && t.scalar_type() == at::kFloat && t.is_contiguous(), name,
               " must be a contiguous float32 CPU tensor");
+}
+
+// C (rows × n, row stride ldc) = beta·C + A (rows × k, row stride lda) · Wᵀ, W (n × k) row-major.
+void gemm_nt(int64_t rows, int64_t n, int64_t k, const float* a, int64_t lda, const float* w, float beta, float* c,
+             int64_t ldc) {
+  if (direct_blas()) {  // column-major view: Cᵀ = W · Aᵀ
+    const int m_ = n, n_ = rows, k_ = k, lda_ = k, ldb_ = lda, ldc_ = ldc;
+    const float one = 1.0f;
+    sgemm_("T", "N", &m_, &n_, &k_, &one, w, &lda_, a, &ldb_, &beta, c, &ldc_);
+    return;
+  }
+  auto A = at::from_blob(const_cast<float*>(a), {rows, k}, {lda, 1}, at::kFloat);
+  auto W = at::from_blob(const_cast<float*>(w), {n, k}, at::kFloat);
+  auto C = at::from_blob(c, {rows, n}, {ldc, 1}, at::kFloat);
+  if (beta == 0.0f) {
+    at::mm_out(C, A, W.t());
+  } else {
+    C.addmm_(A, W.t());
+  }
+}
+
+// C (rows × n, row stride ldc) = beta·C + A (rows × k, row stride lda) · W, W (k × n) row-major.
+void gemm_nn(int64_t rows, int64_t n, int64_t k, const float* a, int64_t lda, const float* w, float beta, float* c,
+             int64_t ldc) {
+  if (direct_blas()) {  // column-major view: Cᵀ = Wᵀ · Aᵀ
+    const int m_ = n, n_ = rows, k_ = k, lda_ = n, ldb_ = lda, ldc_ = ldc;
+    const float one = 1.0f;
+    sgemm_("N", "N", &m_, &n_, &k_, &one, w, &lda_, a, &ldb_, &beta, c, &ldc_);
+    return;
+  }
+  auto A = at::from_blob(const_cast<float*>(a), {rows, k}, {lda, 1}, at::kFloat);
+  auto W = at::from_blob(const_cast<float*>(w), {k, n}, at::kFloat);
+  auto C = at::from_blob(c, {rows, n}, {ldc, 1}, at::kFloat);
+  if (beta == 0.0f) {
+    at::mm_out(C, A, W);
+  } else {
+    C.addmm_(A, W);
+  }
+}
+
+// Keeps MKL on the calling thread while it lives.
+class SingleThreadedBlas {
+ public:
+  SingleThreadedBlas() : active_(direct_blas()), previous_(active_ ? MKL_Set_Num_Threads_Local(1) : 0) {}
+  ~SingleThreadedBlas() {
+    if (active_) MKL_Set_Num_Threads_Local(previous_);
+  }
+  SingleThreadedBlas(const SingleThreadedBlas&) = delete;
+  SingleThreadedBlas& operator=(const SingleThreadedBlas&) = delete;
+
+ private:
+  bool active_;
+  int previous_;
+};
+
+#if defined(__SSE__)
+unsigned int float_control_word() { return _mm_getcsr(); }
+void set_float_control_word(unsigned int word) { _mm_setcsr(word); }
+#else
+unsigned int float_control_word() { return 0; }
+void set_float_control_word(unsigned int) {}
+#endif
+
+// How many row blocks (threads) a batch of this size is cut into.
+int64_t row_blocks(int64_t batch) {
+  if (!direct_blas()) return 1;
+  return std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), batch / kMinRowsPerThread));
+}
+
+// Runs body(begin, end) over row blocks of [0, batch), one thread each (the caller runs the first).
+// body must not throw: it only does arithmetic on memory allocated before the call.
+template <typename Body>
+void for_row_blocks(int64_t batch, const Body& body) {
+  const int64_t blocks = row_blocks(batch);
+  const auto run = [&](int64_t block) { body(batch * block / blocks, batch * (block + 1) / blocks); };
+  if (blocks == 1) {
+    run(0);  // on this thread; its matmuls use torch's or MKL's threads
+    return;
+  }
+  const unsigned int csr = float_control_word();  // denormals flushed or not, as in the caller
+  std::vector<std::thread> workers;
+  workers.reserve(blocks - 1);
+  int64_t started = 1;
+  try {
+    for (; started < blocks; ++started) {
+      workers.emplace_back([&run, started, csr] {
+        set_float_control_word(csr);
+        SingleThreadedBlas blas;
+        run(started);
+      });
+    }
+  } catch (const std::system_error&) {  // no thread to be had: the caller does the rest
+  }
+  {
+    SingleThreadedBlas blas;
+    run(0);
+    for (int64_t block = started; block < blocks; ++block) run(block);
+  }
+  for (auto& worker : workers) worker.join();
 }
 
 }  // namespace
@@ -37,33 +188,41 @@ std::vector<at::Tensor> gru_forward(const at::Tensor& gi, const at::Tensor& w_hh
   states[0].copy_(h0);
   auto gates = at::empty({T, B, 3 * H}, gi.options());
   auto ghn = at::empty({T, B, H}, gi.options());
-  auto gh = at::empty({B, 3 * H}, gi.options());
-  const auto w_t = w_hh.t();
-  for (int64_t t = 0; t < T; ++t) {
-    at::addmm_out(gh, b_hh, states[t], w_t);
-    const float* gi_t = gi.data_ptr<float>() + t * B * 3 * H;
-    const float* gh_p = gh.data_ptr<float>();
-    const float* h_prev = states.data_ptr<float>() + t * B * H;
-    float* h_next = states.data_ptr<float>() + (t + 1) * B * H;
-    float* g_t = gates.data_ptr<float>() + t * B * 3 * H;
-    float* ghn_t = ghn.data_ptr<float>() + t * B * H;
-    for (int64_t b = 0; b < B; ++b) {
-      const float* gib = gi_t + b * 3 * H;
-      const float* ghb = gh_p + b * 3 * H;
-      float* gb = g_t + b * 3 * H;
+  const float* gi_p = gi.data_ptr<float>();
+  const float* w = w_hh.data_ptr<float>();
+  const float* bias = b_hh.data_ptr<float>();
+  float* states_p = states.data_ptr<float>();
+  float* gates_p = gates.data_ptr<float>();
+  float* ghn_p = ghn.data_ptr<float>();
+  for_row_blocks(B, [&](int64_t begin, int64_t end) {
+    const int64_t rows = end - begin;
+    std::vector<float> gh(rows * 3 * H);
+    for (int64_t t = 0; t < T; ++t) {
+      const float* h_prev = states_p + (t * B + begin) * H;
+      float* h_next = states_p + ((t + 1) * B + begin) * H;
+      gemm_nt(rows, 3 * H, H, h_prev, H, w, 0.0f, gh.data(), 3 * H);
+      for (int64_t b = 0; b < rows; ++b) {
+        const float* gib = gi_p + (t * B + begin + b) * 3 * H;
+        const float* ghb = gh.data() + b * 3 * H;
+        float* gb = gates_p + (t * B + begin + b) * 3 * H;
+        float* ghn_b = ghn_p + (t * B + begin + b) * H;
+        const float* hp = h_prev + b * H;
+        float* hn = h_next + b * H;
 #pragma omp simd
-      for (int64_t j = 0; j < H; ++j) {
-        const float r = sigmoid(gib[j] + ghb[j]);
-        const float z = sigmoid(gib[H + j] + ghb[H + j]);
-        const float n = std::tanh(gib[2 * H + j] + r * ghb[2 * H + j]);
-        gb[j] = r;
-        gb[H + j] = z;
-        gb[2 * H + j] = n;
-        ghn_t[b * H + j] = ghb[2 * H + j];
-        h_next[b * H + j] = n + z * (h_prev[b * H + j] - n);
+        for (int64_t j = 0; j < H; ++j) {
+          const float r = sigmoid(gib[j] + ghb[j] + bias[j]);
+          const float z = sigmoid(gib[H + j] + ghb[H + j] + bias[H + j]);
+          const float hn_pre = ghb[2 * H + j] + bias[2 * H + j];
+          const float n = tanh_approx(gib[2 * H + j] + r * hn_pre);
+          gb[j] = r;
+          gb[H + j] = z;
+          gb[2 * H + j] = n;
+          ghn_b[j] = hn_pre;
+          hn[j] = n + z * (hp[j] - n);
+        }
       }
     }
-  }
+  });
   return {states, gates, ghn};
 }
 
@@ -77,39 +236,47 @@ std::vector<at::Tensor> gru_backward(const at::Tensor& grad_out, const at::Tenso
   auto d_gi = at::empty({T, B, 3 * H}, grad_out.options());
   auto d_gh = at::empty({T, B, 3 * H}, grad_out.options());
   auto dh = at::zeros({B, H}, grad_out.options());
-  auto dh_direct = at::empty({B, H}, grad_out.options());
-  for (int64_t t = T - 1; t >= 0; --t) {
-    const float* go = grad_out.data_ptr<float>() + t * B * H;
-    const float* g_t = gates.data_ptr<float>() + t * B * 3 * H;
-    const float* ghn_t = ghn.data_ptr<float>() + t * B * H;
-    const float* h_prev = states.data_ptr<float>() + t * B * H;
-    float* dgi = d_gi.data_ptr<float>() + t * B * 3 * H;
-    float* dgh = d_gh.data_ptr<float>() + t * B * 3 * H;
-    const float* dh_p = dh.data_ptr<float>();
-    float* dd = dh_direct.data_ptr<float>();
-    for (int64_t b = 0; b < B; ++b) {
-      const float* gb = g_t + b * 3 * H;
-      float* dgib = dgi + b * 3 * H;
-      float* dghb = dgh + b * 3 * H;
+  const float* go_p = grad_out.data_ptr<float>();
+  const float* w = w_hh.data_ptr<float>();
+  const float* states_p = states.data_ptr<float>();
+  const float* gates_p = gates.data_ptr<float>();
+  const float* ghn_p = ghn.data_ptr<float>();
+  float* d_gi_p = d_gi.data_ptr<float>();
+  float* d_gh_p = d_gh.data_ptr<float>();
+  float* dh_p = dh.data_ptr<float>();
+  for_row_blocks(B, [&](int64_t begin, int64_t end) {
+    const int64_t rows = end - begin;
+    float* dh_rows = dh_p + begin * H;
+    for (int64_t t = T - 1; t >= 0; --t) {
+      for (int64_t b = 0; b < rows; ++b) {
+        const int64_t row = t * B + begin + b;
+        const float* go = go_p + row * H;
+        const float* gb = gates_p + row * 3 * H;
+        const float* ghn_b = ghn_p + row * H;
+        const float* hp = states_p + row * H;  // states[t], the state before this step
+        float* dgib = d_gi_p + row * 3 * H;
+        float* dghb = d_gh_p + row * 3 * H;
+        float* dhb = dh_rows + b * H;
 #pragma omp simd
-      for (int64_t j = 0; j < H; ++j) {
-        const int64_t k = b * H + j;
-        const float d = dh_p[k] + go[k];
-        const float r = gb[j], z = gb[H + j], n = gb[2 * H + j];
-        const float dn_pre = d * (1.0f - z) * (1.0f - n * n);
-        const float dz_pre = d * (h_prev[k] - n) * z * (1.0f - z);
-        const float dr_pre = dn_pre * ghn_t[k] * r * (1.0f - r);
-        dgib[j] = dr_pre;
-        dgib[H + j] = dz_pre;
-        dgib[2 * H + j] = dn_pre;
-        dghb[j] = dr_pre;
-        dghb[H + j] = dz_pre;
-        dghb[2 * H + j] = dn_pre * r;
-        dd[k] = d * z;
+        for (int64_t j = 0; j < H; ++j) {
+          const float d = dhb[j] + go[j];
+          const float r = gb[j], z = gb[H + j], n = gb[2 * H + j];
+          const float dn_pre = d * (1.0f - z) * (1.0f - n * n);
+          const float dz_pre = d * (hp[j] - n) * z * (1.0f - z);
+          const float dr_pre = dn_pre * ghn_b[j] * r * (1.0f - r);
+          dgib[j] = dr_pre;
+          dgib[H + j] = dz_pre;
+          dgib[2 * H + j] = dn_pre;
+          dghb[j] = dr_pre;
+          dghb[H + j] = dz_pre;
+          dghb[2 * H + j] = dn_pre * r;
+          dhb[j] = d * z;
+        }
       }
+      // dh_{t-1} = d ⊙ z + d_gh W_hh
+      gemm_nn(rows, H, 3 * H, d_gh_p + (t * B + begin) * 3 * H, 3 * H, w, 1.0f, dh_rows, H);
     }
-    at::addmm_out(dh, dh_direct, d_gh[t], w_hh);  // dh_{t-1} = d ⊙ z + d_gh W_hh
-  }
+  });
   return {d_gi, d_gh, dh};
 }
 
@@ -129,40 +296,46 @@ std::vector<at::Tensor> lstm_forward(const at::Tensor& gi, const at::Tensor& w_h
   cells[0].zero_();
   auto gates = at::empty({T, B, 4 * H}, gi.options());
   auto tanh_c = at::empty({T, B, H}, gi.options());
-  auto gh = at::empty({B, 4 * H}, gi.options());
-  const auto w_t = w_hh.t();
-  for (int64_t t = 0; t < T; ++t) {
-    at::addmm_out(gh, b_hh, states[t], w_t);
-    const float* gi_t = gi.data_ptr<float>() + t * B * 4 * H;
-    const float* gh_p = gh.data_ptr<float>();
-    const float* c_prev = cells.data_ptr<float>() + t * B * H;
-    float* c_next = cells.data_ptr<float>() + (t + 1) * B * H;
-    float* h_next = states.data_ptr<float>() + (t + 1) * B * H;
-    float* g_t = gates.data_ptr<float>() + t * B * 4 * H;
-    float* tc_t = tanh_c.data_ptr<float>() + t * B * H;
-    for (int64_t b = 0; b < B; ++b) {
-      const float* gib = gi_t + b * 4 * H;
-      const float* ghb = gh_p + b * 4 * H;
-      float* gb = g_t + b * 4 * H;
+  const float* gi_p = gi.data_ptr<float>();
+  const float* w = w_hh.data_ptr<float>();
+  const float* bias = b_hh.data_ptr<float>();
+  float* states_p = states.data_ptr<float>();
+  float* cells_p = cells.data_ptr<float>();
+  float* gates_p = gates.data_ptr<float>();
+  float* tanh_c_p = tanh_c.data_ptr<float>();
+  for_row_blocks(B, [&](int64_t begin, int64_t end) {
+    const int64_t rows = end - begin;
+    std::vector<float> gh(rows * 4 * H);
+    for (int64_t t = 0; t < T; ++t) {
+      gemm_nt(rows, 4 * H, H, states_p + (t * B + begin) * H, H, w, 0.0f, gh.data(), 4 * H);
+      for (int64_t b = 0; b < rows; ++b) {
+        const int64_t row = t * B + begin + b;
+        const float* gib = gi_p + row * 4 * H;
+        const float* ghb = gh.data() + b * 4 * H;
+        const float* c_prev = cells_p + row * H;
+        float* c_next = cells_p + (row + B) * H;
+        float* h_next = states_p + (row + B) * H;
+        float* gb = gates_p + row * 4 * H;
+        float* tc_b = tanh_c_p + row * H;
 #pragma omp simd
-      for (int64_t j = 0; j < H; ++j) {
-        const int64_t k = b * H + j;
-        const float i = sigmoid(gib[j] + ghb[j]);
-        const float f = sigmoid(gib[H + j] + ghb[H + j]);
-        const float g = std::tanh(gib[2 * H + j] + ghb[2 * H + j]);
-        const float o = sigmoid(gib[3 * H + j] + ghb[3 * H + j]);
-        const float c = f * c_prev[k] + i * g;
-        const float tc = std::tanh(c);
-        gb[j] = i;
-        gb[H + j] = f;
-        gb[2 * H + j] = g;
-        gb[3 * H + j] = o;
-        c_next[k] = c;
-        tc_t[k] = tc;
-        h_next[k] = o * tc;
+        for (int64_t j = 0; j < H; ++j) {
+          const float i = sigmoid(gib[j] + ghb[j] + bias[j]);
+          const float f = sigmoid(gib[H + j] + ghb[H + j] + bias[H + j]);
+          const float g = tanh_approx(gib[2 * H + j] + ghb[2 * H + j] + bias[2 * H + j]);
+          const float o = sigmoid(gib[3 * H + j] + ghb[3 * H + j] + bias[3 * H + j]);
+          const float c = f * c_prev[j] + i * g;
+          const float tc = tanh_approx(c);
+          gb[j] = i;
+          gb[H + j] = f;
+          gb[2 * H + j] = g;
+          gb[3 * H + j] = o;
+          c_next[j] = c;
+          tc_b[j] = tc;
+          h_next[j] = o * tc;
+        }
       }
     }
-  }
+  });
   return {states, cells, gates, tanh_c};
 }
 
@@ -174,35 +347,42 @@ at::Tensor lstm_backward(const at::Tensor& grad_out, const at::Tensor& w_hh, con
   check(tanh_c, "tanh_c");
   const int64_t T = grad_out.size(0), B = grad_out.size(1), H = w_hh.size(1);
   auto d_gates = at::empty({T, B, 4 * H}, grad_out.options());
-  auto dh = at::zeros({B, H}, grad_out.options());
-  auto dc = at::zeros({B, H}, grad_out.options());
-  for (int64_t t = T - 1; t >= 0; --t) {
-    const float* go = grad_out.data_ptr<float>() + t * B * H;
-    const float* g_t = gates.data_ptr<float>() + t * B * 4 * H;
-    const float* tc_t = tanh_c.data_ptr<float>() + t * B * H;
-    const float* c_prev = cells.data_ptr<float>() + t * B * H;
-    float* dg_t = d_gates.data_ptr<float>() + t * B * 4 * H;
-    const float* dh_p = dh.data_ptr<float>();
-    float* dc_p = dc.data_ptr<float>();
-    for (int64_t b = 0; b < B; ++b) {
-      const float* gb = g_t + b * 4 * H;
-      float* db = dg_t + b * 4 * H;
+  const float* go_p = grad_out.data_ptr<float>();
+  const float* w = w_hh.data_ptr<float>();
+  const float* cells_p = cells.data_ptr<float>();
+  const float* gates_p = gates.data_ptr<float>();
+  const float* tanh_c_p = tanh_c.data_ptr<float>();
+  float* dg_p = d_gates.data_ptr<float>();
+  for_row_blocks(B, [&](int64_t begin, int64_t end) {
+    const int64_t rows = end - begin;
+    std::vector<float> dh(rows * H, 0.0f), dc(rows * H, 0.0f);
+    for (int64_t t = T - 1; t >= 0; --t) {
+      for (int64_t b = 0; b < rows; ++b) {
+        const int64_t row = t * B + begin + b;
+        const float* go = go_p + row * H;
+        const float* gb = gates_p + row * 4 * H;
+        const float* tc_b = tanh_c_p + row * H;
+        const float* c_prev = cells_p + row * H;
+        float* db = dg_p + row * 4 * H;
+        const float* dhb = dh.data() + b * H;
+        float* dcb = dc.data() + b * H;
 #pragma omp simd
-      for (int64_t j = 0; j < H; ++j) {
-        const int64_t k = b * H + j;
-        const float d = dh_p[k] + go[k];
-        const float i = gb[j], f = gb[H + j], g = gb[2 * H + j], o = gb[3 * H + j];
-        const float tc = tc_t[k];
-        const float dct = dc_p[k] + d * o * (1.0f - tc * tc);
-        db[j] = dct * g * i * (1.0f - i);
-        db[H + j] = dct * c_prev[k] * f * (1.0f - f);
-        db[2 * H + j] = dct * i * (1.0f - g * g);
-        db[3 * H + j] = d * tc * o * (1.0f - o);
-        dc_p[k] = dct * f;
+        for (int64_t j = 0; j < H; ++j) {
+          const float d = dhb[j] + go[j];
+          const float i = gb[j], f = gb[H + j], g = gb[2 * H + j], o = gb[3 * H + j];
+          const float tc = tc_b[j];
+          const float dct = dcb[j] + d * o * (1.0f - tc * tc);
+          db[j] = dct * g * i * (1.0f - i);
+          db[H + j] = dct * c_prev[j] * f * (1.0f - f);
+          db[2 * H + j] = dct * i * (1.0f - g * g);
+          db[3 * H + j] = d * tc * o * (1.0f - o);
+          dcb[j] = dct * f;
+        }
       }
+      // dh_{t-1} = d_gates W_hh
+      gemm_nn(rows, H, 4 * H, dg_p + (t * B + begin) * 4 * H, 4 * H, w, 0.0f, dh.data(), H);
     }
-    at::mm_out(dh, d_gates[t], w_hh);  // dh_{t-1} = d_gates W_hh
-  }
+  });
   return d_gates;
 }
 
@@ -241,10 +421,14 @@ at::Tensor dropout(const at::Tensor& x, double p, int64_t seed) {
   return out;
 }
 
+// How many threads the kernels split a batch of this size over (1: the portable path).
+int64_t threads_for_batch(int64_t batch) { return row_blocks(batch); }
+
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("gru_forward", &gru_forward, "GRU layer forward over a whole sequence (time-major)");
   m.def("gru_backward", &gru_backward, "GRU layer backward over a whole sequence (time-major)");
   m.def("lstm_forward", &lstm_forward, "LSTM layer forward over a whole sequence (time-major)");
   m.def("lstm_backward", &lstm_backward, "LSTM layer backward over a whole sequence (time-major)");
   m.def("dropout", &dropout, "dropout from a counter-based random stream (its own backward)");
+  m.def("threads_for_batch", &threads_for_batch, "threads a batch of this size is split over");
 }
