@@ -129,16 +129,16 @@ def _input_projections(x: torch.Tensor, w_ih: torch.Tensor, b_ih: torch.Tensor) 
 
 def _weight_gradients(d_in: torch.Tensor, d_rec: torch.Tensor, x: torch.Tensor, w_ih: torch.Tensor,
                       states: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    """Gradients of x, W_ih, W_hh, b_ih and b_hh from the gate pre-activation gradients of
-    every step (input side ``d_in``, recurrent side ``d_rec``, both (T, B, G·H)): large
-    matmuls over all steps instead of one per step."""
+    """Gradients of x, W_ih and W_hh from the gate pre-activation gradients of every step
+    (input side ``d_in``, recurrent side ``d_rec``, both (T, B, G·H)): large matmuls over
+    all steps instead of one per step. (The kernels sum the bias gradients themselves.)"""
     steps, batch, width = x.shape
     d_in = d_in.reshape(steps * batch, -1)
     d_rec = d_rec.reshape(steps * batch, -1)
     dx = torch.mm(d_in, w_ih).view(steps, batch, width)
     dw_ih = torch.mm(d_in.t(), x.reshape(steps * batch, width))
     dw_hh = torch.mm(d_rec.t(), states[:-1].reshape(steps * batch, -1))
-    return dx, dw_ih, dw_hh, d_in.sum(0), d_rec.sum(0)
+    return dx, dw_ih, dw_hh
 
 
 class _GRUSequence(torch.autograd.Function):
@@ -156,8 +156,8 @@ class _GRUSequence(torch.autograd.Function):
     @staticmethod
     def backward(ctx: Any, grad_out: torch.Tensor) -> tuple[torch.Tensor, ...]:
         x, w_ih, w_hh, states, gates, ghn = ctx.saved_tensors
-        d_gi, d_gh, _ = _module.gru_backward(grad_out.contiguous(), w_hh, states, gates, ghn)
-        return _weight_gradients(d_gi, d_gh, x, w_ih, states)
+        d_gi, d_gh, _, db_ih, db_hh = _module.gru_backward(grad_out.contiguous(), w_hh, states, gates, ghn)
+        return *_weight_gradients(d_gi, d_gh, x, w_ih, states), db_ih, db_hh
 
 
 class _LSTMSequence(torch.autograd.Function):
@@ -175,8 +175,8 @@ class _LSTMSequence(torch.autograd.Function):
     @staticmethod
     def backward(ctx: Any, grad_out: torch.Tensor) -> tuple[torch.Tensor, ...]:
         x, w_ih, w_hh, states, cells, gates, tanh_c = ctx.saved_tensors
-        d_gates = _module.lstm_backward(grad_out.contiguous(), w_hh, cells, gates, tanh_c)
-        return _weight_gradients(d_gates, d_gates, x, w_ih, states)  # the biases share one gradient
+        d_gates, db = _module.lstm_backward(grad_out.contiguous(), w_hh, cells, gates, tanh_c)
+        return *_weight_gradients(d_gates, d_gates, x, w_ih, states), db, db  # the biases share one gradient
 
 
 class _Dropout(torch.autograd.Function):

@@ -142,12 +142,13 @@ int64_t row_blocks(int64_t batch) {
   return std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), batch / kMinRowsPerThread));
 }
 
-// Runs body(begin, end) over row blocks of [0, batch), one thread each (the caller runs the first).
+// Runs body(block, begin, end) over the row blocks of [0, batch), one thread each (the caller runs
+// the first).
 // body must not throw: it only does arithmetic on memory allocated before the call.
 template <typename Body>
 void for_row_blocks(int64_t batch, const Body& body) {
   const int64_t blocks = row_blocks(batch);
-  const auto run = [&](int64_t block) { body(batch * block / blocks, batch * (block + 1) / blocks); };
+  const auto run = [&](int64_t block) { body(block, batch * block / blocks, batch * (block + 1) / blocks); };
   if (blocks == 1) {
     run(0);  // on this thread; its matmuls use torch's or MKL's threads
     return;
@@ -194,7 +195,7 @@ std::vector<at::Tensor> gru_forward(const at::Tensor& gi, const at::Tensor& w_hh
   float* states_p = states.data_ptr<float>();
   float* gates_p = gates.data_ptr<float>();
   float* ghn_p = ghn.data_ptr<float>();
-  for_row_blocks(B, [&](int64_t begin, int64_t end) {
+  for_row_blocks(B, [&](int64_t, int64_t begin, int64_t end) {
     const int64_t rows = end - begin;
     std::vector<float> gh(rows * 3 * H);
     for (int64_t t = 0; t < T; ++t) {
@@ -228,7 +229,8 @@ std::vector<at::Tensor> gru_forward(const at::Tensor& gi, const at::Tensor& w_hh
 
 // grad_out: (T, B, H), the gradient w.r.t. states[1:]. Returns the gradients w.r.t. the
 // pre-activations of the input side d_gi (T, B, 3H) and of the recurrent side d_gh
-// (T, B, 3H) (they differ only in the n block, scaled by r there), and dh0 (B, H).
+// (T, B, 3H) (they differ only in the n block, scaled by r there), dh0 (B, H), and the bias
+// gradients (3H each), summed while the values are at hand instead of in a second pass.
 std::vector<at::Tensor> gru_backward(const at::Tensor& grad_out, const at::Tensor& w_hh, const at::Tensor& states,
                                      const at::Tensor& gates, const at::Tensor& ghn) {
   check(grad_out, "grad_out"), check(w_hh, "w_hh"), check(states, "states"), check(gates, "gates"), check(ghn, "ghn");
@@ -236,6 +238,8 @@ std::vector<at::Tensor> gru_backward(const at::Tensor& grad_out, const at::Tenso
   auto d_gi = at::empty({T, B, 3 * H}, grad_out.options());
   auto d_gh = at::empty({T, B, 3 * H}, grad_out.options());
   auto dh = at::zeros({B, H}, grad_out.options());
+  auto db_ih = at::zeros({row_blocks(B), 3 * H}, grad_out.options());  // one row per block, summed below
+  auto db_hh = at::zeros({row_blocks(B), 3 * H}, grad_out.options());
   const float* go_p = grad_out.data_ptr<float>();
   const float* w = w_hh.data_ptr<float>();
   const float* states_p = states.data_ptr<float>();
@@ -244,9 +248,13 @@ std::vector<at::Tensor> gru_backward(const at::Tensor& grad_out, const at::Tenso
   float* d_gi_p = d_gi.data_ptr<float>();
   float* d_gh_p = d_gh.data_ptr<float>();
   float* dh_p = dh.data_ptr<float>();
-  for_row_blocks(B, [&](int64_t begin, int64_t end) {
+  float* db_ih_p = db_ih.data_ptr<float>();
+  float* db_hh_p = db_hh.data_ptr<float>();
+  for_row_blocks(B, [&](int64_t block, int64_t begin, int64_t end) {
     const int64_t rows = end - begin;
     float* dh_rows = dh_p + begin * H;
+    float* sum_i = db_ih_p + block * 3 * H;
+    float* sum_h = db_hh_p + block * 3 * H;
     for (int64_t t = T - 1; t >= 0; --t) {
       for (int64_t b = 0; b < rows; ++b) {
         const int64_t row = t * B + begin + b;
@@ -271,13 +279,20 @@ std::vector<at::Tensor> gru_backward(const at::Tensor& grad_out, const at::Tenso
           dghb[H + j] = dz_pre;
           dghb[2 * H + j] = dn_pre * r;
           dhb[j] = d * z;
+          sum_i[j] += dr_pre;
+          sum_i[H + j] += dz_pre;
+          sum_i[2 * H + j] += dn_pre;
+          sum_h[2 * H + j] += dn_pre * r;
         }
       }
       // dh_{t-1} = d ⊙ z + d_gh W_hh
       gemm_nn(rows, H, 3 * H, d_gh_p + (t * B + begin) * 3 * H, 3 * H, w, 1.0f, dh_rows, H);
     }
   });
-  return {d_gi, d_gh, dh};
+  db_ih = db_ih.sum(0);
+  db_hh = db_hh.sum(0);
+  db_hh.narrow(0, 0, 2 * H).copy_(db_ih.narrow(0, 0, 2 * H));  // r and z: the same on both sides
+  return {d_gi, d_gh, dh, db_ih, db_hh};
 }
 
 
@@ -303,7 +318,7 @@ std::vector<at::Tensor> lstm_forward(const at::Tensor& gi, const at::Tensor& w_h
   float* cells_p = cells.data_ptr<float>();
   float* gates_p = gates.data_ptr<float>();
   float* tanh_c_p = tanh_c.data_ptr<float>();
-  for_row_blocks(B, [&](int64_t begin, int64_t end) {
+  for_row_blocks(B, [&](int64_t, int64_t begin, int64_t end) {
     const int64_t rows = end - begin;
     std::vector<float> gh(rows * 4 * H);
     for (int64_t t = 0; t < T; ++t) {
@@ -340,8 +355,9 @@ std::vector<at::Tensor> lstm_forward(const at::Tensor& gi, const at::Tensor& w_h
 }
 
 // grad_out: (T, B, H), the gradient w.r.t. states[1:]. Returns the gradient w.r.t. the
-// gate pre-activations (T, B, 4H) (the same for the input and the recurrent side).
-at::Tensor lstm_backward(const at::Tensor& grad_out, const at::Tensor& w_hh, const at::Tensor& cells,
+// gate pre-activations (T, B, 4H) (the same for the input and the recurrent side) and its
+// sum over steps and texts (4H), the gradient of either bias.
+std::vector<at::Tensor> lstm_backward(const at::Tensor& grad_out, const at::Tensor& w_hh, const at::Tensor& cells,
                          const at::Tensor& gates, const at::Tensor& tanh_c) {
   check(grad_out, "grad_out"), check(w_hh, "w_hh"), check(cells, "cells"), check(gates, "gates");
   check(tanh_c, "tanh_c");
@@ -353,8 +369,11 @@ at::Tensor lstm_backward(const at::Tensor& grad_out, const at::Tensor& w_hh, con
   const float* gates_p = gates.data_ptr<float>();
   const float* tanh_c_p = tanh_c.data_ptr<float>();
   float* dg_p = d_gates.data_ptr<float>();
-  for_row_blocks(B, [&](int64_t begin, int64_t end) {
+  auto bias_grad = at::zeros({row_blocks(B), 4 * H}, grad_out.options());  // one row per block
+  float* bias_grad_p = bias_grad.data_ptr<float>();
+  for_row_blocks(B, [&](int64_t block, int64_t begin, int64_t end) {
     const int64_t rows = end - begin;
+    float* sum = bias_grad_p + block * 4 * H;
     std::vector<float> dh(rows * H, 0.0f), dc(rows * H, 0.0f);
     for (int64_t t = T - 1; t >= 0; --t) {
       for (int64_t b = 0; b < rows; ++b) {
@@ -372,10 +391,16 @@ at::Tensor lstm_backward(const at::Tensor& grad_out, const at::Tensor& w_hh, con
           const float i = gb[j], f = gb[H + j], g = gb[2 * H + j], o = gb[3 * H + j];
           const float tc = tc_b[j];
           const float dct = dcb[j] + d * o * (1.0f - tc * tc);
-          db[j] = dct * g * i * (1.0f - i);
-          db[H + j] = dct * c_prev[j] * f * (1.0f - f);
-          db[2 * H + j] = dct * i * (1.0f - g * g);
-          db[3 * H + j] = d * tc * o * (1.0f - o);
+          const float di = dct * g * i * (1.0f - i), df = dct * c_prev[j] * f * (1.0f - f);
+          const float dg = dct * i * (1.0f - g * g), dout = d * tc * o * (1.0f - o);
+          db[j] = di;
+          db[H + j] = df;
+          db[2 * H + j] = dg;
+          db[3 * H + j] = dout;
+          sum[j] += di;
+          sum[H + j] += df;
+          sum[2 * H + j] += dg;
+          sum[3 * H + j] += dout;
           dcb[j] = dct * f;
         }
       }
@@ -383,7 +408,7 @@ at::Tensor lstm_backward(const at::Tensor& grad_out, const at::Tensor& w_hh, con
       gemm_nn(rows, H, 4 * H, dg_p + (t * B + begin) * 4 * H, 4 * H, w, 0.0f, dh.data(), H);
     }
   });
-  return d_gates;
+  return {d_gates, bias_grad.sum(0)};
 }
 
 // Dropout with a counter-based random stream: element i is kept when a hash of (seed, i)
