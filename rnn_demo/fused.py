@@ -35,9 +35,10 @@ logger = logging.getLogger(__name__)
 ENV = "RNN_DEMO_FUSED"  # "0" turns the compiled kernels off, "all" adds the LSTM kernel (see cells())
 NAME = "rnn_demo_fused_cells"
 SOURCE = Path(__file__).resolve().parent / "csrc" / "fused_cells.cpp"
-# -fopenmp-simd vectorises the gate loops (their exp is inline code). No -ffast-math: it would
-# let the compiler fold away the rounding step inside that exp.
-CFLAGS = ["-O3", "-march=native", "-fopenmp-simd"]
+# -fopenmp-simd vectorises the gate loops (their exp is inline code); 512-bit vectors where the CPU
+# has them (GCC prefers 256: here 0-9% faster per step). No -ffast-math: it would let the compiler
+# fold away the rounding step inside that exp.
+CFLAGS = ["-O3", "-march=native", "-mprefer-vector-width=512", "-fopenmp-simd"]
 
 _lock = threading.Lock()
 _module: Any = None
