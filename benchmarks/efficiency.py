@@ -21,6 +21,7 @@ the ceiling that the step's matmuls alone reach (``gemm_seconds_per_token``).
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import torch
 
@@ -52,38 +53,53 @@ def matmul_flops_per_second(size: int = 2048, repeats: int = 5) -> float:
 
 def gemm_seconds_per_token(cell: str, embedding_dim: int, hidden_size: int, batch: int, steps: int,
                            repeats: int = 5) -> float:
-    """Seconds per token of only the matmuls one training step of a (batch × steps) batch must run.
+    """Seconds per token of only the matmuls one training step of a (batch × steps) batch must run,
+    arranged the way ``rnn_demo.fused`` runs them.
 
-    The counted FLOPs as the step's shapes produce them: the input projection of every
-    token at once, one (B × H) · (H × G·H) recurrent matmul per step forward and one
-    (B × G·H) · (G·H × H) per step backward, then the input gradient and both weight
-    gradients as large matmuls. Dividing the counted FLOPs by this time gives the
-    efficiency of a training loop that had no other cost and no padding: a ceiling for
-    these shapes on this machine.
+    The input projection of every token, the input gradient and both weight gradients are
+    large matmuls with torch's threads. The recurrent matmuls (one (B × H) · (H × G·H) per step
+    forward, one (B × G·H) · (G·H × H) backward) run in the kernels as P independent row blocks
+    of B/P texts, one per thread, so their wall time is that of one block's matmuls on one
+    thread; they are timed so here. Dividing the counted FLOPs by this time gives the
+    efficiency of a training loop that had no other cost and no padding: a ceiling for these
+    shapes on this machine (assuming the blocks run perfectly in parallel).
     """
     g, e, h = GATES[cell], embedding_dim, hidden_size
     tokens = batch * steps
+    threads = torch.get_num_threads()
+    rows = -(-batch // threads)
     x, w_ih = torch.randn(tokens, e), torch.randn(g * h, e)
-    hid, w_hh, bias = torch.randn(batch, h), torch.randn(g * h, h), torch.randn(g * h)
-    d_gates, d_all, states = torch.randn(batch, g * h), torch.randn(tokens, g * h), torch.randn(tokens, h)
+    hid, w_hh, bias = torch.randn(rows, h), torch.randn(g * h, h), torch.randn(g * h)
+    d_gates, d_all, states = torch.randn(rows, g * h), torch.randn(tokens, g * h), torch.randn(tokens, h)
 
-    def step() -> None:
+    def large() -> None:
         torch.addmm(bias, x, w_ih.t())
-        for _ in range(steps):
-            torch.addmm(bias, hid, w_hh.t())
-        for _ in range(steps):
-            torch.addmm(hid, d_gates, w_hh)
         torch.mm(d_all, w_ih)
         torch.mm(d_all.t(), x)
         torch.mm(d_all.t(), states)
 
-    step()  # warm-up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - start)
-    return common.median(times) / tokens
+    def recurrent() -> None:
+        for _ in range(steps):
+            torch.addmm(bias, hid, w_hh.t())
+        for _ in range(steps):
+            torch.addmm(hid, d_gates, w_hh)
+
+    def timed(fn: Any) -> float:
+        fn()  # warm-up
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - start)
+        return common.median(times)
+
+    seconds = timed(large)
+    torch.set_num_threads(1)
+    try:
+        seconds += timed(recurrent)
+    finally:
+        torch.set_num_threads(threads)
+    return seconds / tokens
 
 
 def main() -> None:
