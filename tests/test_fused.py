@@ -194,35 +194,3 @@ def test_the_kernels_split_a_batch_over_threads_with_the_same_results(kernel, mo
             torch.testing.assert_close(got, ref, rtol=1e-4, atol=1e-4)
     finally:
         torch.set_num_threads(threads)
-
-
-def _forked_child_runs_the_kernel(result) -> None:
-    torch.set_num_threads(2)
-    torch.manual_seed(1)
-    layer = torch.nn.GRU(6, 16, batch_first=True)
-    x = torch.randn(32, 9, 6, requires_grad=True)
-    result.put(bool(torch.allclose(fused.run(layer, x), layer(x)[0], atol=1e-5)))
-
-
-def test_a_forked_process_gets_its_own_kernel_threads(kernel):
-    """The kernels keep their threads between calls; a forked child has none of them and must
-    not wait for them (it would hang)."""
-    import multiprocessing
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(2)
-    try:
-        layer = torch.nn.GRU(6, 16, batch_first=True)
-        x = torch.randn(32, 9, 6, requires_grad=True)
-        fused.run(layer, x)  # the parent's threads now exist
-    finally:
-        torch.set_num_threads(threads)
-    context = multiprocessing.get_context("fork")
-    result = context.Queue()
-    child = context.Process(target=_forked_child_runs_the_kernel, args=(result,))
-    child.start()
-    child.join(timeout=60)
-    if child.is_alive():
-        child.kill()
-        pytest.fail("the forked child hung in the kernel")
-    assert child.exitcode == 0 and result.get(timeout=5) is True

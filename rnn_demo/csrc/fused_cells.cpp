@@ -150,7 +150,8 @@ int64_t row_blocks(int64_t batch) {
 // Threads that stay alive between kernel calls: a new thread per call cost about 15 µs per
 // time step of a 25-step batch (creation, waking an idle core, MKL's per-thread set-up).
 // One run at a time: a second caller while one runs (another Python thread) does its blocks
-// itself. After a fork the child, which has none of the parent's threads, starts a new pool.
+// itself. After a fork the child, which has none of the parent's threads, starts a new pool
+// (the app spawns its workers; a forked child can hang in OpenMP anyway, so this is not tested).
 class WorkerPool {
  public:
   static WorkerPool& instance() {
