@@ -65,6 +65,7 @@ RELEASE_GRACE_SECONDS = 30.0  # a closed session's job is stopped after this lon
 RELEASE_GRACE_ENV = "RNN_DEMO_SESSION_GRACE"  # overrides RELEASE_GRACE_SECONDS
 KILL_AFTER_SECONDS = 120.0  # a stopped job that has not ended by then is terminated
 SPARE_ENV = "RNN_DEMO_SPARE_WORKER"  # "0" turns off the warm spare worker of the app's manager
+FREEING_NOW_SECONDS = 3.0  # a slot expected within this is "freeing up now" in the cap message
 SPARE_REFILL_DELAY = 5.0  # s after a job took the spare before the next one starts (its job starts first)
 
 
@@ -608,11 +609,12 @@ class JobManager:
     def capacity_message(self) -> str:
         """What to tell a user who hits the cap."""
         eta = self.seconds_until_free_slot()
-        when = (
-            f"The next slot should free up in about {format_duration(eta)}; try again then."
-            if eta is not None
-            else "The running jobs are still loading their data, so there is no estimate yet; try again in a minute."
-        )
+        if eta is None:
+            when = "The running jobs are still loading their data, so there is no estimate yet; try again in a minute."
+        elif eta < FREEING_NOW_SECONDS:  # a job that has just ended holds its slot until its process exits
+            when = "A slot is freeing up now; try again in a few seconds."
+        else:
+            when = f"The next slot should free up in about {format_duration(eta)}; try again then."
         return (
             f"All {self.max_jobs} training slots on this server are busy (it trains at most {self.max_jobs} "
             f"model{'s' if self.max_jobs != 1 else ''} at once; {MAX_JOBS_ENV} sets the limit). {when}"

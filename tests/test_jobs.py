@@ -101,7 +101,7 @@ def test_cap_reached_names_the_limit_and_when_a_slot_frees(tmp_path):
     manager = JobManager(max_jobs=1, cores=1, runs_dir=tmp_path)
     try:
         text, model, train = configs()
-        long_job = manager.start_training("carol", SPEC, text, model, dataclasses.replace(train, epochs=40))
+        long_job = manager.start_training("carol", SPEC, text, model, dataclasses.replace(train, epochs=400))
         with pytest.raises(CapacityError) as first:
             manager.start_training("dave", SPEC, *configs())
         assert "All 1 training slots" in str(first.value) and "RNN_DEMO_MAX_JOBS" in str(first.value)
@@ -116,6 +116,30 @@ def test_cap_reached_names_the_limit_and_when_a_slot_frees(tmp_path):
         assert long_job.wait(TIMEOUT)
         assert manager.seconds_until_free_slot() == 0.0 and manager.active_jobs() == []  # the slot is free again
     finally:
+        manager.shutdown()
+
+
+def test_cap_message_never_says_a_slot_frees_in_0_s(tmp_path, monkeypatch):
+    """A job that has just finished (or is about to) still holds its slot for a moment; the
+    message then says a slot is freeing up now, not "in about 0 s"."""
+    manager = JobManager(max_jobs=2, cores=1, runs_dir=tmp_path, spare=False)
+
+    class Job:
+        def __init__(self, eta):
+            self.eta = eta
+
+        def eta_seconds(self):
+            return self.eta
+
+    try:
+        for etas in ([0.0, 40.0], [0.4, 95.0]):
+            monkeypatch.setattr(manager, "active_jobs", lambda etas=etas: [Job(e) for e in etas])
+            message = manager.capacity_message()
+            assert "0 s" not in message and "freeing up now" in message and "few seconds" in message
+        monkeypatch.setattr(manager, "active_jobs", lambda: [Job(None), Job(75.0)])
+        assert "about 1 min 15 s" in manager.capacity_message()
+    finally:
+        monkeypatch.undo()
         manager.shutdown()
 
 
