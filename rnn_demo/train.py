@@ -111,9 +111,10 @@ def reuse_freed_memory() -> bool:
     the embedding gradient, dropout masks) are faulted in again one 4 KB page at a time,
     and the kernel zeroes every page. On IMDB-length batches that was about 40% of a GRU
     layer's time. Training allocates the same sizes every step, so here large blocks
-    come from the heap and up to 1 GB of freed memory is kept (peak memory is unchanged;
-    it is just not handed back between steps). Process-wide and idempotent; False where
-    the C library is not glibc (nothing changes there).
+    come from the heap and up to 1 GB of freed memory is kept rather than handed back
+    between steps. The price is some fragmentation: training the default IMDB LSTM peaked at
+    1.25-1.29 GB instead of 1.13-1.16 GB (``benchmarks/memory.py``'s training child). Process-wide
+    and idempotent; False where the C library is not glibc (nothing changes there).
     """
     if _MALLOC["tuned"]:
         return True
