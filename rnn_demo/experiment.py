@@ -189,9 +189,12 @@ def run_experiment(
         path = resolve_vectors(model_config.pretrained_vectors, model_config.embedding_dim)
         vector_coverage = load_vectors_into(model.embedding, data.vocab, path, binary_cache=default_binary_cache())
 
-    if CELLS[model_config.cell] in fused.cells() and resolve_device(train_config.device).type == "cpu" and fused.enabled():
+    # Compile before training, with a stage message, rather than silently inside the first step:
+    # CPU training uses the library for GRU layers (LSTM with RNN_DEMO_FUSED=all) and for dropout.
+    uses_kernels = CELLS[model_config.cell] in fused.cells() or model_config.dropout > 0
+    if uses_kernels and resolve_device(train_config.device).type == "cpu" and fused.enabled():
         if not fused.is_built():
-            stage("compiling the fused GRU/LSTM kernels (once per machine, about 30 s)")
+            stage("compiling the fused training kernels (once per machine, about 30 s)")
         fused.load()
 
     history: list[dict[str, Any]] = []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 
 import pytest
@@ -194,3 +195,22 @@ def test_the_kernels_split_a_batch_over_threads_with_the_same_results(kernel, mo
             torch.testing.assert_close(got, ref, rtol=1e-4, atol=1e-4)
     finally:
         torch.set_num_threads(threads)
+
+
+@pytest.mark.parametrize("cell,dropout,compiles", [("lstm", 0.2, True), ("rnn", 0.2, True), ("rnn", 0.0, False)])
+def test_training_says_so_before_compiling_the_kernels(monkeypatch, tmp_path, cell, dropout, compiles):
+    """Any CPU run that will use the library (its GRU kernel, or its dropout for every cell) compiles
+    it up front, with a stage message, not silently inside the first training step."""
+    from rnn_demo.data import DatasetSpec
+    from rnn_demo.experiment import default_configs, run_experiment
+
+    monkeypatch.setattr(fused, "is_built", lambda: False)
+    loads = []
+    monkeypatch.setattr(fused, "load", lambda: loads.append(1))  # None: training falls back to torch
+    text, model, train = default_configs("negation")
+    stages: list[str] = []
+    run_experiment(DatasetSpec(name="negation", params={"n": 200}), text,
+                   dataclasses.replace(model, cell=cell, dropout=dropout, hidden_size=8, embedding_dim=8),
+                   dataclasses.replace(train, epochs=1, device="cpu"), out_dir=tmp_path / "run", on_stage=stages.append)
+    assert any("compiling the fused training kernels" in s for s in stages) == compiles
+    assert bool(loads) == compiles
