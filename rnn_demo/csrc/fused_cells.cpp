@@ -230,11 +230,11 @@ class WorkerPool {
   int64_t active_ = 0, pending_ = 0;
 };
 
-// Runs body(block, begin, end) over the row blocks of [0, batch), one thread each.
+// Runs body(block, begin, end) over `blocks` row blocks of [0, batch) (from row_blocks(batch), taken
+// once by the caller: per-block buffers are sized by it), one thread each.
 // body must not throw: it only does arithmetic on memory allocated before the call.
 template <typename Body>
-void for_row_blocks(int64_t batch, const Body& body) {
-  const int64_t blocks = row_blocks(batch);
+void for_row_blocks(int64_t batch, int64_t blocks, const Body& body) {
   const std::function<void(int64_t)> run = [&](int64_t block) {
     body(block, batch * block / blocks, batch * (block + 1) / blocks);
   };
@@ -265,7 +265,7 @@ std::vector<at::Tensor> gru_forward(const at::Tensor& gi, const at::Tensor& w_hh
   float* states_p = states.data_ptr<float>();
   float* gates_p = gates.data_ptr<float>();
   float* ghn_p = ghn.data_ptr<float>();
-  for_row_blocks(B, [&](int64_t, int64_t begin, int64_t end) {
+  for_row_blocks(B, row_blocks(B), [&](int64_t, int64_t begin, int64_t end) {
     const int64_t rows = end - begin;
     std::vector<float> gh(rows * 3 * H);
     for (int64_t t = 0; t < T; ++t) {
@@ -308,8 +308,9 @@ std::vector<at::Tensor> gru_backward(const at::Tensor& grad_out, const at::Tenso
   auto d_gi = at::empty({T, B, 3 * H}, grad_out.options());
   auto d_gh = at::empty({T, B, 3 * H}, grad_out.options());
   auto dh = at::zeros({B, H}, grad_out.options());
-  auto db_ih = at::zeros({row_blocks(B), 3 * H}, grad_out.options());  // one row per block, summed below
-  auto db_hh = at::zeros({row_blocks(B), 3 * H}, grad_out.options());
+  const int64_t blocks = row_blocks(B);
+  auto db_ih = at::zeros({blocks, 3 * H}, grad_out.options());  // one row per block, summed below
+  auto db_hh = at::zeros({blocks, 3 * H}, grad_out.options());
   const float* go_p = grad_out.data_ptr<float>();
   const float* w = w_hh.data_ptr<float>();
   const float* states_p = states.data_ptr<float>();
@@ -320,7 +321,7 @@ std::vector<at::Tensor> gru_backward(const at::Tensor& grad_out, const at::Tenso
   float* dh_p = dh.data_ptr<float>();
   float* db_ih_p = db_ih.data_ptr<float>();
   float* db_hh_p = db_hh.data_ptr<float>();
-  for_row_blocks(B, [&](int64_t block, int64_t begin, int64_t end) {
+  for_row_blocks(B, blocks, [&](int64_t block, int64_t begin, int64_t end) {
     const int64_t rows = end - begin;
     float* dh_rows = dh_p + begin * H;
     float* sum_i = db_ih_p + block * 3 * H;
@@ -388,7 +389,7 @@ std::vector<at::Tensor> lstm_forward(const at::Tensor& gi, const at::Tensor& w_h
   float* cells_p = cells.data_ptr<float>();
   float* gates_p = gates.data_ptr<float>();
   float* tanh_c_p = tanh_c.data_ptr<float>();
-  for_row_blocks(B, [&](int64_t, int64_t begin, int64_t end) {
+  for_row_blocks(B, row_blocks(B), [&](int64_t, int64_t begin, int64_t end) {
     const int64_t rows = end - begin;
     std::vector<float> gh(rows * 4 * H);
     for (int64_t t = 0; t < T; ++t) {
@@ -439,9 +440,10 @@ std::vector<at::Tensor> lstm_backward(const at::Tensor& grad_out, const at::Tens
   const float* gates_p = gates.data_ptr<float>();
   const float* tanh_c_p = tanh_c.data_ptr<float>();
   float* dg_p = d_gates.data_ptr<float>();
-  auto bias_grad = at::zeros({row_blocks(B), 4 * H}, grad_out.options());  // one row per block
+  const int64_t blocks = row_blocks(B);
+  auto bias_grad = at::zeros({blocks, 4 * H}, grad_out.options());  // one row per block
   float* bias_grad_p = bias_grad.data_ptr<float>();
-  for_row_blocks(B, [&](int64_t block, int64_t begin, int64_t end) {
+  for_row_blocks(B, blocks, [&](int64_t block, int64_t begin, int64_t end) {
     const int64_t rows = end - begin;
     float* sum = bias_grad_p + block * 4 * H;
     std::vector<float> dh(rows * H, 0.0f), dc(rows * H, 0.0f);
