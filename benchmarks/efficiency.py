@@ -21,7 +21,6 @@ the ceiling that the step's matmuls alone reach (``gemm_seconds_per_token``).
 from __future__ import annotations
 
 import time
-from typing import Any
 
 import torch
 
@@ -84,19 +83,10 @@ def gemm_seconds_per_token(cell: str, embedding_dim: int, hidden_size: int, batc
         for _ in range(steps):
             torch.addmm(hid, d_gates, w_hh)
 
-    def timed(fn: Any) -> float:
-        fn()  # warm-up
-        times = []
-        for _ in range(repeats):
-            start = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - start)
-        return common.median(times)
-
-    seconds = timed(large)
+    seconds = common.median_seconds(large, repeats)
     torch.set_num_threads(1)
     try:
-        seconds += timed(recurrent)
+        seconds += common.median_seconds(recurrent, repeats)
     finally:
         torch.set_num_threads(threads)
     return seconds / tokens

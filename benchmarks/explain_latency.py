@@ -15,16 +15,15 @@ import argparse
 import json
 import os
 import platform
-import statistics
 import sys
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+import common  # noqa: E402  (imports rnn_demo, whose OpenMP settings must precede torch)
 import torch  # noqa: E402
 
 from rnn_demo import explain  # noqa: E402
@@ -58,16 +57,6 @@ def _load_or_train(run: Path) -> tuple[Predictor, str]:
     return Predictor.load(summary.run_dir), f"{summary.run_dir} (trained for this benchmark)"
 
 
-def _median_seconds(fn: Callable[[], object], repeats: int) -> float:
-    fn()  # warm-up (imports, allocator, autograd)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", default=str(ROOT / "checkpoints" / "rotten_tomatoes-gru"), help="run directory")
@@ -90,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, dict[str, float]] = {}
     for label, threads in ((f"{default_threads} threads (default)", None), ("1 thread", 1)):
         with explain.torch_threads(threads):
-            results[label] = {name: _median_seconds(fn, args.repeats) for name, fn in cases.items()}
+            results[label] = {name: common.median_seconds(fn, args.repeats) for name, fn in cases.items()}
 
     print(f"run: {run_name}")
     print(f"sentence: {len(tokens)} tokens; medians of {args.repeats} runs; load average {os.getloadavg()[0]:.1f}")
