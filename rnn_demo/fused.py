@@ -1,11 +1,13 @@
 """Compiled GRU and LSTM layers for training on the CPU (optional; torch's are the fallback).
 
-``csrc/fused_cells.cpp`` runs a GRU or LSTM layer's time loop with every step's gate
-maths in one pass; this module compiles it on first use (about 30 s, once per machine
-and torch version, cached in ``<cache>/kernels``), wraps it in autograd functions and
-tells the model whether it can be used (GRU layers; LSTM too with ``RNN_DEMO_FUSED=all``,
-see ``cells()``). It needs a C++ compiler and ``ninja``; without them, or with
-``RNN_DEMO_FUSED=0``, training uses torch's layers and nothing else changes.
+``csrc/fused_cells.cpp`` runs a GRU or LSTM layer's whole forward and backward pass on
+batch-first tensors as one time loop (the input projection, dx and the weight gradients are
+computed step by step inside it, with the gate maths); this module compiles it on first
+use (about 30 s, once per machine and torch version, cached in ``<cache>/kernels``), wraps
+it in autograd functions and tells the model whether it can be used (GRU layers; LSTM too
+with ``RNN_DEMO_FUSED=all``, see ``cells()``). It needs a C++ compiler and ``ninja``;
+without them, or with ``RNN_DEMO_FUSED=0``, training uses torch's layers and nothing else
+changes.
 
 The cells compute exactly PyTorch's cells (outputs and gradients agree to float32 rounding),
 so weights trained either way are interchangeable; inference always uses torch's layers.
@@ -122,62 +124,42 @@ def error() -> str | None:
     return _error
 
 
-def _input_projections(x: torch.Tensor, w_ih: torch.Tensor, b_ih: torch.Tensor) -> torch.Tensor:
-    """x W_ih^T + b_ih for every step at once: (T, B, E) -> (T, B, G·H)."""
-    steps, batch, width = x.shape
-    return torch.addmm(b_ih, x.reshape(steps * batch, width), w_ih.t()).view(steps, batch, -1)
-
-
-def _weight_gradients(d_in: torch.Tensor, d_rec: torch.Tensor, x: torch.Tensor, w_ih: torch.Tensor,
-                      states: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    """Gradients of x, W_ih and W_hh from the gate pre-activation gradients of every step
-    (input side ``d_in``, recurrent side ``d_rec``, both (T, B, G·H)): large matmuls over
-    all steps instead of one per step. (The kernels sum the bias gradients themselves.)"""
-    steps, batch, width = x.shape
-    d_in = d_in.reshape(steps * batch, -1)
-    d_rec = d_rec.reshape(steps * batch, -1)
-    dx = torch.mm(d_in, w_ih).view(steps, batch, width)
-    dw_ih = torch.mm(d_in.t(), x.reshape(steps * batch, width))
-    dw_hh = torch.mm(d_rec.t(), states[:-1].reshape(steps * batch, -1))
-    return dx, dw_ih, dw_hh
-
-
 class _GRUSequence(torch.autograd.Function):
-    """One unidirectional GRU layer over a time-major (T, B, E) input with zero initial state."""
+    """One unidirectional GRU layer over a batch-first (B, T, E) input with zero initial state."""
 
     @staticmethod
     def forward(ctx: Any, x: torch.Tensor, w_ih: torch.Tensor, w_hh: torch.Tensor, b_ih: torch.Tensor,
                 b_hh: torch.Tensor) -> torch.Tensor:
-        w_hh = w_hh.contiguous()
-        h0 = x.new_zeros(x.shape[1], w_hh.shape[1])
-        states, gates, ghn = _module.gru_forward(_input_projections(x, w_ih, b_ih), w_hh, b_hh.contiguous(), h0)
+        w_ih, w_hh = w_ih.contiguous(), w_hh.contiguous()
+        states, gates, ghn = _module.gru_forward(x, w_ih, b_ih.contiguous(), w_hh, b_hh.contiguous())
         ctx.save_for_backward(x, w_ih, w_hh, states, gates, ghn)
-        return states[1:]
+        return states  # (B, T, H); gates and ghn are time-major, for the kernel only
 
     @staticmethod
-    def backward(ctx: Any, grad_out: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    def backward(ctx: Any, grad_out: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         x, w_ih, w_hh, states, gates, ghn = ctx.saved_tensors
-        d_gi, d_gh, _, db_ih, db_hh = _module.gru_backward(grad_out.contiguous(), w_hh, states, gates, ghn)
-        return *_weight_gradients(d_gi, d_gh, x, w_ih, states), db_ih, db_hh
+        dx, dw_ih, dw_hh, db_ih, db_hh = _module.gru_backward(grad_out.contiguous(), x, w_ih, w_hh, states, gates,
+                                                              ghn, ctx.needs_input_grad[0])
+        return dx, dw_ih, dw_hh, db_ih, db_hh
 
 
 class _LSTMSequence(torch.autograd.Function):
-    """One unidirectional LSTM layer over a time-major (T, B, E) input with zero initial states."""
+    """One unidirectional LSTM layer over a batch-first (B, T, E) input with zero initial states."""
 
     @staticmethod
     def forward(ctx: Any, x: torch.Tensor, w_ih: torch.Tensor, w_hh: torch.Tensor, b_ih: torch.Tensor,
                 b_hh: torch.Tensor) -> torch.Tensor:
-        w_hh = w_hh.contiguous()
-        states, cells, gates, tanh_c = _module.lstm_forward(_input_projections(x, w_ih, b_ih), w_hh,
-                                                            b_hh.contiguous())
+        w_ih, w_hh = w_ih.contiguous(), w_hh.contiguous()
+        states, cells, gates, tanh_c = _module.lstm_forward(x, w_ih, b_ih.contiguous(), w_hh, b_hh.contiguous())
         ctx.save_for_backward(x, w_ih, w_hh, states, cells, gates, tanh_c)
-        return states[1:]
+        return states  # (B, T, H); cells, gates and tanh_c are time-major, for the kernel only
 
     @staticmethod
-    def backward(ctx: Any, grad_out: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    def backward(ctx: Any, grad_out: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         x, w_ih, w_hh, states, cells, gates, tanh_c = ctx.saved_tensors
-        d_gates, db = _module.lstm_backward(grad_out.contiguous(), w_hh, cells, gates, tanh_c)
-        return *_weight_gradients(d_gates, d_gates, x, w_ih, states), db, db  # the biases share one gradient
+        dx, dw_ih, dw_hh, db = _module.lstm_backward(grad_out.contiguous(), x, w_ih, w_hh, states, cells, gates,
+                                                     tanh_c, ctx.needs_input_grad[0])
+        return dx, dw_ih, dw_hh, db, db  # the biases share one gradient
 
 
 class _Dropout(torch.autograd.Function):
@@ -252,7 +234,7 @@ def threads_for_batch(batch: int) -> int:
 
 
 def run(layer: torch.nn.GRU | torch.nn.LSTM, x: torch.Tensor) -> torch.Tensor:
-    """``layer(x)[0]`` for a batch-first (B, T, E) input, computed by the fused kernel."""
-    out = _FUNCTIONS[type(layer)].apply(x.transpose(0, 1).contiguous(), layer.weight_ih_l0, layer.weight_hh_l0,
-                                        layer.bias_ih_l0, layer.bias_hh_l0)
-    return out.transpose(0, 1)  # (B, T, H), a view
+    """``layer(x)[0]`` for a batch-first (B, T, E) input, computed by the fused kernel: (B, T, H),
+    contiguous. The kernels work batch-first throughout, so nothing is transposed or copied here."""
+    return _FUNCTIONS[type(layer)].apply(x.contiguous(), layer.weight_ih_l0, layer.weight_hh_l0,
+                                         layer.bias_ih_l0, layer.bias_hh_l0)

@@ -41,6 +41,7 @@ def test_fused_layers_match_torch_outputs_and_every_gradient(kernel, monkeypatch
 
     assert fused.usable(layer, x)
     out = fused.run(layer, x)
+    assert out.is_contiguous()  # batch-first as computed: the next layer takes it without a copy
     (out * weight).sum().backward()
     torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5)
     for got, want in zip([x.grad, *(p.grad for p in layer.parameters())], expected_grads):
@@ -195,6 +196,87 @@ def test_the_kernels_split_a_batch_over_threads_with_the_same_results(kernel, mo
             torch.testing.assert_close(got, ref, rtol=1e-4, atol=1e-4)
     finally:
         torch.set_num_threads(threads)
+
+
+@pytest.mark.parametrize("cell", [torch.nn.GRU, torch.nn.LSTM])
+@pytest.mark.parametrize("steps,batch,input_grad,transposed", [(1, 37, True, False), (2, 37, False, False),
+                                                               (9, 20, False, True), (4, 0, True, False)])
+def test_the_kernels_handle_short_texts_empty_batches_and_inputs_without_gradient(kernel, monkeypatch, cell, steps,
+                                                                                  batch, input_grad, transposed):
+    # One or two steps over two row blocks (no recurrent matmul at all, or one); an input that needs no
+    # gradient (a frozen embedding without dropout: dx is not computed) or is a transposed view; no texts.
+    monkeypatch.setenv(fused.ENV, "all")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        torch.manual_seed(steps)
+        layer = cell(6, 8, batch_first=True)
+        x = torch.randn(steps, batch, 6).transpose(0, 1) if transposed else torch.randn(batch, steps, 6)
+        x.requires_grad_(input_grad)
+        weight = torch.randn(batch, steps, 8)
+        expected = layer(x)[0]
+        (expected * weight).sum().backward()
+        want = [x.grad.clone() if input_grad else None, *(p.grad.clone() for p in layer.parameters())]
+        x.grad = None
+        layer.zero_grad()
+        out = fused.run(layer, x)
+        (out * weight).sum().backward()
+        torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5)
+        assert (x.grad is None) == (not input_grad)
+        for got, ref in zip([x.grad, *(p.grad for p in layer.parameters())], want):
+            torch.testing.assert_close(got, ref, rtol=1e-4, atol=1e-4)
+    finally:
+        torch.set_num_threads(threads)
+
+
+@pytest.mark.parametrize("cell", [torch.nn.GRU, torch.nn.LSTM])
+def test_the_kernels_refuse_an_empty_sequence_like_torch(kernel, cell):
+    layer = cell(3, 4, batch_first=True)
+    x = torch.randn(2, 0, 3, requires_grad=True)
+    with pytest.raises(RuntimeError, match="sequence length"):
+        layer(x)
+    with pytest.raises(RuntimeError, match="sequence length"):
+        fused.run(layer, x)
+
+
+@pytest.mark.parametrize("cell", [torch.nn.GRU, torch.nn.LSTM])
+def test_the_kernels_reuse_large_buffers_only_once_nothing_refers_to_them(kernel, monkeypatch, cell):
+    # Outputs, saved gate values and dx of 1 MB and more come from a pool of buffers kept between calls.
+    monkeypatch.setenv(fused.ENV, "all")
+    torch.manual_seed(0)
+    layer = cell(32, 128, batch_first=True)
+    xs = [torch.randn(64, 32, 32, requires_grad=True) for _ in range(2)]  # outputs 64·32·128 floats: 1 MB
+    weight = torch.randn(64, 32, 128)
+    want = []
+    for x in xs:
+        (layer(x)[0] * weight).sum().backward()
+        want.append([x.grad.clone(), *(p.grad.clone() for p in layer.parameters())])
+        x.grad = None
+        layer.zero_grad()
+
+    first = fused.run(layer, xs[0])
+    kept = first.detach().clone()
+    second = fused.run(layer, xs[1])  # while the first graph, its output and saved tensors are alive
+    assert first.data_ptr() != second.data_ptr()
+    (second * weight).sum().backward()
+    (first * weight).sum().backward()  # its saved gate values were not overwritten by the second call
+    assert torch.equal(first, kept)
+    for x, ref in zip(xs, want):
+        torch.testing.assert_close(x.grad, ref[0], rtol=1e-4, atol=1e-4)
+    for k, p in enumerate(layer.parameters(), start=1):
+        torch.testing.assert_close(p.grad, want[0][k] + want[1][k], rtol=1e-4, atol=1e-4)
+
+    # autograd may keep the kernel's dx buffer itself as x.grad: later calls must leave it alone
+    dx, dx_kept = xs[0].grad, xs[0].grad.clone()
+    del first, second
+    addresses = set()
+    for _ in range(3):
+        out = fused.run(layer, xs[1])
+        (out * weight).sum().backward()
+        addresses.add(out.data_ptr())
+        del out  # and its graph: every buffer is free again
+    assert len(addresses) == 1  # the same buffer every time
+    assert torch.equal(dx, dx_kept)
 
 
 @pytest.mark.parametrize("cell,dropout,compiles", [("lstm", 0.2, True), ("rnn", 0.2, True), ("rnn", 0.0, False)])
