@@ -130,6 +130,17 @@ def reuse_freed_memory() -> bool:
     return _MALLOC["tuned"]
 
 
+def clip_grad_norm_(params: list[torch.Tensor], max_norm: float) -> torch.Tensor:
+    """``torch.nn.utils.clip_grad_norm_`` that leaves the gradients alone when their norm is within
+    ``max_norm`` (torch's multiplies them by 1.0 then: a read and a write of every gradient, 0.7 ms
+    per IMDB step for the 3M-entry embedding alone). Returns the total norm before clipping."""
+    total = nn.utils.get_total_norm([p.grad for p in params])
+    # On the CPU reading the norm costs nothing; on a GPU it would wait for the device, so clip there as torch does.
+    if total.device.type != "cpu" or not float(total) + 1e-6 <= max_norm:
+        nn.utils.clip_grads_with_norm_(params, max_norm, total)
+    return total
+
+
 def seed_everything(seed: int) -> None:
     """Seeds Python, NumPy and torch so a CPU run is repeatable."""
     random.seed(seed)
@@ -347,7 +358,7 @@ class Trainer:
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 params = [p for p in model.parameters() if p.grad is not None]
-                grad_norm = nn.utils.clip_grad_norm_(params, c.clip if c.clip > 0 else math.inf)
+                grad_norm = clip_grad_norm_(params, c.clip if c.clip > 0 else math.inf)
                 self.optimizer.step()
                 step += 1
                 tokens = int(batch.lengths.sum())

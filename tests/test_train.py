@@ -9,7 +9,7 @@ from rnn_demo.data import DatasetSpec, load_splits
 from rnn_demo.experiment import prepare_data
 from rnn_demo.model import ModelConfig, RecurrentClassifier
 from rnn_demo.text import TextConfig
-from rnn_demo.train import Trainer, TrainConfig, TrainingError, evaluate, seed_everything
+from rnn_demo.train import Trainer, TrainConfig, TrainingError, clip_grad_norm_, evaluate, seed_everything
 
 
 @pytest.fixture(scope="module")
@@ -146,3 +146,26 @@ print(min(faults() for _ in range(3)))
                                        check=True).stdout.strip().splitlines()[-1]) for mode in ("default", "tuned")}
     assert counts["default"] > 10_000  # 64 MB = 16,384 pages, faulted in again every time
     assert counts["tuned"] < 500
+
+
+@pytest.mark.parametrize("max_norm", [0.5, 100.0])
+def test_clipping_matches_torch_and_leaves_gradients_alone_within_the_limit(max_norm):
+    torch.manual_seed(0)
+    params = [torch.nn.Parameter(torch.randn(30, 4)), torch.nn.Parameter(torch.randn(7))]
+    for p in params:
+        p.grad = torch.randn_like(p)
+    copies = [torch.nn.Parameter(p.detach().clone()) for p in params]
+    for c, p in zip(copies, params):
+        c.grad = p.grad.clone()
+    versions = [p.grad._version for p in params]
+
+    norm = clip_grad_norm_(params, max_norm)
+
+    expected = torch.nn.utils.clip_grad_norm_(copies, max_norm)
+    torch.testing.assert_close(norm, expected)
+    for p, c in zip(params, copies):
+        torch.testing.assert_close(p.grad, c.grad)
+    clipped = float(expected) > max_norm
+    assert clipped == (max_norm == 0.5)
+    # Within the limit the gradients are not even rewritten (torch multiplies them by 1.0).
+    assert all((p.grad._version != v) == clipped for p, v in zip(params, versions))
