@@ -111,9 +111,10 @@ def reuse_freed_memory() -> bool:
     and unmaps it when freed, so each training step's large temporaries (gate buffers,
     the embedding gradient, dropout masks) are faulted in again one 4 KB page at a time,
     and the kernel zeroes every page. On IMDB-length batches that was about 40% of a GRU
-    layer's time. Training allocates the same sizes every step, so here large blocks
+    layer's time. Training allocates similar sizes every step, so here large blocks
     come from the heap and up to 1 GB of freed memory is kept rather than handed back
-    between steps. The price is some fragmentation: training the default IMDB LSTM peaked at
+    between steps (a block is not always reused: glibc may serve small requests from it
+    first; the kernels keep their largest outputs in buffers of their own). The price is some fragmentation: training the default IMDB LSTM peaked at
     1.25-1.29 GB instead of 1.13-1.16 GB (``benchmarks/memory.py``'s training child). Process-wide
     and idempotent; False where the C library is not glibc (nothing changes there).
     """
