@@ -26,7 +26,7 @@ import os
 import platform
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -225,6 +225,38 @@ def usable(layer: torch.nn.Module, x: torch.Tensor) -> bool:
         and layer.proj_size == 0
         and load() is not None
     )
+
+
+def trains_in_kernels(layers: Iterable[torch.nn.Module], device: torch.device | str) -> bool:
+    """Whether training runs every one of these recurrent layers in the kernels on this device."""
+    layers = list(layers)
+    return bool(layers) and all(usable(layer, torch.empty(0, device=device)) for layer in layers)
+
+
+@contextlib.contextmanager
+def threads_to_kernels(active: bool = True) -> Iterator[None]:
+    """While active (a training step whose recurrent layers all run in the kernels): torch's own
+    ops run on one thread and the kernels' row blocks on torch's thread count.
+
+    What is left to torch in such a step are small ops (embedding look-up, loss, Adam's step over
+    the small dense parameters), and with OpenMP's passive waits each of them woke the second core
+    for less work than the waking cost (Adam's step over a GRU's 88,000 dense parameters: 596 µs
+    on 2 threads, 112 µs on 1): Rotten Tomatoes GRU training ran 19% faster this way, IMDB the same.
+    Both settings are restored on exit, so it is meant for one step at a time (trainers interleaved
+    on one thread, as in the race, do not disturb each other).
+    """
+    module = load() if active else None
+    threads = torch.get_num_threads()
+    if module is None or threads == 1:
+        yield
+        return
+    module.set_threads(threads)
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+        module.set_threads(0)
 
 
 def threads_for_batch(batch: int) -> int:

@@ -27,8 +27,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from rnn_demo import sparse_rows
-from rnn_demo.batching import BatchLoader
+from rnn_demo import fused, sparse_rows
+from rnn_demo.batching import Batch, BatchLoader
 from rnn_demo.metrics import macro_f1
 from rnn_demo.model import RecurrentClassifier
 
@@ -301,6 +301,25 @@ class Trainer:
         finally:
             model.row_sparse_embedding = previous
 
+    def _step(self, batch: Batch, kernel_layers: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """One optimizer step on a batch: (loss, gradient norm before clipping), or (loss, None)
+        without any update when the loss is not finite. While every recurrent layer runs in the
+        compiled kernels, torch's own ops run on one thread and the kernels on torch's threads
+        (``fused.threads_to_kernels``)."""
+        model, c = self.model, self.config
+        with fused.threads_to_kernels(kernel_layers):
+            if model.row_sparse_embedding:  # the rows this batch reads get the steps they had no gradient in
+                sparse_rows.catch_up(self.optimizer, {model.embedding.weight: batch.ids})
+            loss = self.loss_fn(model(batch.ids, batch.lengths), batch.labels)
+            if not torch.isfinite(loss):
+                return loss, None
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            params = [p for p in model.parameters() if p.grad is not None]
+            grad_norm = clip_grad_norm_(params, c.clip if c.clip > 0 else math.inf)
+            self.optimizer.step()
+        return loss, grad_norm
+
     def _train(self) -> Iterator[int]:
         """The body of ``iter_steps``."""
         c = self.config
@@ -362,7 +381,7 @@ class Trainer:
             return c.patience > 0 and bad_evals >= c.patience
 
         model.train()
-        row_sparse = model.row_sparse_embedding
+        kernel_layers = fused.trains_in_kernels(model.layers, device)
         stop_training = False
         for epoch in range(1, c.epochs + 1):
             epoch_start = time.perf_counter()
@@ -372,11 +391,8 @@ class Trainer:
             eval_seconds = 0.0
             for i, batch in enumerate(self.train_loader, start=1):
                 batch = batch.to(device)
-                if row_sparse:  # the rows this batch reads get the Adam steps they had no gradient in
-                    sparse_rows.catch_up(self.optimizer, {model.embedding.weight: batch.ids})
-                logits = model(batch.ids, batch.lengths)
-                loss = self.loss_fn(logits, batch.labels)
-                if not torch.isfinite(loss):
+                loss, grad_norm = self._step(batch, kernel_layers)
+                if grad_norm is None:  # the loss is not finite; nothing was updated
                     model.load_state_dict(best_state)
                     reason = "diverged"
                     message = (
@@ -386,11 +402,6 @@ class Trainer:
                     )
                     stop_training = True
                     break
-                self.optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                params = [p for p in model.parameters() if p.grad is not None]
-                grad_norm = clip_grad_norm_(params, c.clip if c.clip > 0 else math.inf)
-                self.optimizer.step()
                 step += 1
                 tokens = int(batch.lengths.sum())
                 epoch_tokens += tokens

@@ -298,3 +298,34 @@ def test_training_says_so_before_compiling_the_kernels(monkeypatch, tmp_path, ce
                    on_stage=stages.append)
     assert any("compiling the fused training kernels" in s for s in stages) == compiles
     assert bool(loads) == compiles
+
+
+@pytest.mark.parametrize("cell,in_kernels", [("gru", True), ("rnn", False)])
+def test_a_training_step_gives_the_threads_to_the_kernels_and_takes_them_back(kernel, monkeypatch, cell, in_kernels):
+    """While a step's recurrent layers all run in the kernels, torch's own small ops run on one thread
+    (each parallel op woke the other core for less work than the wake-up) and the kernels on all."""
+    from rnn_demo.batching import BatchLoader, EncodedTexts
+    from rnn_demo.train import Trainer, TrainConfig
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        seen = []
+        real_dropout = fused.dropout
+        monkeypatch.setattr(fused, "dropout", lambda x, module: seen.append(
+            (torch.get_num_threads(), fused.threads_for_batch(64))) or real_dropout(x, module))
+        g = torch.Generator().manual_seed(0)
+        lengths = torch.randint(2, 9, (64,), generator=g)
+        seqs = [torch.randint(2, 40, (int(k),), generator=g) for k in lengths]
+        data = EncodedTexts(sequences=seqs, lengths=lengths, labels=torch.tensor([int(x[0] % 2) for x in seqs]),
+                            truncated=torch.zeros(64, dtype=torch.bool))
+        model = RecurrentClassifier(ModelConfig(vocab_size=50, num_classes=2, cell=cell, embedding_dim=8,
+                                                hidden_size=8))
+        steps = Trainer(model, BatchLoader(data, 64), BatchLoader(data, 64), TrainConfig(device="cpu")).iter_steps()
+        next(steps)
+        kernel_threads = 2 if torch.backends.mkl.is_available() and (os.cpu_count() or 1) >= 2 else 1
+        assert seen and all(s == ((1, kernel_threads) if in_kernels else (2, kernel_threads)) for s in seen)
+        assert torch.get_num_threads() == 2 and fused.threads_for_batch(64) == kernel_threads  # restored
+        steps.close()
+    finally:
+        torch.set_num_threads(threads)

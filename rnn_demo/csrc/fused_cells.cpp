@@ -29,6 +29,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <condition_variable>
 #include <cstdint>
@@ -272,9 +273,12 @@ void set_float_control_word(unsigned int) {}
 #endif
 
 // How many row blocks (threads) a batch of this size is cut into.
+std::atomic<int64_t> block_threads{0};  // set_threads(): 0 = torch's thread count
+
 int64_t row_blocks(int64_t batch) {
   if (!direct_blas()) return 1;
-  return std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), batch / kMinRowsPerThread));
+  const int64_t threads = block_threads.load() > 0 ? block_threads.load() : at::get_num_threads();
+  return std::max<int64_t>(1, std::min<int64_t>(threads, batch / kMinRowsPerThread));
 }
 
 // Threads that stay alive between kernel calls: a new thread per call cost about 15 µs per
@@ -821,6 +825,9 @@ at::Tensor dropout(const at::Tensor& x, double p, int64_t seed) {
   return out;
 }
 
+// How many threads the kernels use at most (0: torch's thread count, the default).
+void set_threads(int64_t threads) { block_threads.store(std::max<int64_t>(0, threads)); }
+
 // How many threads the kernels split a batch of this size over (1: the portable path).
 int64_t threads_for_batch(int64_t batch) { return row_blocks(batch); }
 
@@ -1018,6 +1025,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("lstm_backward", &lstm_backward, "LSTM layer backward over a whole sequence (batch-first)");
   m.def("dropout", &dropout, "dropout from a counter-based random stream (its own backward)");
   m.def("threads_for_batch", &threads_for_batch, "threads a batch of this size is split over");
+  m.def("set_threads", &set_threads, "the most threads the kernels use (0: torch's thread count)");
   m.def("embedding_rows_backward", &embedding_rows_backward, "an embedding's gradient as (unique ids, summed rows)");
   m.def("adam_rows", &adam_rows, "Adam step for some rows, after catching up on the steps they had no gradient");
   m.def("adam_rows_catch_up", &adam_rows_catch_up, "bring rows up to a step (no gradient since their last use)");
