@@ -191,7 +191,7 @@ def run_experiment(
         vector_coverage = load_vectors_into(model.embedding, data.vocab, path, binary_cache=default_binary_cache())
 
     # Compile before training, with a stage message, rather than silently inside the first step:
-    # CPU training uses the library for GRU layers (LSTM with RNN_DEMO_FUSED=all), for dropout and
+    # CPU training uses the library for GRU and LSTM layers, for dropout and
     # for the embedding's row-by-row Adam.
     uses_kernels = (CELLS[model_config.cell] in fused.cells() or model_config.dropout > 0
                     or wants_row_sparse_embedding(train_config, not model_config.freeze_embeddings))

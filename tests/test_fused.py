@@ -24,7 +24,6 @@ def kernel():
 @pytest.mark.parametrize("cell", [torch.nn.GRU, torch.nn.LSTM])
 @pytest.mark.parametrize("steps,batch,width,hidden", [(1, 1, 3, 2), (7, 5, 3, 4), (30, 64, 100, 128)])
 def test_fused_layers_match_torch_outputs_and_every_gradient(kernel, monkeypatch, cell, steps, batch, width, hidden):
-    monkeypatch.setenv(fused.ENV, "all")  # the LSTM kernel is opt-in
     torch.manual_seed(steps)
     layer = cell(width, hidden, batch_first=True)
     with torch.no_grad():
@@ -50,7 +49,6 @@ def test_fused_layers_match_torch_outputs_and_every_gradient(kernel, monkeypatch
 
 @pytest.mark.parametrize("cell", ["gru", "lstm"])
 def test_the_model_trains_identically_with_and_without_the_kernel(kernel, monkeypatch, cell):
-    monkeypatch.setenv(fused.ENV, "all")
     torch.manual_seed(0)
     model = RecurrentClassifier(ModelConfig(vocab_size=50, num_classes=3, cell=cell, embedding_dim=8,
                                             hidden_size=16, num_layers=2, dropout=0.0))
@@ -80,8 +78,6 @@ def test_the_model_trains_identically_with_and_without_the_kernel(kernel, monkey
 def test_the_kernels_are_used_only_for_training_one_way_float_layers(kernel, monkeypatch):
     gru = torch.nn.GRU(4, 5, batch_first=True)
     x = torch.randn(2, 3, 4)
-    assert fused.usable(gru, x) and not fused.usable(torch.nn.LSTM(4, 5, batch_first=True), x)  # LSTM: opt-in
-    monkeypatch.setenv(fused.ENV, "all")
     assert fused.usable(gru, x) and fused.usable(torch.nn.LSTM(4, 5, batch_first=True), x)
     with torch.no_grad():
         assert not fused.usable(gru, x)  # inference keeps torch's layers
@@ -173,7 +169,6 @@ def test_the_model_uses_the_fast_dropout_only_while_training(kernel, monkeypatch
 
 @pytest.mark.parametrize("cell", [torch.nn.GRU, torch.nn.LSTM])
 def test_the_kernels_split_a_batch_over_threads_with_the_same_results(kernel, monkeypatch, cell):
-    monkeypatch.setenv(fused.ENV, "all")
     threads = torch.get_num_threads()
     torch.set_num_threads(2)
     try:
@@ -205,7 +200,6 @@ def test_the_kernels_handle_short_texts_empty_batches_and_inputs_without_gradien
                                                                                   batch, input_grad, transposed):
     # One or two steps over two row blocks (no recurrent matmul at all, or one); an input that needs no
     # gradient (a frozen embedding without dropout: dx is not computed) or is a transposed view; no texts.
-    monkeypatch.setenv(fused.ENV, "all")
     threads = torch.get_num_threads()
     torch.set_num_threads(2)
     try:
@@ -242,7 +236,6 @@ def test_the_kernels_refuse_an_empty_sequence_like_torch(kernel, cell):
 @pytest.mark.parametrize("cell", [torch.nn.GRU, torch.nn.LSTM])
 def test_the_kernels_reuse_large_buffers_only_once_nothing_refers_to_them(kernel, monkeypatch, cell):
     # Outputs, saved gate values and dx of 1 MB and more come from a pool of buffers kept between calls.
-    monkeypatch.setenv(fused.ENV, "all")
     torch.manual_seed(0)
     layer = cell(32, 128, batch_first=True)
     xs = [torch.randn(64, 32, 32, requires_grad=True) for _ in range(2)]  # outputs 64·32·128 floats: 1 MB
