@@ -14,8 +14,7 @@ the loss and the optimizer step. Padding positions are computed but not counted:
 Efficiency = FLOPs per real token × real tokens per second ÷ FLOP/s of a large float32
 ``torch.matmul`` with the same thread count, measured in the same process.
 
-``python benchmarks/efficiency.py`` prints the analytic table, the matmul peak and, per cell,
-the ceiling that the step's matmuls alone reach (``gemm_seconds_per_token``).
+``python benchmarks/efficiency.py`` prints the analytic table and the matmul peak.
 """
 
 from __future__ import annotations
@@ -50,58 +49,13 @@ def matmul_flops_per_second(size: int = 2048, repeats: int = 5) -> float:
     return common.median(rates)
 
 
-def gemm_seconds_per_token(cell: str, embedding_dim: int, hidden_size: int, batch: int, steps: int,
-                           repeats: int = 5) -> float:
-    """Seconds per token of only the matmuls one training step of a (batch × steps) batch must run,
-    arranged the way ``rnn_demo.fused`` runs them.
-
-    The input projection of every token, the input gradient and both weight gradients are
-    large matmuls with torch's threads. The recurrent matmuls (one (B × H) · (H × G·H) per step
-    forward, one (B × G·H) · (G·H × H) backward) run in the kernels as P independent row blocks
-    of B/P texts, one per thread, so their wall time is that of one block's matmuls on one
-    thread; they are timed so here. Dividing the counted FLOPs by this time gives the
-    efficiency of a training loop that had no other cost and no padding: a ceiling for these
-    shapes on this machine (assuming the blocks run perfectly in parallel).
-    """
-    g, e, h = GATES[cell], embedding_dim, hidden_size
-    tokens = batch * steps
-    threads = torch.get_num_threads()
-    rows = -(-batch // threads)
-    x, w_ih = torch.randn(tokens, e), torch.randn(g * h, e)
-    hid, w_hh, bias = torch.randn(rows, h), torch.randn(g * h, h), torch.randn(g * h)
-    d_gates, d_all, states = torch.randn(rows, g * h), torch.randn(tokens, g * h), torch.randn(tokens, h)
-
-    def large() -> None:
-        torch.addmm(bias, x, w_ih.t())
-        torch.mm(d_all, w_ih)
-        torch.mm(d_all.t(), x)
-        torch.mm(d_all.t(), states)
-
-    def recurrent() -> None:
-        for _ in range(steps):
-            torch.addmm(bias, hid, w_hh.t())
-        for _ in range(steps):
-            torch.addmm(hid, d_gates, w_hh)
-
-    seconds = common.median_seconds(large, repeats)
-    torch.set_num_threads(1)
-    try:
-        seconds += common.median_seconds(recurrent, repeats)
-    finally:
-        torch.set_num_threads(threads)
-    return seconds / tokens
-
-
 def main() -> None:
     args = common.base_parser(__doc__.splitlines()[0], "efficiency.json").parse_args()
     common.setup_torch(args.threads)
     peak = matmul_flops_per_second(1024 if args.quick else 2048)
     print(f"matmul peak: {peak / 1e9:.1f} GFLOP/s with {args.threads} threads")
     for cell in GATES:
-        flops = flops_per_token(cell, 100, 128)
-        ceiling = flops / gemm_seconds_per_token(cell, 100, 128, 64, 23) / peak
-        print(f"{cell}: {flops / 1e3:.0f} kFLOP per real token (training, E=100, H=128); "
-              f"matmuls alone at B=64, T=23 reach {ceiling:.2f} of the peak")
+        print(f"{cell}: {flops_per_token(cell, 100, 128) / 1e3:.0f} kFLOP per real token (training, E=100, H=128)")
 
 
 if __name__ == "__main__":

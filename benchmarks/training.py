@@ -196,11 +196,6 @@ def summarize_config(dataset: str, cell: str, data: PreparedData, window_batches
         "padding_fraction": {name: 1 - sum(w["real_tokens"] for w in r) / sum(w["padded_tokens"] for w in r)
                              for name, r in runs.items()},
         "flops_per_real_token": flops,
-        # The same FLOPs if only the step's matmuls took time, at ours' mean padded length.
-        "efficiency_ceiling": flops / efficiency.gemm_seconds_per_token(
-            cell, EMBEDDING_DIM, HIDDEN_SIZE, BATCH_SIZE,
-            max(1, round(sum(w["padded_tokens"] for w in runs["ours"]) / sum(w["examples"] for w in runs["ours"]))),
-        ) / peak,
         # What bucketing alone can give: ours' padded steps per text over the reference's 50.
         "length_floor_ratio": sum(w["padded_tokens"] for w in runs["ours"])
         / sum(w["examples"] for w in runs["ours"]) / FIXED_LENGTH,
