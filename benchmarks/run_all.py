@@ -358,13 +358,6 @@ def recommendations(results: dict[str, dict[str, Any]]) -> list[str]:
         "(`torch.autograd.Function`, 6 ops per step forward and 3 backward) was tried first and ran at 0.98–1.15× of "
         "`nn.GRU`: the gain needs the gate maths in one compiled pass.")
     lines.append(
-        "- **The embedding trains row by row** (`rnn_demo/sparse_rows.py`): its gradient holds only the rows a "
-        "batch used, and Adam steps a row when a batch reads it, first applying, in one pass, the steps it had no "
-        "gradient in (the moments only decay then), and all rows before each evaluation: the same weights as "
-        "torch's Adam to float32 rounding (tests), without the dense 10,000–30,000-row gradient, clipping and Adam "
-        "pass of every step (17% of an IMDB GRU step). \"Lazy\" Adam, which skips those steps, was tried first: "
-        "BBC test accuracy 95.5/94.2/93.7% against 96.9/96.0/96.4% with Adam (seeds 0–2).")
-    lines.append(
         "- **Threads go to the kernels** (`fused.threads_to_kernels`): while a step's recurrent layers all run in "
         "the kernels, torch's own remaining ops (embedding look-up, loss, Adam over the small dense parameters) run "
         "on one thread; on 2 threads each woke the second core for less work than the wake-up (Adam over a GRU's "

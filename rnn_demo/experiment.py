@@ -21,8 +21,7 @@ from rnn_demo.data import DatasetSpec, DatasetSplits, load_splits
 from rnn_demo.metrics import classification_summary
 from rnn_demo.model import CELLS, ModelConfig, RecurrentClassifier
 from rnn_demo.text import TextConfig, Tokenizer, Vocab
-from rnn_demo.train import (EventCallback, StopSignal, Trainer, TrainConfig, evaluate, resolve_device, seed_everything,
-                             wants_row_sparse_embedding)
+from rnn_demo.train import EventCallback, StopSignal, Trainer, TrainConfig, evaluate, resolve_device, seed_everything
 from rnn_demo.vectors import default_binary_cache, load_vectors_into, resolve_vectors
 
 # Per-dataset defaults, chosen so that the default model is good, not just fast.
@@ -191,10 +190,8 @@ def run_experiment(
         vector_coverage = load_vectors_into(model.embedding, data.vocab, path, binary_cache=default_binary_cache())
 
     # Compile before training, with a stage message, rather than silently inside the first step:
-    # CPU training uses the library for GRU and LSTM layers, for dropout and
-    # for the embedding's row-by-row Adam.
-    uses_kernels = (CELLS[model_config.cell] in fused.cells() or model_config.dropout > 0
-                    or wants_row_sparse_embedding(train_config, not model_config.freeze_embeddings))
+    # CPU training uses the library for GRU and LSTM layers and for dropout.
+    uses_kernels = CELLS[model_config.cell] in fused.cells() or model_config.dropout > 0
     if uses_kernels and resolve_device(train_config.device).type == "cpu" and fused.enabled():
         if not fused.is_built():
             stage("compiling the fused training kernels (once per machine, about 30 s)")

@@ -6,7 +6,7 @@ computed step by step inside it, with the gate maths); this module compiles it o
 use (about 30 s, once per machine and torch version, cached in ``<cache>/kernels``), wraps
 it in autograd functions and tells the model whether it can be used (GRU and LSTM layers,
 see ``cells()``). It needs a C++ compiler and ``ninja``; without them, or with
-``RNN_DEMO_FUSED=0``, training uses torch's layers, dropout and dense Adam, and nothing else changes.
+``RNN_DEMO_FUSED=0``, training uses torch's layers and dropout, and nothing else changes.
 
 The cells compute exactly PyTorch's cells (outputs and gradients agree to float32 rounding),
 so weights trained either way are interchangeable; inference always uses torch's layers.

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
-from rnn_demo import fused, sparse_rows
+from rnn_demo import fused
 from rnn_demo.text import PAD_ID
 
 # The one place that maps cell names to torch modules.
@@ -96,8 +96,6 @@ class RecurrentClassifier(nn.Module):
         if config.vocab_size < 2:
             raise ValueError("vocab_size must be set from the vocabulary (at least <pad> and <unk>)")
         self.config = config
-        # Set by the Trainer while it trains with row-sparse embedding gradients (rnn_demo.sparse_rows).
-        self.row_sparse_embedding = False
         self.embedding = nn.Embedding(config.vocab_size, config.embedding_dim, padding_idx=PAD_ID)
         self.embedding.weight.requires_grad_(not config.freeze_embeddings)
         cell = CELLS[config.cell]
@@ -153,15 +151,11 @@ class RecurrentClassifier(nn.Module):
         Returns:
             (B, C) logits.
         """
-        return self.forward_embedded(self.embed(ids), lengths, details=False).logits
-
-    def embed(self, ids: torch.Tensor) -> torch.Tensor:
-        """(B, T) ids -> (B, T, E) word vectors (with a row-sparse weight gradient while the Trainer wants one)."""
-        return sparse_rows.embedding(self.embedding, ids) if self.row_sparse_embedding else self.embedding(ids)
+        return self.forward_embedded(self.embedding(ids), lengths, details=False).logits
 
     def forward_details(self, ids: torch.Tensor, lengths: torch.Tensor) -> ForwardDetails:
         """Like ``forward`` but also returns every layer's states, the pooled vector and attention."""
-        return self.forward_embedded(self.embed(ids), lengths, details=True)
+        return self.forward_embedded(self.embedding(ids), lengths, details=True)
 
     def forward_embedded(self, embedded: torch.Tensor, lengths: torch.Tensor, details: bool = False) -> ForwardDetails:
         """Runs the network from word vectors (so gradients w.r.t. embeddings can be taken).

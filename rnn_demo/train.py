@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from rnn_demo import fused, sparse_rows
+from rnn_demo import fused
 from rnn_demo.batching import Batch, BatchLoader
 from rnn_demo.metrics import macro_f1
 from rnn_demo.model import RecurrentClassifier
@@ -132,18 +132,11 @@ def reuse_freed_memory() -> bool:
     return _MALLOC["tuned"]
 
 
-def wants_row_sparse_embedding(config: TrainConfig, embedding_trainable: bool) -> bool:
-    """Whether these settings train the embedding row by row when the kernels are there
-    (``Trainer.row_sparse_embedding``): Adam or AdamW without weight decay, a trainable embedding."""
-    return config.optimizer in ("adam", "adamw") and config.weight_decay == 0 and embedding_trainable
-
-
 def clip_grad_norm_(params: list[torch.Tensor], max_norm: float) -> torch.Tensor:
     """``torch.nn.utils.clip_grad_norm_`` that leaves the gradients alone when their norm is within
     ``max_norm`` (torch's multiplies them by 1.0 then: a read and a write of every gradient, 0.7 ms
-    per IMDB step for the 3M-entry embedding alone) and takes row-sparse gradients (torch's refuses
-    them). Returns the total norm before clipping."""
-    grads = [g for g in map(sparse_rows.gradient_values, params) if g is not None]  # sparse: their values
+    per IMDB step for the 3M-entry embedding alone). Returns the total norm before clipping."""
+    grads = [p.grad for p in params if p.grad is not None]
     total = nn.utils.get_total_norm(grads)
     # On the CPU reading the norm costs nothing; on a GPU it would wait for the device, so clip there as torch does.
     if total.device.type != "cpu" or not float(total) + 1e-6 <= max_norm:
@@ -250,18 +243,10 @@ class Trainer:
         # the per-tensor Adam a quarter of a Rotten Tomatoes step).
         fused = all(p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in params)
         if c.optimizer == "adam":
-            return sparse_rows.Adam(params, lr=c.lr, weight_decay=c.weight_decay, fused=fused)
+            return torch.optim.Adam(params, lr=c.lr, weight_decay=c.weight_decay, fused=fused)
         if c.optimizer == "adamw":
-            return sparse_rows.AdamW(params, lr=c.lr, weight_decay=c.weight_decay, fused=fused)
+            return torch.optim.AdamW(params, lr=c.lr, weight_decay=c.weight_decay, fused=fused)
         return torch.optim.SGD(params, lr=c.lr, momentum=0.9, weight_decay=c.weight_decay)
-
-    @property
-    def row_sparse_embedding(self) -> bool:
-        """Whether the embedding trains row by row (``rnn_demo.sparse_rows``: Adam's steps without
-        touching the rows a batch does not use): Adam or AdamW without weight decay, a trainable
-        float32 embedding on the CPU, the compiled kernels built."""
-        weight = self.model.embedding.weight
-        return wants_row_sparse_embedding(self.config, weight.requires_grad) and sparse_rows.available(weight)
 
     def _class_weights(self) -> torch.Tensor:
         counts = torch.bincount(self.train_loader.encoded.labels, minlength=self.model.config.num_classes).float()
@@ -285,22 +270,6 @@ class Trainer:
         assert self.result is not None
         return self.result
 
-    def iter_steps(self) -> Iterator[int]:
-        """The training loop as a generator that yields the step number after every step.
-
-        Lets a caller interleave several trainers in one process (the RNN/GRU/LSTM race).
-        When it is exhausted, ``self.result`` holds the ``TrainResult``.
-
-        Raises:
-            TrainingError: The loss became NaN or infinite before any usable weights existed.
-        """
-        model = self.model
-        previous, model.row_sparse_embedding = model.row_sparse_embedding, self.row_sparse_embedding
-        try:
-            yield from self._train()
-        finally:
-            model.row_sparse_embedding = previous
-
     def _step(self, batch: Batch, kernel_layers: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
         """One optimizer step on a batch: (loss, gradient norm before clipping), or (loss, None)
         without any update when the loss is not finite. While every recurrent layer runs in the
@@ -308,8 +277,6 @@ class Trainer:
         (``fused.threads_to_kernels``)."""
         model, c = self.model, self.config
         with fused.threads_to_kernels(kernel_layers):
-            if model.row_sparse_embedding:  # the rows this batch reads get the steps they had no gradient in
-                sparse_rows.catch_up(self.optimizer, {model.embedding.weight: batch.ids})
             loss = self.loss_fn(model(batch.ids, batch.lengths), batch.labels)
             if not torch.isfinite(loss):
                 return loss, None
@@ -320,8 +287,15 @@ class Trainer:
             self.optimizer.step()
         return loss, grad_norm
 
-    def _train(self) -> Iterator[int]:
-        """The body of ``iter_steps``."""
+    def iter_steps(self) -> Iterator[int]:
+        """The training loop as a generator that yields the step number after every step.
+
+        Lets a caller interleave several trainers in one process (the RNN/GRU/LSTM race).
+        When it is exhausted, ``self.result`` holds the ``TrainResult``.
+
+        Raises:
+            TrainingError: The loss became NaN or infinite before any usable weights existed.
+        """
         c = self.config
         seed_everything(c.seed)
         # Gradients flowing back through hundreds of steps decay into float32 denormals,
@@ -357,7 +331,6 @@ class Trainer:
         def run_eval(epoch: int) -> bool:
             """Evaluates, tracks the best weights; returns True when patience ran out."""
             nonlocal best_state, bad_evals
-            sparse_rows.catch_up(self.optimizer)  # row-sparse Adam: every row up to date before the weights are read
             result = evaluate(model, self.val_loader, device)
             improved = result.loss < best["val_loss"]
             if improved:
