@@ -374,8 +374,9 @@ def recommendations(results: dict[str, dict[str, Any]]) -> list[str]:
         "- **Freed memory kept for reuse** (`train.reuse_freed_memory`, glibc `mallopt`): glibc returned every large "
         "temporary to the system when freed, so each step faulted its pages in again (64 MB = 16,384 page faults, "
         "kernel-zeroed); a GRU backward step at T = 400 took 90 µs instead of 41 µs. Large blocks now come from the "
-        "heap and up to 1 GB of freed memory is kept. Cost: fragmentation raises the peak RSS of the imdb LSTM "
-        "training child below by about 120 MB (1.25–1.29 GB against 1.13–1.16 GB without it, fresh processes).")
+        "heap and up to 1 GB of freed memory is kept. Cost: fragmentation raised the peak RSS of the imdb LSTM "
+        "training child below by about 120 MB when torch's LSTM trained it (1.25–1.29 GB against 1.13–1.16 GB "
+        "without it, fresh processes); the kernels keep their large outputs in buffers of their own.")
     ad = prof.get("adam_step", [])
     if ad:
         lines.append("- **Fused Adam/AdamW on CPU** (`Trainer._make_optimizer`, `fused=True`): torch's default CPU Adam "

@@ -114,9 +114,10 @@ def reuse_freed_memory() -> bool:
     layer's time. Training allocates similar sizes every step, so here large blocks
     come from the heap and up to 1 GB of freed memory is kept rather than handed back
     between steps (a block is not always reused: glibc may serve small requests from it
-    first; the kernels keep their largest outputs in buffers of their own). The price is some fragmentation: training the default IMDB LSTM peaked at
-    1.25-1.29 GB instead of 1.13-1.16 GB (``benchmarks/memory.py``'s training child). Process-wide
-    and idempotent; False where the C library is not glibc (nothing changes there).
+    first; the kernels keep their largest outputs in buffers of their own). The price is some
+    fragmentation: training the default IMDB LSTM with torch's LSTM peaked at 1.25-1.29 GB instead
+    of 1.13-1.16 GB (``benchmarks/memory.py``'s training child). Process-wide and idempotent;
+    False where the C library is not glibc (nothing changes there).
     """
     if _MALLOC["tuned"]:
         return True
