@@ -141,7 +141,7 @@ def clip_grad_norm_(params: list[torch.Tensor], max_norm: float) -> torch.Tensor
     total = nn.utils.get_total_norm(grads)
     # On the CPU reading the norm costs nothing; on a GPU it would wait for the device, so clip there as torch does.
     if total.device.type != "cpu" or not float(total) + 1e-6 <= max_norm:
-        torch._foreach_mul_(grads, torch.clamp(max_norm / (total + 1e-6), max=1.0))
+        nn.utils.clip_grads_with_norm_(params, max_norm, total)
     return total
 
 
