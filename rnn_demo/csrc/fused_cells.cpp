@@ -29,6 +29,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <cmath>
 #include <condition_variable>
@@ -433,6 +434,48 @@ std::vector<StepGemm> step_gemms(int64_t batch, int64_t blocks, int64_t n, int64
   return gemms;
 }
 
+// The matmuls that end backward step t for the row block starting at row `begin`, the same for GRU
+// and LSTM (G·H = gh gate pre-activations; d_in and d_rec, rows × gh, their gradients on the input
+// and the recurrent side, one buffer for the LSTM): dW_ih += d_inᵀ x_t into dwi; dW_hh += d_recᵀ h_{t-1}
+// into dwh and dh_{t-1} = dh_beta·dh_rows + d_rec W_hh (none before step 0, where h = 0); dx_t = d_in W_ih
+// when `input` is given. The weight-gradient sums start at the last step.
+// Checks a layer's forward inputs (x (B, T, E), w_ih (G·H, E), b_ih (G·H), w_hh (G·H, H), b_hh (G·H),
+// G gate blocks) and returns {B, T, E, H}.
+std::array<int64_t, 4> forward_sizes(const at::Tensor& x, const at::Tensor& w_ih, const at::Tensor& b_ih,
+                                     const at::Tensor& w_hh, const at::Tensor& b_hh, int64_t gates) {
+  check(x, "x"), check(w_ih, "w_ih"), check(b_ih, "b_ih"), check(w_hh, "w_hh"), check(b_hh, "b_hh");
+  TORCH_CHECK(x.dim() == 3 && w_ih.dim() == 2 && w_hh.dim() == 2, "x must be (B, T, E), the weights matrices");
+  const int64_t B = x.size(0), T = x.size(1), E = x.size(2), H = w_hh.size(1), gh = gates * H;
+  TORCH_CHECK(w_ih.size(0) == gh && w_ih.size(1) == E && w_hh.size(0) == gh && b_ih.numel() == gh &&
+                  b_hh.numel() == gh, "shape mismatch");
+  TORCH_CHECK(T > 0, "Expected sequence length to be larger than 0");  // as torch's layers
+  return {B, T, E, H};
+}
+
+void backward_step_matmuls(int64_t t, int64_t T, int64_t begin, int64_t rows, int64_t gh, int64_t H, int64_t E,
+                           const float* d_in, const float* d_rec, const float* x, const float* states, float* dwi,
+                           float* dwh, const StepGemm& recurrent, float dh_beta, float* dh_rows,
+                           const StepGemm* input, float* dx) {
+  const float beta = t == T - 1 ? 0.0f : 1.0f;
+  gemm_tn(rows, gh, E, d_in, gh, x + (begin * T + t) * E, T * E, beta, dwi);
+  if (t > 0) {
+    gemm_tn(rows, gh, H, d_rec, gh, states + (begin * T + t - 1) * H, T * H, beta, dwh);
+    recurrent(d_rec, gh, dh_beta, dh_rows, H);
+  }
+  if (input != nullptr) (*input)(d_in, gh, 0.0f, dx + (begin * T + t) * E, T * E);
+}
+
+// Adds the weight-gradient sums of row blocks 1 … blocks-1 (rows of dw_more, gh·(E + H) each: dW_ih's
+// then dW_hh's) to block 0's, which are in dw_ih and dw_hh.
+void add_block_sums(float* dw_ih, float* dw_hh, const float* dw_more, int64_t blocks, int64_t gh, int64_t E,
+                    int64_t H) {
+  for (int64_t block = 1; block < blocks; ++block) {
+    const float* more = dw_more + (block - 1) * gh * (E + H);
+    add_to(dw_ih, more, gh * E);
+    add_to(dw_hh, more + gh * E, gh * H);
+  }
+}
+
 }  // namespace
 
 // x: (B, T, E) batch-first; w_ih: (3H, E); b_ih: (3H); w_hh: (3H, H); b_hh: (3H); the initial
@@ -441,12 +484,8 @@ std::vector<StepGemm> step_gemms(int64_t batch, int64_t blocks, int64_t n, int64
 // of one step are then one contiguous run, written and read back as a stream.
 std::vector<at::Tensor> gru_forward(const at::Tensor& x, const at::Tensor& w_ih, const at::Tensor& b_ih,
                                     const at::Tensor& w_hh, const at::Tensor& b_hh) {
-  check(x, "x"), check(w_ih, "w_ih"), check(b_ih, "b_ih"), check(w_hh, "w_hh"), check(b_hh, "b_hh");
-  TORCH_CHECK(x.dim() == 3 && w_ih.dim() == 2 && w_hh.dim() == 2, "x must be (B, T, E), the weights matrices");
-  const int64_t B = x.size(0), T = x.size(1), E = x.size(2), H = w_hh.size(1);
-  TORCH_CHECK(w_ih.size(0) == 3 * H && w_ih.size(1) == E && w_hh.size(0) == 3 * H && b_ih.numel() == 3 * H &&
-                  b_hh.numel() == 3 * H, "shape mismatch");
-  TORCH_CHECK(T > 0, "Expected sequence length to be larger than 0");  // as torch's layers
+  const auto sizes = forward_sizes(x, w_ih, b_ih, w_hh, b_hh, 3);  // (plain names: lambdas capture them)
+  const int64_t B = sizes[0], T = sizes[1], E = sizes[2], H = sizes[3];
   auto states = pooled_empty(kStates, {B, T, H}, x.options());
   auto gates = pooled_empty(kGates, {T, B, 3 * H}, x.options());
   auto ghn = pooled_empty(kGateAux, {T, B, H}, x.options());
@@ -593,22 +632,13 @@ std::vector<at::Tensor> gru_backward(const at::Tensor& grad_out, const at::Tenso
           sum_h[2 * H + j] += dn_pre * r;
         }
       }
-      // dW_ih += d_giᵀ x_t; dW_hh += d_ghᵀ h_{t-1} and dh_{t-1} = d ⊙ z + d_gh W_hh (none before step 0,
-      // where h = 0); dx_t = d_gi W_ih
-      const float beta = t == T - 1 ? 0.0f : 1.0f;  // the sums start at the last step
-      gemm_tn(rows, 3 * H, E, d_gi, 3 * H, x_p + (begin * T + t) * E, T * E, beta, dwi);
-      if (t > 0) {
-        gemm_tn(rows, 3 * H, H, d_gh, 3 * H, states_p + (begin * T + t - 1) * H, T * H, beta, dwh);
-        recurrent(d_gh, 3 * H, 1.0f, dh_rows, H);
-      }
-      if (input_grad) inputs[block](d_gi, 3 * H, 0.0f, dx_p + (begin * T + t) * E, T * E);
+      // dh_{t-1} = d ⊙ z (in dh_rows) + d_gh W_hh
+      backward_step_matmuls(t, T, begin, rows, 3 * H, H, E, d_gi, d_gh, x_p, states_p, dwi, dwh, recurrent, 1.0f,
+                            dh_rows, input_grad ? &inputs[block] : nullptr, dx_p);
     }
   });
-  for (int64_t block = 1; block < blocks; ++block) {
-    add_to(dw_ih_p, dw_more_p + (block - 1) * 3 * H * (E + H), 3 * H * E);
-    add_to(dw_hh_p, dw_more_p + (block - 1) * 3 * H * (E + H) + 3 * H * E, 3 * H * H);
-    add_to(db_p, db_p + block * 6 * H, 6 * H);
-  }
+  add_block_sums(dw_ih_p, dw_hh_p, dw_more_p, blocks, 3 * H, E, H);
+  for (int64_t block = 1; block < blocks; ++block) add_to(db_p, db_p + block * 6 * H, 6 * H);
   auto db_ih = db[0][0].clone(), db_hh = db[0][1].clone();
   db_hh.narrow(0, 0, 2 * H).copy_(db_ih.narrow(0, 0, 2 * H));  // r and z: the same on both sides
   return {dx, dw_ih, dw_hh, db_ih, db_hh};
@@ -623,12 +653,8 @@ std::vector<at::Tensor> gru_backward(const at::Tensor& grad_out, const at::Tenso
 // tanh_c (T, B, H) = tanh(c).
 std::vector<at::Tensor> lstm_forward(const at::Tensor& x, const at::Tensor& w_ih, const at::Tensor& b_ih,
                                      const at::Tensor& w_hh, const at::Tensor& b_hh) {
-  check(x, "x"), check(w_ih, "w_ih"), check(b_ih, "b_ih"), check(w_hh, "w_hh"), check(b_hh, "b_hh");
-  TORCH_CHECK(x.dim() == 3 && w_ih.dim() == 2 && w_hh.dim() == 2, "x must be (B, T, E), the weights matrices");
-  const int64_t B = x.size(0), T = x.size(1), E = x.size(2), H = w_hh.size(1);
-  TORCH_CHECK(w_ih.size(0) == 4 * H && w_ih.size(1) == E && w_hh.size(0) == 4 * H && b_ih.numel() == 4 * H &&
-                  b_hh.numel() == 4 * H, "shape mismatch");
-  TORCH_CHECK(T > 0, "Expected sequence length to be larger than 0");  // as torch's layers
+  const auto sizes = forward_sizes(x, w_ih, b_ih, w_hh, b_hh, 4);  // (plain names: lambdas capture them)
+  const int64_t B = sizes[0], T = sizes[1], E = sizes[2], H = sizes[3];
   auto states = pooled_empty(kStates, {B, T, H}, x.options());
   auto cells = pooled_empty(kGateAux, {T, B, H}, x.options());
   auto gates = pooled_empty(kGates, {T, B, 4 * H}, x.options());
@@ -770,22 +796,13 @@ std::vector<at::Tensor> lstm_backward(const at::Tensor& grad_out, const at::Tens
           dcb[j] = dct * f;
         }
       }
-      // dW_ih += d_gatesᵀ x_t; dW_hh += d_gatesᵀ h_{t-1} and dh_{t-1} = d_gates W_hh (none before step 0);
-      // dx_t = d_gates W_ih
-      const float beta = t == T - 1 ? 0.0f : 1.0f;  // the sums start at the last step
-      gemm_tn(rows, 4 * H, E, d_gates, 4 * H, x_p + (begin * T + t) * E, T * E, beta, dwi);
-      if (t > 0) {
-        gemm_tn(rows, 4 * H, H, d_gates, 4 * H, states_p + (begin * T + t - 1) * H, T * H, beta, dwh);
-        recurrent(d_gates, 4 * H, 0.0f, dh_rows, H);
-      }
-      if (input_grad) inputs[block](d_gates, 4 * H, 0.0f, dx_p + (begin * T + t) * E, T * E);
+      // dh_{t-1} = d_gates W_hh
+      backward_step_matmuls(t, T, begin, rows, 4 * H, H, E, d_gates, d_gates, x_p, states_p, dwi, dwh, recurrent,
+                            0.0f, dh_rows, input_grad ? &inputs[block] : nullptr, dx_p);
     }
   });
-  for (int64_t block = 1; block < blocks; ++block) {
-    add_to(dw_ih_p, dw_more_p + (block - 1) * 4 * H * (E + H), 4 * H * E);
-    add_to(dw_hh_p, dw_more_p + (block - 1) * 4 * H * (E + H) + 4 * H * E, 4 * H * H);
-    add_to(bias_grad_p, bias_grad_p + block * 4 * H, 4 * H);
-  }
+  add_block_sums(dw_ih_p, dw_hh_p, dw_more_p, blocks, 4 * H, E, H);
+  for (int64_t block = 1; block < blocks; ++block) add_to(bias_grad_p, bias_grad_p + block * 4 * H, 4 * H);
   return {dx, dw_ih, dw_hh, bias_grad[0].clone()};
 }
 
