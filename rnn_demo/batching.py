@@ -9,11 +9,10 @@ so little compute is spent on padding.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-from torch.nn.utils.rnn import pad_sequence
 
 from rnn_demo.text import PAD_ID, UNK_ID, Tokenizer, Vocab
 
@@ -26,9 +25,26 @@ class EncodedTexts:
     lengths: torch.Tensor  # (N,) int64
     labels: torch.Tensor  # (N,) int64; all -1 when unlabeled
     truncated: torch.Tensor  # (N,) bool, True when the text was cut at max_tokens
+    _store: tuple[torch.Tensor, torch.Tensor] | None = field(default=None, init=False, repr=False, compare=False)
 
     def __len__(self) -> int:
         return len(self.sequences)
+
+    def flat_ids(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Every text's ids end to end, and where each text starts: ``(ids (sum L_i,), starts (N,))``.
+
+        Built on first use; ``sequences`` then become views into it, so the ids are held once.
+        A batch is then one gather (``collate``) instead of a copy per text: 64 small copies
+        took 0.27 ms of a 7 ms Rotten Tomatoes training step.
+        """
+        if self._store is None:
+            flat = torch.cat(self.sequences) if self.sequences else torch.zeros(0, dtype=torch.long)
+            starts = torch.zeros(len(self.sequences), dtype=torch.long)
+            if len(self.sequences) > 1:
+                torch.cumsum(self.lengths[:-1], 0, out=starts[1:])
+            self.sequences = list(flat.split(self.lengths.tolist()))
+            self._store = (flat, starts)
+        return self._store
 
     @property
     def num_tokens(self) -> int:
@@ -118,7 +134,12 @@ def collate(encoded: EncodedTexts, index: Sequence[int] | np.ndarray) -> Batch:
     lengths = encoded.lengths[idx]
     order = torch.argsort(lengths, descending=True, stable=True)
     idx, lengths = idx[order], lengths[order]
-    ids = pad_sequence([encoded.sequences[i] for i in idx.tolist()], batch_first=True, padding_value=PAD_ID)
+    flat, starts = encoded.flat_ids()
+    width = int(lengths[0]) if len(lengths) else 0
+    steps = torch.arange(width)  # (T,)
+    real = steps[None, :] < lengths[:, None]  # (B, T) True at real tokens
+    positions = (starts[idx][:, None] + steps[None, :]).masked_fill_(~real, 0)  # (B, T) into flat; pads read 0
+    ids = flat[positions].masked_fill_(~real, PAD_ID)
     return Batch(ids=ids, lengths=lengths, labels=encoded.labels[idx], index=idx)
 
 

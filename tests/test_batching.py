@@ -30,6 +30,20 @@ def test_collate_pads_to_longest_in_batch_sorted_by_length_and_keeps_positions()
     assert batch.labels.tolist() == [1, 0, 0]
 
 
+def test_collate_gathers_the_same_padded_ids_as_padding_each_text():
+    rng = np.random.default_rng(0)
+    texts = [" ".join(f"w{rng.integers(0, 40)}" for _ in range(rng.integers(0, 30))) for _ in range(200)]
+    enc, _ = _encoded(texts, [i % 2 for i in range(200)])
+    originals = [s.clone() for s in enc.sequences]
+    for index in (rng.permutation(200)[:64], [5], [3, 3, 7], list(range(200))):
+        batch = collate(enc, index)
+        expected = torch.nn.utils.rnn.pad_sequence([originals[i] for i in batch.index.tolist()], batch_first=True,
+                                                   padding_value=PAD_ID)
+        assert torch.equal(batch.ids, expected)
+        assert batch.lengths.tolist() == [len(originals[i]) for i in batch.index.tolist()]
+    assert all(torch.equal(a, b) for a, b in zip(enc.sequences, originals))  # now views of one store
+
+
 def test_bucketed_batches_cover_every_example_once_and_keep_similar_lengths_together():
     rng = np.random.default_rng(0)
     lengths = rng.integers(1, 200, size=1000)
