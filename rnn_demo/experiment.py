@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rnn_demo import fused
+from rnn_demo import fused, sparse_rows
 from rnn_demo.batching import BatchLoader, EncodedTexts, encode_tokens
 from rnn_demo.checkpoints import save_run, user_runs_dir
 from rnn_demo.data import DatasetSpec, DatasetSplits, load_splits
@@ -190,8 +190,10 @@ def run_experiment(
         vector_coverage = load_vectors_into(model.embedding, data.vocab, path, binary_cache=default_binary_cache())
 
     # Compile before training, with a stage message, rather than silently inside the first step:
-    # CPU training uses the library for GRU and LSTM layers and for dropout.
-    uses_kernels = CELLS[model_config.cell] in fused.cells() or model_config.dropout > 0
+    # CPU training uses the library for GRU and LSTM layers, dropout and the embedding's Adam step.
+    uses_kernels = (CELLS[model_config.cell] in fused.cells() or model_config.dropout > 0
+                    or (sparse_rows.steps_rows(train_config.optimizer, train_config.weight_decay)
+                        and not model_config.freeze_embeddings))
     if uses_kernels and resolve_device(train_config.device).type == "cpu" and fused.enabled():
         if not fused.is_built():
             stage("compiling the fused training kernels (once per machine, about 30 s)")

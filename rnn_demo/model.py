@@ -12,7 +12,7 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
-from rnn_demo import fused
+from rnn_demo import fused, sparse_rows
 from rnn_demo.text import PAD_ID
 
 # The one place that maps cell names to torch modules.
@@ -151,7 +151,7 @@ class RecurrentClassifier(nn.Module):
         Returns:
             (B, C) logits.
         """
-        return self.forward_embedded(self.embedding(ids), lengths, details=False).logits
+        return self.forward_embedded(sparse_rows.embedding(self.embedding, ids), lengths, details=False).logits
 
     def forward_details(self, ids: torch.Tensor, lengths: torch.Tensor) -> ForwardDetails:
         """Like ``forward`` but also returns every layer's states, the pooled vector and attention."""

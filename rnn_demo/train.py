@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from rnn_demo import fused
+from rnn_demo import fused, sparse_rows
 from rnn_demo.batching import Batch, BatchLoader
 from rnn_demo.metrics import macro_f1
 from rnn_demo.model import RecurrentClassifier
@@ -136,8 +136,9 @@ def reuse_freed_memory() -> bool:
 def clip_grad_norm_(params: list[torch.Tensor], max_norm: float) -> torch.Tensor:
     """``torch.nn.utils.clip_grad_norm_`` that leaves the gradients alone when their norm is within
     ``max_norm`` (torch's multiplies them by 1.0 then: a read and a write of every gradient, 0.7 ms
-    per IMDB step for the 3M-entry embedding alone). Returns the total norm before clipping."""
-    grads = [p.grad for p in params if p.grad is not None]
+    per IMDB step for the 3M-entry embedding alone) and takes row-sparse gradients
+    (``rnn_demo.sparse_rows``) by their values. Returns the total norm before clipping."""
+    grads = [g for g in (sparse_rows.gradient_values(p) for p in params) if g is not None]
     total = nn.utils.get_total_norm(grads)
     # On the CPU reading the norm costs nothing; on a GPU it would wait for the device, so clip there as torch does.
     if total.device.type != "cpu" or not float(total) + 1e-6 <= max_norm:
@@ -243,10 +244,12 @@ class Trainer:
         # The fused kernels update all parameters in one pass (the 1M-entry embedding made
         # the per-tensor Adam a quarter of a Rotten Tomatoes step).
         fused = all(p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in params)
+        # The embedding's gradient as the rows a batch used, stepped by the same Adam (sparse_rows).
+        sparse_rows.use_rows(self.model.embedding, c.optimizer, c.weight_decay)
         if c.optimizer == "adam":
-            return torch.optim.Adam(params, lr=c.lr, weight_decay=c.weight_decay, fused=fused)
+            return sparse_rows.Adam(params, lr=c.lr, weight_decay=c.weight_decay, fused=fused)
         if c.optimizer == "adamw":
-            return torch.optim.AdamW(params, lr=c.lr, weight_decay=c.weight_decay, fused=fused)
+            return sparse_rows.AdamW(params, lr=c.lr, weight_decay=c.weight_decay, fused=fused)
         return torch.optim.SGD(params, lr=c.lr, momentum=0.9, weight_decay=c.weight_decay)
 
     def _class_weights(self) -> torch.Tensor:

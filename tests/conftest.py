@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 from pathlib import Path
 
 import pytest
@@ -33,3 +34,15 @@ def tiny_runs_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     finally:
         torch.set_num_threads(threads)
     return runs
+
+
+@pytest.fixture(scope="module")
+def kernel():
+    """The compiled kernels of ``rnn_demo.fused``: required under CI, skipped elsewhere without a compiler."""
+    from rnn_demo import fused
+
+    if fused.load() is None:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"the fused kernels must build under CI: {fused.error()}")
+        pytest.skip(f"fused kernels not available here: {fused.error()}")
+    return fused.load()

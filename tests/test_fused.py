@@ -12,15 +12,6 @@ from rnn_demo import fused
 from rnn_demo.model import ModelConfig, RecurrentClassifier
 
 
-@pytest.fixture(scope="module")
-def kernel():
-    if fused.load() is None:
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"the fused kernels must build under CI: {fused.error()}")
-        pytest.skip(f"fused kernels not available here: {fused.error()}")
-    return fused.load()
-
-
 @pytest.mark.parametrize("cell", [torch.nn.GRU, torch.nn.LSTM])
 @pytest.mark.parametrize("steps,batch,width,hidden", [(1, 1, 3, 2), (7, 5, 3, 4), (30, 64, 100, 128)])
 def test_fused_layers_match_torch_outputs_and_every_gradient(kernel, monkeypatch, cell, steps, batch, width, hidden):
@@ -272,10 +263,12 @@ def test_the_kernels_reuse_large_buffers_only_once_nothing_refers_to_them(kernel
     assert torch.equal(dx, dx_kept)
 
 
-@pytest.mark.parametrize("cell,dropout,compiles", [("lstm", 0.0, True), ("rnn", 0.2, True), ("rnn", 0.0, False)])
-def test_training_says_so_before_compiling_the_kernels(monkeypatch, tmp_path, cell, dropout, compiles):
-    """Any CPU run that will use the library (its GRU and LSTM kernels, or its dropout for every cell)
-    compiles it up front, with a stage message, not silently inside the first training step."""
+@pytest.mark.parametrize("cell,dropout,optimizer,compiles", [
+    ("lstm", 0.0, "sgd", True), ("rnn", 0.2, "sgd", True), ("rnn", 0.0, "adam", True), ("rnn", 0.0, "sgd", False)])
+def test_training_says_so_before_compiling_the_kernels(monkeypatch, tmp_path, cell, dropout, optimizer, compiles):
+    """Any CPU run that will use the library (its GRU and LSTM kernels, its dropout for every cell, or
+    its Adam step for the embedding's rows) compiles it up front, with a stage message, not silently
+    inside the first training step."""
     from rnn_demo.data import DatasetSpec
     from rnn_demo.experiment import default_configs, run_experiment
 
@@ -286,7 +279,8 @@ def test_training_says_so_before_compiling_the_kernels(monkeypatch, tmp_path, ce
     stages: list[str] = []
     run_experiment(DatasetSpec(name="negation", params={"n": 200}), text,
                    dataclasses.replace(model, cell=cell, dropout=dropout, hidden_size=8, embedding_dim=8),
-                   dataclasses.replace(train, epochs=1, device="cpu"), out_dir=tmp_path / "run", on_stage=stages.append)
+                   dataclasses.replace(train, epochs=1, device="cpu", optimizer=optimizer), out_dir=tmp_path / "run",
+                   on_stage=stages.append)
     assert any("compiling the fused training kernels" in s for s in stages) == compiles
     assert bool(loads) == compiles
 

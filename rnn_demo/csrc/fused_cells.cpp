@@ -841,6 +841,121 @@ at::Tensor dropout(const at::Tensor& x, double p, int64_t seed) {
   return out;
 }
 
+// The embedding table's training step without a dense gradient (rnn_demo/sparse_rows.py). A batch
+// reads a few hundred to a few thousand rows of a 10,000-30,000-row table; a dense gradient costs
+// zeroing and scattering a 12 MB table (IMDB), reading it again for the clipping norm, and Adam
+// reads it a third time. Here the gradient is (the rows used, their summed gradient rows) and
+// Adam steps every row of the table in one pass, with a zero gradient for the rows not used:
+// every weight and moment comes out bit for bit as torch's fused Adam leaves them (tests).
+
+namespace {
+constexpr int64_t kMinElementsPerThread = 1 << 16;  // a pass over fewer is not worth waking a core
+
+// Blocks (threads) for a memory-bound pass over n elements.
+int64_t pass_blocks(int64_t n) {
+  const int64_t threads = block_threads.load() > 0 ? block_threads.load() : at::get_num_threads();
+  return std::max<int64_t>(1, std::min<int64_t>(threads, n / kMinElementsPerThread));
+}
+
+void check_ids(const at::Tensor& ids) {
+  TORCH_CHECK(ids.device().is_cpu() && ids.scalar_type() == at::kLong && ids.is_contiguous() && ids.dim() == 1,
+              "ids must be a contiguous 1-d int64 CPU tensor");
+}
+}  // namespace
+
+// ids (N,) int64 in [0, num_rows), grad (N, E): the gradient of an embedding look-up as (the
+// sorted unique ids other than padding_idx (U,), their summed gradient rows (U, E)). A row's
+// gradients are added in the order of ids, starting from zero, as torch's dense backward does.
+std::vector<at::Tensor> embedding_rows_backward(const at::Tensor& ids, const at::Tensor& grad, int64_t padding_idx,
+                                                int64_t num_rows) {
+  check_ids(ids);
+  check(grad, "grad");
+  TORCH_CHECK(grad.dim() == 2 && grad.size(0) == ids.size(0), "grad must be (len(ids), E)");
+  const int64_t n = ids.size(0), width = grad.size(1);
+  const int64_t* id = ids.data_ptr<int64_t>();
+  std::vector<int64_t> slot(num_rows, -1);
+  for (int64_t i = 0; i < n; ++i) {
+    TORCH_CHECK(id[i] >= 0 && id[i] < num_rows, "id ", id[i], " is outside the embedding's ", num_rows, " rows");
+    if (id[i] != padding_idx) slot[id[i]] = 0;
+  }
+  int64_t used = 0;
+  for (int64_t r = 0; r < num_rows; ++r) used += slot[r] == 0;
+  auto unique = at::empty({used}, ids.options());
+  auto rows = at::zeros({used, width}, grad.options());
+  int64_t* u = unique.data_ptr<int64_t>();
+  for (int64_t r = 0, k = 0; r < num_rows; ++r) {
+    if (slot[r] == 0) u[k] = r, slot[r] = k++;
+  }
+  const float* g = grad.data_ptr<float>();
+  float* out = rows.data_ptr<float>();
+  for (int64_t i = 0; i < n; ++i) {
+    if (id[i] == padding_idx) continue;
+    float* row = out + slot[id[i]] * width;
+    const float* src = g + i * width;
+#pragma omp simd
+    for (int64_t j = 0; j < width; ++j) row[j] += src[j];
+  }
+  return {unique, rows};
+}
+
+// Adam step number `step` (1, 2, …; no weight decay, amsgrad or maximize) for every row of param
+// (V, E) and its moments, whose gradient is rows (U, E) at the sorted unique row numbers ids (U,)
+// and zero elsewhere. The arithmetic is torch's fused CPU Adam for float32, operation for operation:
+//   m = fma(1 − β1, g − m, m)   (exp_avg.lerp_(grad, 1 − β1))
+//   v = fma((1 − β2) g, g, β2 v)
+//   p = p + (−lr/(1 − β1^step)) m / (√v / √(1 − β2^step) + ε)
+// with the coefficients computed in double and rounded to float, as torch does.
+void embedding_adam_step(at::Tensor& param, at::Tensor& exp_avg, at::Tensor& exp_avg_sq, const at::Tensor& ids,
+                         const at::Tensor& rows, double lr, double beta1, double beta2, double eps, double step) {
+  check(param, "param"), check(exp_avg, "exp_avg"), check(exp_avg_sq, "exp_avg_sq"), check(rows, "rows");
+  check_ids(ids);
+  TORCH_CHECK(param.dim() == 2 && exp_avg.sizes() == param.sizes() && exp_avg_sq.sizes() == param.sizes(),
+              "param and its moments must be (V, E)");
+  const int64_t num_rows = param.size(0), width = param.size(1), used = ids.size(0);
+  TORCH_CHECK(rows.dim() == 2 && rows.size(0) == used && rows.size(1) == width, "rows must be (len(ids), E)");
+  const int64_t* id = ids.data_ptr<int64_t>();
+  for (int64_t k = 0; k < used; ++k) {
+    TORCH_CHECK(id[k] >= 0 && id[k] < num_rows && (k == 0 || id[k] > id[k - 1]),
+                "ids must be sorted, unique and within the table's ", num_rows, " rows");
+  }
+  const float c1 = static_cast<float>(1.0 - beta1), c2 = static_cast<float>(1.0 - beta2);
+  const float b2 = static_cast<float>(beta2), e = static_cast<float>(eps);
+  const float neg_step_size = static_cast<float>(-(lr / (1.0 - std::pow(beta1, step))));
+  const float bc2_sqrt = static_cast<float>(std::sqrt(1.0 - std::pow(beta2, step)));
+  float* p = param.data_ptr<float>();
+  float* m = exp_avg.data_ptr<float>();
+  float* v = exp_avg_sq.data_ptr<float>();
+  const float* g = rows.data_ptr<float>();
+  const std::vector<float> zeros(width, 0.0f);
+  const auto body = [&](int64_t, int64_t begin, int64_t end) {
+    int64_t k = std::lower_bound(id, id + used, begin) - id;  // the first gradient row at or after `begin`
+    for (int64_t r = begin; r < end; ++r) {
+      const float* gr = zeros.data();
+      if (k < used && id[k] == r) gr = g + (k++) * width;
+      float* pr = p + r * width;
+      float* mr = m + r * width;
+      float* vr = v + r * width;
+#pragma omp simd
+      for (int64_t j = 0; j < width; ++j) {
+        const float gj = gr[j];
+        const float mj = std::fma(c1, gj - mr[j], mr[j]);
+        const float vj = std::fma(c2 * gj, gj, vr[j] * b2);
+        mr[j] = mj;
+        vr[j] = vj;
+        pr[j] = pr[j] + (neg_step_size * mj) / (std::sqrt(vj) / bc2_sqrt + e);
+      }
+    }
+  };
+  const int64_t blocks = std::min(pass_blocks(param.numel()), num_rows);
+  if (blocks <= 1) {
+    body(0, 0, num_rows);
+  } else {
+    WorkerPool::instance().run(blocks, [&](int64_t block) {
+      body(block, block_begin(num_rows, blocks, block), block_begin(num_rows, blocks, block + 1));
+    });
+  }
+}
+
 // How many threads the kernels use at most (0: torch's thread count, the default).
 void set_threads(int64_t threads) { block_threads.store(std::max<int64_t>(0, threads)); }
 
@@ -855,4 +970,6 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("dropout", &dropout, "dropout from a counter-based random stream (its own backward)");
   m.def("threads_for_batch", &threads_for_batch, "threads a batch of this size is split over");
   m.def("set_threads", &set_threads, "the most threads the kernels use (0: torch's thread count)");
+  m.def("embedding_rows_backward", &embedding_rows_backward, "an embedding's gradient as (unique ids, summed rows)");
+  m.def("embedding_adam_step", &embedding_adam_step, "Adam step for a table whose gradient is given by rows");
 }

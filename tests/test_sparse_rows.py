@@ -1,0 +1,160 @@
+"""Row gradients for the embedding: the same gradient as torch's dense one, and Adam steps that leave
+every weight and moment bit for bit as torch's fused Adam does."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+from rnn_demo import fused, sparse_rows
+from rnn_demo.batching import BatchLoader, encode_tokens
+from rnn_demo.model import ModelConfig, RecurrentClassifier
+from rnn_demo.text import Vocab
+from rnn_demo.train import Trainer, TrainConfig, clip_grad_norm_
+
+
+def _rows_and_dense_grad(table: torch.nn.Embedding, ids: torch.Tensor, weight: torch.Tensor):
+    table.sparse = True
+    (sparse_rows.embedding(table, ids) * weight).sum().backward()
+    rows = table.weight.grad
+    table.weight.grad, table.sparse = None, False
+    (table(ids) * weight).sum().backward()
+    dense = table.weight.grad
+    table.weight.grad = None
+    return rows, dense
+
+
+def test_row_gradient_is_torchs_dense_gradient_exactly_without_the_padding_row(kernel):
+    torch.manual_seed(0)
+    table = torch.nn.Embedding(300, 7, padding_idx=0)
+    ids = torch.randint(0, 40, (16, 25))  # many repeats, so rows sum many contributions
+    ids[:, 20:] = 0
+    weight = torch.randn(16, 25, 7)
+    rows, dense = _rows_and_dense_grad(table, ids, weight)
+    assert rows.is_sparse
+    marked = sparse_rows.coalesced(rows)  # autograd drops the mark; the rows need no sorting
+    assert marked is rows and rows.is_coalesced()
+    used = rows._indices()[0]
+    assert used.tolist() == sorted(set(ids.flatten().tolist()) - {0})  # sorted unique, padding left out
+    assert torch.equal(rows.to_dense(), dense)  # same sums in the same order: not merely close
+
+
+def test_row_gradient_refuses_ids_outside_the_table(kernel):
+    with pytest.raises(RuntimeError, match="outside the embedding"):
+        kernel.embedding_rows_backward(torch.tensor([1, 9]), torch.ones(2, 3), 0, 5)
+
+
+def test_without_the_switch_or_a_recorded_gradient_the_embedding_is_torchs(kernel):
+    table = torch.nn.Embedding(10, 3)
+    ids = torch.tensor([[1, 2, 2]])
+    table(ids).sum().backward()
+    assert not table.weight.grad.is_sparse
+    table.sparse = True
+    with torch.no_grad():
+        assert torch.equal(sparse_rows.embedding(table, ids), table.weight[ids])
+
+
+@pytest.mark.parametrize("cls,torch_cls", [(sparse_rows.Adam, torch.optim.Adam), (sparse_rows.AdamW, torch.optim.AdamW)])
+def test_adam_on_row_gradients_matches_torchs_fused_adam_bit_for_bit(kernel, cls, torch_cls):
+    torch.manual_seed(1)
+    rows, width = 5000, 9  # past the size where the step is split over threads
+    ours = torch.nn.Parameter(torch.randn(rows, width))
+    theirs = torch.nn.Parameter(ours.detach().clone())
+    bias_ours = torch.nn.Parameter(torch.randn(4))
+    bias_theirs = torch.nn.Parameter(bias_ours.detach().clone())
+    opt_ours = cls([ours, bias_ours], lr=3e-3, weight_decay=0.0, fused=True)
+    opt_theirs = torch_cls([theirs, bias_theirs], lr=3e-3, weight_decay=0.0, fused=True)
+    for step in range(12):
+        if step == 7:  # a scheduler lowering the learning rate in between
+            for opt in (opt_ours, opt_theirs):
+                opt.param_groups[0]["lr"] = 1e-3
+        used = torch.randperm(rows)[: 50 + 300 * (step % 3)].sort().values
+        values = torch.randn(len(used), width) * 10 ** (step % 4 - 2)
+        ours.grad = torch.sparse_coo_tensor(used[None], values, (rows, width), check_invariants=True).coalesce()
+        theirs.grad = torch.zeros(rows, width).index_put_((used,), values)
+        bias_ours.grad = bias_theirs.grad = torch.randn(4)
+        opt_ours.step()
+        opt_theirs.step()
+        assert ours.grad.is_sparse  # the optimizer gives the gradient back as it found it
+    assert torch.equal(ours, theirs) and torch.equal(bias_ours, bias_theirs)
+    for key in ("exp_avg", "exp_avg_sq", "step"):
+        assert torch.equal(opt_ours.state[ours][key], opt_theirs.state[theirs][key])
+    assert opt_ours.state_dict()["state"][0].keys() == opt_theirs.state_dict()["state"][0].keys()
+
+
+def test_adam_with_weight_decay_refuses_row_gradients_with_a_reason(kernel):
+    weight = torch.nn.Parameter(torch.randn(6, 2))
+    weight.grad = torch.sparse_coo_tensor(torch.tensor([[1, 3]]), torch.ones(2, 2), (6, 2), check_invariants=True).coalesce()
+    with pytest.raises(ValueError, match="weight decay"):
+        sparse_rows.Adam([weight], lr=0.1, weight_decay=0.01).step()
+
+
+def test_clipping_takes_row_gradients_by_their_values(kernel):
+    torch.manual_seed(2)
+    dense_params = [torch.nn.Parameter(torch.zeros(8, 3)), torch.nn.Parameter(torch.zeros(5))]
+    sparse_params = [torch.nn.Parameter(torch.zeros(8, 3)), torch.nn.Parameter(torch.zeros(5))]
+    values = torch.randn(3, 3) * 4
+    used = torch.tensor([[0, 2, 7]])
+    sparse_params[0].grad = torch.sparse_coo_tensor(used, values, (8, 3), check_invariants=True).coalesce()
+    dense_params[0].grad = sparse_params[0].grad.to_dense()
+    dense_params[1].grad = torch.randn(5) * 4
+    sparse_params[1].grad = dense_params[1].grad.clone()
+    norm_dense = clip_grad_norm_(dense_params, 1.0)
+    norm_sparse = clip_grad_norm_(sparse_params, 1.0)
+    torch.testing.assert_close(norm_sparse, norm_dense)
+    assert norm_dense > 1.0
+    torch.testing.assert_close(sparse_params[0].grad.to_dense(), dense_params[0].grad)
+    torch.testing.assert_close(sparse_params[1].grad, dense_params[1].grad)
+    total = torch.cat([sparse_params[0].grad._values().flatten(), sparse_params[1].grad]).norm()
+    assert abs(float(total) - 1.0) < 1e-4  # clipped to the limit
+
+
+def _toy_data(n: int = 96):
+    g = torch.Generator().manual_seed(3)
+    words = [f"w{i}" for i in range(60)]
+    texts, labels = [], []
+    for i in range(n):
+        length = int(torch.randint(3, 15, (1,), generator=g))
+        tokens = [words[int(j)] for j in torch.randint(0, 60, (length,), generator=g)]
+        texts.append(tokens)
+        labels.append(int(sum(int(t[1:]) for t in tokens) % 2))
+    vocab = Vocab.build(texts)
+    return encode_tokens(texts, vocab, labels), len(vocab)
+
+
+@pytest.mark.parametrize("cell", ["gru", "lstm", "rnn"])
+def test_a_trainer_with_row_gradients_learns_exactly_what_dense_gradients_learn(kernel, monkeypatch, cell):
+    """Without clipping (the only place the summation order differs) training is bit for bit the same."""
+    encoded, vocab_size = _toy_data()
+    config = TrainConfig(epochs=2, batch_size=16, clip=0.0, device="cpu", seed=4, patience=0)
+    model_config = ModelConfig(vocab_size=vocab_size, cell=cell, embedding_dim=6, hidden_size=8)
+
+    def train(rows: bool):
+        if not rows:
+            monkeypatch.setattr(sparse_rows, "available", lambda weight: False)
+        torch.manual_seed(5)
+        model = RecurrentClassifier(model_config)
+        trainer = Trainer(model, BatchLoader(encoded, 16, shuffle=True), BatchLoader(encoded, 64), config)
+        assert model.embedding.sparse is rows
+        trainer.fit()
+        return model.state_dict(), trainer.optimizer
+
+    with_rows, optimizer = train(True)
+    assert isinstance(optimizer, sparse_rows.Adam)
+    dense, _ = train(False)
+    for key in dense:
+        assert torch.equal(with_rows[key], dense[key]), key
+
+
+def test_the_trainer_keeps_dense_gradients_where_rows_cannot_be_stepped(kernel):
+    encoded, vocab_size = _toy_data(32)
+    for train_config, model_config in [
+        (TrainConfig(optimizer="sgd", device="cpu"), ModelConfig(vocab_size=vocab_size)),
+        (TrainConfig(weight_decay=0.01, device="cpu"), ModelConfig(vocab_size=vocab_size)),
+        (TrainConfig(device="cpu"), ModelConfig(vocab_size=vocab_size, freeze_embeddings=True)),
+    ]:
+        model = RecurrentClassifier(model_config)
+        Trainer(model, BatchLoader(encoded, 16), BatchLoader(encoded, 16), dataclasses.replace(train_config, epochs=1))
+        assert not model.embedding.sparse
