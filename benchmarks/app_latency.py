@@ -9,7 +9,7 @@ to a temporary folder). Measures, with the server warm:
 2. Predict: time from submitting a 50-word sentence to the predicted label being shown;
 3. Train: time from pressing Start (Rotten Tomatoes, default settings, a new session each
    time) to the first live loss point (the first "step N/M" progress line);
-4. two sessions training at once (20 epochs, no early stopping): both finish, each with its own run;
+4. two sessions training at once (60 epochs, no early stopping): both finish, each with its own run;
 5. a third session at the cap of 2 gets the "slots are busy" message;
 6. closing a session stops its job (after the grace period, set to 5 s here) and keeps the best weights.
 
@@ -79,8 +79,9 @@ def go(page: Page, title: str) -> None:
 def start_training(page: Page, preset: str | None = "Quick demo", long: bool = False) -> float:
     """Starts training on the current dataset (a preset, or the defaults); returns the time Start was pressed.
 
-    ``long``: 20 epochs without early stopping (about a minute with two jobs at once), so that
-    jobs stay in their slots while the concurrency checks run.
+    ``long``: 60 epochs without early stopping (one to two minutes with two jobs at once), so that
+    jobs stay in their slots while the concurrency checks run (20 epochs took 30 s here, and both
+    jobs had ended before a third session, opened on a server busy with them, pressed Start).
     """
     go(page, "Train")
     if preset is not None:
@@ -88,7 +89,7 @@ def start_training(page: Page, preset: str | None = "Quick demo", long: bool = F
         epochs = "2" if preset == "Quick demo" else "8"
         expect(page.get_by_role("spinbutton", name="Epochs")).to_have_value(epochs, timeout=30_000)
     if long:
-        for name, value in (("Epochs", "20"), ("Early-stopping patience", "0")):
+        for name, value in (("Epochs", "60"), ("Early-stopping patience", "0")):
             box = page.get_by_role("spinbutton", name=name)
             box.fill(value)
             box.press("Tab")

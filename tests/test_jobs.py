@@ -143,6 +143,26 @@ def test_cap_message_never_says_a_slot_frees_in_0_s(tmp_path, monkeypatch):
         manager.shutdown()
 
 
+@pytest.mark.skipif(not hasattr(os, "getpriority"), reason="no process priorities here")
+@pytest.mark.parametrize("spare", [False, True])
+def test_training_runs_at_a_lower_cpu_priority_than_the_server(tmp_path, spare):
+    """Two jobs on a 2-core machine must not starve the server (and a browser beside it) of CPU."""
+    mgr = JobManager(max_jobs=2, cores=2, runs_dir=tmp_path, spare=spare)
+    try:
+        if spare:
+            assert mgr.wait_for_spare(TIMEOUT)
+        text, model, train = configs(patience=0)
+        job = mgr.start_training("alice", SPEC, text, model, dataclasses.replace(train, epochs=200))
+        assert wait_for(lambda: any(e.get("type") == "step" for e in job.events()) or job.done)
+        assert not job.done
+        nice = os.getpriority(os.PRIO_PROCESS, job.pid)
+        assert nice == os.getpriority(os.PRIO_PROCESS, 0) + jobs.WORKER_NICENESS
+        job.request_stop()
+        assert wait_for(lambda: job.done)
+    finally:
+        mgr.shutdown(timeout=10)
+
+
 def test_a_spare_worker_with_torch_loaded_takes_the_next_job_and_is_replaced(tmp_path):
     manager = JobManager(max_jobs=2, cores=2, runs_dir=tmp_path, spare=True)
     try:
