@@ -39,9 +39,7 @@ class EncodedTexts:
         """
         if self._store is None:
             flat = torch.cat(self.sequences) if self.sequences else torch.zeros(0, dtype=torch.long)
-            starts = torch.zeros(len(self.sequences), dtype=torch.long)
-            if len(self.sequences) > 1:
-                torch.cumsum(self.lengths[:-1], 0, out=starts[1:])
+            starts = self.lengths.cumsum(0) - self.lengths
             self.sequences = list(flat.split(self.lengths.tolist()))
             self._store = (flat, starts)
         return self._store

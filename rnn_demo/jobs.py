@@ -67,8 +67,8 @@ KILL_AFTER_SECONDS = 120.0  # a stopped job that has not ended by then is termin
 SPARE_ENV = "RNN_DEMO_SPARE_WORKER"  # "0" turns off the warm spare worker of the app's manager
 # Training workers run this much "nicer" than the server (lower CPU priority): with a job on
 # every core the server and a browser beside it must still get the CPU for a page load or a
-# prediction, while the jobs lose almost nothing (server and browser mostly sleep). Without it, two jobs on a
-# 2-core machine kept a third session's page from loading within 30 s (benchmarks/app_latency.py).
+# prediction. Without it, two jobs on a 2-core machine kept a third session's page from loading
+# within 30 s (benchmarks/app_latency.py).
 WORKER_NICENESS = 10
 FREEING_NOW_SECONDS = 3.0  # a slot expected within this is "freeing up now" in the cap message
 SPARE_REFILL_DELAY = 5.0  # s after a job took the spare before the next one starts (its job starts first)

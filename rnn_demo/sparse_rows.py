@@ -62,10 +62,16 @@ def embedding(module: torch.nn.Embedding, ids: torch.Tensor) -> torch.Tensor:
     """``module(ids)``; while ``module.sparse`` is set (the trainer sets it when its optimizer takes
     row gradients, see ``use_rows``) and a gradient is recorded, its weight gradient comes out as
     the sorted unique rows the batch used, summed in the kernels."""
-    if (module.sparse and torch.is_grad_enabled() and module.weight.requires_grad and module.max_norm is None
-            and not module.scale_grad_by_freq and available(module.weight)):
+    if module.sparse and torch.is_grad_enabled() and _takes_rows(module):
         return _Embedding.apply(module.weight, ids, module.padding_idx)
     return module(ids)
+
+
+def _takes_rows(module: torch.nn.Embedding) -> bool:
+    """Whether this table can have row gradients: trainable, float32 on the CPU, kernels built, and
+    none of the options (max_norm, scale_grad_by_freq) that ``_Embedding`` does not implement."""
+    return (module.weight.requires_grad and module.max_norm is None and not module.scale_grad_by_freq
+            and available(module.weight))
 
 
 def steps_rows(optimizer: str, weight_decay: float) -> bool:
@@ -77,8 +83,7 @@ def steps_rows(optimizer: str, weight_decay: float) -> bool:
 def use_rows(module: torch.nn.Embedding, optimizer: str, weight_decay: float) -> bool:
     """Turns row gradients on for ``module`` when the optimizer steps them (``steps_rows``) and the
     table is a trainable float32 CPU one with the kernels built, off otherwise; returns whether they are on."""
-    module.sparse = bool(steps_rows(optimizer, weight_decay) and module.weight.requires_grad
-                         and module.max_norm is None and not module.scale_grad_by_freq and available(module.weight))
+    module.sparse = bool(steps_rows(optimizer, weight_decay) and _takes_rows(module))
     return module.sparse
 
 
