@@ -12,7 +12,8 @@ the embedding lookup/scatter, the classifier head (2·H·C once per text, not pe
 the loss and the optimizer step. Padding positions are computed but not counted: they are waste.
 
 Efficiency = FLOPs per real token × real tokens per second ÷ FLOP/s of a large float32
-``torch.matmul`` with the same thread count, measured in the same process.
+``torch.matmul`` with the same thread count, measured in the same process (``training.py`` samples it
+between its timed windows, ``MatmulProbe``).
 
 ``python benchmarks/efficiency.py`` prints the analytic table and the matmul peak.
 """
@@ -36,17 +37,28 @@ def flops_per_token(cell: str, embedding_dim: int, hidden_size: int, *, training
     return float(forward * num_directions * (3 if training else 1))
 
 
-def matmul_flops_per_second(size: int = 2048, repeats: int = 5) -> float:
-    """Median FLOP/s of ``size × size`` float32 matmuls (2·n³ FLOPs each) with the current threads."""
-    a = torch.randn(size, size)
-    b = torch.randn(size, size)
-    torch.matmul(a, b)  # warm-up: allocations and MKL's first-call setup
-    rates = []
-    for _ in range(repeats):
+class MatmulProbe:
+    """Times one ``size × size`` float32 matmul (2·n³ FLOPs) at a time with the current threads, on
+    operands made (and a first product taken, for MKL's set-up) once, so that a sample can be taken
+    between any two measurements of a run."""
+
+    def __init__(self, size: int = 2048) -> None:
+        self.size = size
+        self.a = torch.randn(size, size)
+        self.b = torch.randn(size, size)
+        torch.matmul(self.a, self.b)  # warm-up: allocations and MKL's first-call setup
+
+    def sample(self) -> float:
+        """FLOP/s of one matmul."""
         start = time.perf_counter()
-        torch.matmul(a, b)
-        rates.append(2 * size**3 / (time.perf_counter() - start))
-    return common.median(rates)
+        torch.matmul(self.a, self.b)
+        return 2 * self.size**3 / (time.perf_counter() - start)
+
+
+def matmul_flops_per_second(size: int = 2048, repeats: int = 5) -> float:
+    """Median FLOP/s of ``repeats`` ``size × size`` float32 matmuls with the current threads."""
+    probe = MatmulProbe(size)
+    return common.median([probe.sample() for _ in range(repeats)])
 
 
 def main() -> None:

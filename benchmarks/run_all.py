@@ -208,7 +208,9 @@ def efficiency_section(result: dict[str, Any]) -> list[str]:
         "Model FLOPs per real token = 3 × (2·G·H·E + 2·G·H·H) (input and recurrent projections, one direction; "
         "×3 for forward + backward; G = 1/3/4 for RNN/GRU/LSTM). Not counted: gate element-wise maths, embedding, "
         "head, loss, optimizer; padding is counted as waste. Efficiency = FLOPs/token × real tokens/s ÷ FLOP/s of "
-        f"a {result['matmul_size']}² float32 `torch.matmul` measured in the same process before and after every configuration: "
+        f"a {result['matmul_size']}² float32 `torch.matmul` sampled in the same process before the windows and after "
+        "every round of windows (the machine's speed drifts during a run; the denominator comes from the same stretch "
+        "of time as the windows): "
         f"**{_m({k: v / 1e9 if k != 'n' else v for k, v in peak.items()}, '{:.0f}')} GFLOP/s** "
         f"with {result['environment']['threads']} threads.",
         "",

@@ -46,6 +46,7 @@ CLIP = 1.0
 WINDOW_BATCHES = {"rotten_tomatoes": 6, "imdb": 2}
 QUICK_WINDOW_BATCHES = {"rotten_tomatoes": 3, "imdb": 1}
 WARMUP_BATCHES = 2
+PEAK_SAMPLES_AT_START = 5
 
 
 class RecordingLoader(BatchLoader):
@@ -247,7 +248,12 @@ def main() -> None:
 
     table = QUICK_WINDOW_BATCHES if args.quick else WINDOW_BATCHES
     labels = ["ours", "reference"]
-    peaks = [efficiency.matmul_flops_per_second(matmul_size)]
+    # The matmul rate is sampled once before the windows and once after every round of windows: the
+    # machine's speed drifts over a run (shared host), and the efficiency's denominator must come from
+    # the same stretch of time as its numerator (a few samples taken between configurations ranged
+    # 153-185 GFLOP/s in one run).
+    probe = efficiency.MatmulProbe(matmul_size)
+    peaks = [probe.sample() for _ in range(PEAK_SAMPLES_AT_START)]
     runs: dict[tuple[str, str], dict[str, list]] = {}
     per_window: dict[str, int] = {}
     for name in datasets:
@@ -265,10 +271,10 @@ def main() -> None:
                 # Rotate the order every window so no loop always runs first (or right after another).
                 for label in labels[w % len(labels):] + labels[: w % len(labels)]:
                     samples[label].append(loops[label].window(k))
+                peaks.append(probe.sample())
             for loop in loops.values():
                 loop.close()
             runs[(name, cell)] = samples
-            peaks.append(efficiency.matmul_flops_per_second(matmul_size))
             common.log(f"{name} {cell}: {windows} windows of {k} batches; seconds per window (median) " + ", ".join(
                 f"{label} {common.median([x['seconds'] for x in samples[label]]):.2f}" for label in labels))
     peak = common.median(peaks)
