@@ -119,6 +119,12 @@ def load() -> Any:
         return _module
 
 
+def loaded() -> Any:
+    """The compiled module when this process has loaded it already, else None (never builds or loads it:
+    for optional fast paths that must not start a 30 s compile of their own)."""
+    return _module
+
+
 def error() -> str | None:
     """Why the kernel is not available (None when it is, or has not been tried yet)."""
     return _error

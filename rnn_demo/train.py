@@ -139,7 +139,12 @@ def clip_grad_norm_(params: list[torch.Tensor], max_norm: float) -> torch.Tensor
     per IMDB step for the 3M-entry embedding alone) and takes row-sparse gradients
     (``rnn_demo.sparse_rows``) by their values. Returns the total norm before clipping."""
     grads = [g for g in (sparse_rows.gradient_values(p) for p in params) if g is not None]
-    total = nn.utils.get_total_norm(grads)
+    module = fused.loaded()
+    if module is not None and all(g.device.type == "cpu" and g.dtype == torch.float32 and g.is_contiguous()
+                                  for g in grads):
+        total = torch.tensor(module.total_norm(grads), dtype=torch.float32)  # one call, summed in double
+    else:
+        total = nn.utils.get_total_norm(grads)
     # On the CPU reading the norm costs nothing; on a GPU it would wait for the device, so clip there as torch does.
     if total.device.type != "cpu" or not float(total) + 1e-6 <= max_norm:
         nn.utils.clip_grads_with_norm_(params, max_norm, total)
