@@ -169,7 +169,9 @@ class RecurrentClassifier(nn.Module):
             The logits and, with ``details``, the intermediate states.
         """
         lengths_cpu = lengths.detach().to("cpu", torch.long)
-        mask = padding_mask(lengths_cpu, embedded.shape[1], embedded.device)  # (B, T) True at real tokens
+        # (B, T) True at real tokens; last-state pooling needs it only for the details
+        needs_mask = details or self.config.pooling != "last"
+        mask = padding_mask(lengths_cpu, embedded.shape[1], embedded.device) if needs_mask else None
         if self.config.bidirectional:
             layer_outputs = self._run_packed(embedded, lengths_cpu, details)
         else:
@@ -193,10 +195,10 @@ class RecurrentClassifier(nn.Module):
             ``(logits (B, C), pooled (B, D*H), attention (B, T) or None)``.
         """
         lengths = lengths.detach().to("cpu", torch.long)
-        if mask is None:
-            mask = padding_mask(lengths, out.shape[1], out.device)
         attention = None
         pooling = self.config.pooling
+        if mask is None and pooling != "last":
+            mask = padding_mask(lengths, out.shape[1], out.device)
         if pooling == "last":
             # Forward direction: the state after each text's last real token; backward
             # direction (if any): the state after reading back to the first token.
@@ -215,7 +217,7 @@ class RecurrentClassifier(nn.Module):
             pooled = torch.bmm(attention.unsqueeze(1), out).squeeze(1)  # (B, D*H)
         return self.head(fused.dropout(pooled, self.dropout)), pooled, attention
 
-    def _run_dense(self, embedded: torch.Tensor, mask: torch.Tensor, details: bool) -> list[torch.Tensor]:
+    def _run_dense(self, embedded: torch.Tensor, mask: torch.Tensor | None, details: bool) -> list[torch.Tensor]:
         """Left-to-right layers over the padded batch in one call per layer.
 
         Padding sits after each text's real tokens, so it cannot influence the states

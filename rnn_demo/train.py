@@ -287,7 +287,7 @@ class Trainer:
         model, c = self.model, self.config
         with fused.threads_to_kernels(kernel_layers):
             loss = self.loss_fn(model(batch.ids, batch.lengths), batch.labels)
-            if not torch.isfinite(loss):
+            if not math.isfinite(loss.item()):  # one read (a GPU waits for it, as it did for isfinite)
                 return loss, None
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
