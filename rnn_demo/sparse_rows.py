@@ -112,7 +112,7 @@ def gradient_values(p: torch.Tensor) -> torch.Tensor | None:
 
 
 class _RowSparse:
-    """Optimizer mixin: on the CPU, with the kernels built, one compiled call steps every float32
+    """Optimizer mixin: on the CPU, with the kernels loaded, one compiled call steps every float32
     parameter of a group, row-sparse gradients included (see the module docstring); other set-ups go
     to the base class (torch's Adam/AdamW, fused when asked), and a row-sparse gradient outside the
     compiled step is an error."""

@@ -118,6 +118,20 @@ def test_adam_with_weight_decay_refuses_row_gradients_with_a_reason(kernel):
         sparse_rows.Adam([weight], lr=0.1, weight_decay=0.01).step()
 
 
+def test_a_wrong_gradient_leaves_every_parameter_and_step_count_alone(kernel):
+    params = [torch.randn(4, 3), torch.randn(6, 2)]
+    before = [p.clone() for p in params]
+    moments = [torch.zeros_like(p) for p in params]
+    squares = [torch.zeros_like(p) for p in params]
+    steps = [torch.tensor(3.0), torch.tensor(3.0)]
+    grads = [torch.ones(4, 3), torch.ones(2, 2)]
+    ids = [None, torch.tensor([3, 1])]  # the second table's rows are not sorted
+    with pytest.raises(RuntimeError, match="sorted"):
+        kernel.adam_step(params, moments, squares, steps, grads, ids, 1e-3, 0.9, 0.999, 1e-8)
+    assert all(torch.equal(p, q) for p, q in zip(params, before))
+    assert [float(s) for s in steps] == [3.0, 3.0] and not any(m.any() for m in moments)
+
+
 def test_clipping_takes_row_gradients_by_their_values(kernel):
     torch.manual_seed(2)
     dense_params = [torch.nn.Parameter(torch.zeros(8, 3)), torch.nn.Parameter(torch.zeros(5))]

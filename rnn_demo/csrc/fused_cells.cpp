@@ -984,17 +984,23 @@ void for_pass_blocks(int64_t n, int64_t elements, const Body& body) {
   });
 }
 
-void adam_step_rows(at::Tensor& param, at::Tensor& exp_avg, at::Tensor& exp_avg_sq, const at::Tensor& ids,
-                    const at::Tensor& rows, const AdamCoefficients& k) {
+// Checks a row gradient: rows (U, E) at the sorted unique ids (U,) of a (V, E) param.
+void check_rows(const at::Tensor& param, const at::Tensor& ids, const at::Tensor& rows) {
   check_ids(ids);
   TORCH_CHECK(param.dim() == 2, "a parameter with row gradients must be (V, E)");
-  const int64_t num_rows = param.size(0), width = param.size(1), used = ids.size(0);
-  TORCH_CHECK(rows.dim() == 2 && rows.size(0) == used && rows.size(1) == width, "rows must be (len(ids), E)");
+  const int64_t num_rows = param.size(0), used = ids.size(0);
+  TORCH_CHECK(rows.dim() == 2 && rows.size(0) == used && rows.size(1) == param.size(1), "rows must be (len(ids), E)");
   const int64_t* id = ids.data_ptr<int64_t>();
   for (int64_t i = 0; i < used; ++i) {
     TORCH_CHECK(id[i] >= 0 && id[i] < num_rows && (i == 0 || id[i] > id[i - 1]),
                 "ids must be sorted, unique and within the table's ", num_rows, " rows");
   }
+}
+
+void adam_step_rows(at::Tensor& param, at::Tensor& exp_avg, at::Tensor& exp_avg_sq, const at::Tensor& ids,
+                    const at::Tensor& rows, const AdamCoefficients& k) {
+  const int64_t num_rows = param.size(0), width = param.size(1), used = ids.size(0);
+  const int64_t* id = ids.data_ptr<int64_t>();
   float* p = param.data_ptr<float>();
   float* m = exp_avg.data_ptr<float>();
   float* v = exp_avg_sq.data_ptr<float>();
@@ -1013,7 +1019,6 @@ void adam_step_rows(at::Tensor& param, at::Tensor& exp_avg, at::Tensor& exp_avg_
 
 void adam_step_dense(at::Tensor& param, at::Tensor& exp_avg, at::Tensor& exp_avg_sq, const at::Tensor& grad,
                      const AdamCoefficients& k) {
-  TORCH_CHECK(grad.sizes() == param.sizes(), "a dense gradient must have its parameter's shape");
   constexpr int64_t kChunk = 1024;  // blocks split at whole chunks
   const int64_t n = param.numel(), chunks = (n + kChunk - 1) / kChunk, tail = adam_tail(n);
   float* p = param.data_ptr<float>();
@@ -1041,8 +1046,13 @@ void adam_step(std::vector<at::Tensor> params, std::vector<at::Tensor> exp_avgs,
                 "a parameter's moments must have its shape");
     TORCH_CHECK(steps[i].device().is_cpu() && steps[i].scalar_type() == at::kFloat && steps[i].numel() == 1,
                 "steps must be float32 CPU scalars");
+    if (ids[i].has_value()) {
+      check_rows(params[i], *ids[i], grads[i]);
+    } else {
+      TORCH_CHECK(grads[i].sizes() == params[i].sizes(), "a dense gradient must have its parameter's shape");
+    }
   }
-  for (size_t i = 0; i < n; ++i) {
+  for (size_t i = 0; i < n; ++i) {  // everything checked: nothing is changed when an input is wrong
     float* step = steps[i].data_ptr<float>();
     *step += 1.0f;
     const AdamCoefficients k(lr, beta1, beta2, eps, static_cast<double>(*step));
