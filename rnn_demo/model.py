@@ -169,9 +169,8 @@ class RecurrentClassifier(nn.Module):
             The logits and, with ``details``, the intermediate states.
         """
         lengths_cpu = lengths.detach().to("cpu", torch.long)
-        # (B, T) True at real tokens; last-state pooling needs it only for the details
-        needs_mask = details or self.config.pooling != "last"
-        mask = padding_mask(lengths_cpu, embedded.shape[1], embedded.device) if needs_mask else None
+        # (B, T) True at real tokens, for the details; a pooling that needs it builds it otherwise
+        mask = padding_mask(lengths_cpu, embedded.shape[1], embedded.device) if details else None
         if self.config.bidirectional:
             layer_outputs = self._run_packed(embedded, lengths_cpu, details)
         else:

@@ -2,9 +2,9 @@
 
 A batch of 64 texts reads a few hundred to a few thousand of the vocabulary's 10,000-30,000
 rows. A dense gradient for the table means zeroing and scattering into a 12 MB tensor (IMDB's
-30,000 × 100), reading it again for the clipping norm and a third time in Adam's step. Here the embedding's gradient is a sparse tensor holding only
-the rows used (sorted unique ids, one summed row each, added in the order torch adds them), the
-clipping norm is taken over those rows, and ``Adam``/``AdamW`` step the whole table in one pass
+30,000 × 100), reading it again for the clipping norm and a third time in Adam's step. Here the
+embedding's gradient is a sparse tensor holding only the rows used (sorted unique ids, one summed
+row each, added in the order torch adds them), the clipping norm is taken over those rows, and ``Adam``/``AdamW`` step the whole table in one pass
 of the compiled kernels (``rnn_demo.fused``) with a zero gradient for the other rows, in the same
 call as every other parameter of the model (torch's optimizer spent about 0.25 ms of Python and
 dispatch per Rotten Tomatoes step on a GRU's six small tensors).
@@ -14,9 +14,8 @@ its scalar code for a tensor's last numel mod 8 entries): given the same gradien
 moments come out bit for bit the same (tests), and the optimizer's state has torch's keys, so
 checkpoints and the learning-rate scheduler see no difference. The only number that can differ is
 the clipping norm, in its last bits (summed in double, in one call); it changes the weights only in
-steps where clipping applies. This is not "lazy" Adam (torch's
-SparseAdam), which skips the rows without gradient: tried here, it cost 1.4-2.7 points of
-bbc_news accuracy.
+steps where clipping applies. This is not "lazy" Adam (torch's SparseAdam), which skips the rows
+without gradient: tried here, it cost 1.4-2.7 points of bbc_news accuracy.
 
 Used on the CPU for Adam and AdamW without weight decay, with the kernels built (the trainer
 decides, ``use_rows``); everything else keeps torch's dense gradient. Measured in the real

@@ -932,22 +932,11 @@ inline float adam_first_moment(float m, float g, const AdamCoefficients& k) {
   return k.lerp_from_grad ? std::fma(k.c1 - 1.0f, g - m, g) : std::fma(k.c1, g - m, m);
 }
 
-// Entries [0, n) of a tensor span whose gradient is g (nullptr: zero); those from `tail` on are
-// among the tensor's last (numel mod 8), which torch rounds differently (see above).
+// Entries [0, n) of a tensor span whose gradient is g; those from `tail` on are among the tensor's
+// last (numel mod 8), which torch rounds differently (see above).
 inline void adam_span(float* p, float* m, float* v, const float* g, int64_t n, int64_t tail,
                       const AdamCoefficients& k) {
   const int64_t vector_end = std::min(n, std::max<int64_t>(tail, 0));
-  if (g == nullptr) {  // a zero gradient: both of torch's paths give these values
-#pragma omp simd
-    for (int64_t j = 0; j < n; ++j) {
-      const float mj = adam_first_moment(m[j], 0.0f, k);
-      const float vj = std::fma(k.c2 * 0.0f, 0.0f, v[j] * k.b2);
-      m[j] = mj;
-      v[j] = vj;
-      p[j] = p[j] + (k.neg_step_size * mj) / (std::sqrt(vj) / k.bc2_sqrt + k.e);
-    }
-    return;
-  }
 #pragma omp simd
   for (int64_t j = 0; j < vector_end; ++j) {
     const float gj = g[j];
@@ -1005,11 +994,12 @@ void adam_step_rows(at::Tensor& param, at::Tensor& exp_avg, at::Tensor& exp_avg_
   float* m = exp_avg.data_ptr<float>();
   float* v = exp_avg_sq.data_ptr<float>();
   const float* g = rows.data_ptr<float>();
+  const std::vector<float> zeros(width, 0.0f);  // the gradient of the rows the batch did not use
   const int64_t tail = adam_tail(param.numel());
   for_pass_blocks(num_rows, param.numel(), [&](int64_t begin, int64_t end) {
     int64_t i = std::lower_bound(id, id + used, begin) - id;  // the first gradient row at or after `begin`
     for (int64_t r = begin; r < end; ++r) {
-      const float* gr = nullptr;
+      const float* gr = zeros.data();
       if (i < used && id[i] == r) gr = g + (i++) * width;
       const int64_t at = r * width;
       adam_span(p + at, m + at, v + at, gr, width, tail - at, k);
