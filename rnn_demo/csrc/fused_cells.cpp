@@ -595,9 +595,9 @@ std::vector<at::Tensor> gru_backward(const at::Tensor& grad_out, const at::Tenso
   const int64_t dh_at = block_rows * 6 * H, db_at = dh_at + block_rows * H, dwi_at = db_at + 6 * H,
                 dwh_at = dwi_at + 3 * H * E;
   const BlockRegions regions(blocks, dwh_at + 3 * H * H, grad_out.options());
-  auto dw_ih = at::zeros({3 * H, E}, grad_out.options());  // zeros stay when no block runs (B = 0)
-  auto dw_hh = at::zeros({3 * H, H}, grad_out.options());
-  auto db = at::zeros({2, 3 * H}, grad_out.options());
+  auto dw_ih = at::empty({3 * H, E}, grad_out.options());
+  auto dw_hh = at::empty({3 * H, H}, grad_out.options());
+  auto db = at::empty({2, 3 * H}, grad_out.options());
   auto recurrents = step_gemms(B, blocks, H, 3 * H, w_hh.data_ptr<float>(), false);
   auto inputs = input_grad ? step_gemms(B, blocks, E, 3 * H, w_ih.data_ptr<float>(), false) : std::vector<StepGemm>();
   const std::vector<float> zeros(H, 0.0f);
@@ -663,6 +663,8 @@ std::vector<at::Tensor> gru_backward(const at::Tensor& grad_out, const at::Tenso
     sum_blocks(dw_ih.data_ptr<float>(), regions, dwi_at, blocks, 3 * H * E);
     sum_blocks(dw_hh.data_ptr<float>(), regions, dwh_at, blocks, 3 * H * H);
     sum_blocks(db.data_ptr<float>(), regions, db_at, blocks, 6 * H);
+  } else {  // no block ran
+    dw_ih.zero_(), dw_hh.zero_(), db.zero_();
   }
   auto db_ih = db[0].clone(), db_hh = db[1].clone();
   db_hh.narrow(0, 0, 2 * H).copy_(db_ih.narrow(0, 0, 2 * H));  // r and z: the same on both sides
@@ -758,9 +760,9 @@ std::vector<at::Tensor> lstm_backward(const at::Tensor& grad_out, const at::Tens
   const int64_t dh_at = block_rows * 4 * H, dc_at = dh_at + block_rows * H, db_at = dc_at + block_rows * H,
                 dwi_at = db_at + 4 * H, dwh_at = dwi_at + 4 * H * E;
   const BlockRegions regions(blocks, dwh_at + 4 * H * H, grad_out.options());
-  auto dw_ih = at::zeros({4 * H, E}, grad_out.options());  // zeros stay when no block runs (B = 0)
-  auto dw_hh = at::zeros({4 * H, H}, grad_out.options());
-  auto bias_grad = at::zeros({4 * H}, grad_out.options());
+  auto dw_ih = at::empty({4 * H, E}, grad_out.options());
+  auto dw_hh = at::empty({4 * H, H}, grad_out.options());
+  auto bias_grad = at::empty({4 * H}, grad_out.options());
   auto recurrents = step_gemms(B, blocks, H, 4 * H, w_hh.data_ptr<float>(), false);
   auto inputs = input_grad ? step_gemms(B, blocks, E, 4 * H, w_ih.data_ptr<float>(), false) : std::vector<StepGemm>();
   const std::vector<float> zeros(H, 0.0f);
@@ -826,6 +828,8 @@ std::vector<at::Tensor> lstm_backward(const at::Tensor& grad_out, const at::Tens
     sum_blocks(dw_ih.data_ptr<float>(), regions, dwi_at, blocks, 4 * H * E);
     sum_blocks(dw_hh.data_ptr<float>(), regions, dwh_at, blocks, 4 * H * H);
     sum_blocks(bias_grad.data_ptr<float>(), regions, db_at, blocks, 4 * H);
+  } else {  // no block ran
+    dw_ih.zero_(), dw_hh.zero_(), bias_grad.zero_();
   }
   return {dx, dw_ih, dw_hh, bias_grad};
 }
