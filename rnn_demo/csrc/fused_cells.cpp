@@ -496,11 +496,17 @@ void backward_step_matmuls(int64_t t, int64_t T, int64_t begin, int64_t rows, in
   if (input != nullptr) (*input)(d_in, gh, 0.0f, dx + (begin * T + t) * E, T * E);
 }
 
-// Adds up the row blocks' weight- and bias-gradient sums, kept in their regions at `offset` (n floats
-// each), into out, block 0's first and then the others' in order.
-void sum_blocks(float* out, const BlockRegions& regions, int64_t offset, int64_t blocks, int64_t n) {
-  std::copy(regions(0) + offset, regions(0) + offset + n, out);
-  for (int64_t block = 1; block < blocks; ++block) add_to(out, regions(block) + offset, n);
+// A gradient of shape `sizes` from the row blocks' partial sums kept in their regions at `offset`:
+// block 0's, then the others' added in order; zeros when no block ran (an empty batch).
+at::Tensor sum_blocks(const BlockRegions& regions, int64_t offset, int64_t blocks, bool ran, at::IntArrayRef sizes,
+                      const at::TensorOptions& options) {
+  auto out = at::empty(sizes, options);
+  if (!ran) return out.zero_();
+  const int64_t n = out.numel();
+  float* o = out.data_ptr<float>();
+  std::copy(regions(0) + offset, regions(0) + offset + n, o);
+  for (int64_t block = 1; block < blocks; ++block) add_to(o, regions(block) + offset, n);
+  return out;
 }
 
 }  // namespace
@@ -595,9 +601,6 @@ std::vector<at::Tensor> gru_backward(const at::Tensor& grad_out, const at::Tenso
   const int64_t dh_at = block_rows * 6 * H, db_at = dh_at + block_rows * H, dwi_at = db_at + 6 * H,
                 dwh_at = dwi_at + 3 * H * E;
   const BlockRegions regions(blocks, dwh_at + 3 * H * H, grad_out.options());
-  auto dw_ih = at::empty({3 * H, E}, grad_out.options());
-  auto dw_hh = at::empty({3 * H, H}, grad_out.options());
-  auto db = at::empty({2, 3 * H}, grad_out.options());
   auto recurrents = step_gemms(B, blocks, H, 3 * H, w_hh.data_ptr<float>(), false);
   auto inputs = input_grad ? step_gemms(B, blocks, E, 3 * H, w_ih.data_ptr<float>(), false) : std::vector<StepGemm>();
   const std::vector<float> zeros(H, 0.0f);
@@ -659,13 +662,10 @@ std::vector<at::Tensor> gru_backward(const at::Tensor& grad_out, const at::Tenso
                             dh_rows, input_grad ? &inputs[block] : nullptr, dx_p);
     }
   });
-  if (B > 0) {
-    sum_blocks(dw_ih.data_ptr<float>(), regions, dwi_at, blocks, 3 * H * E);
-    sum_blocks(dw_hh.data_ptr<float>(), regions, dwh_at, blocks, 3 * H * H);
-    sum_blocks(db.data_ptr<float>(), regions, db_at, blocks, 6 * H);
-  } else {  // no block ran
-    dw_ih.zero_(), dw_hh.zero_(), db.zero_();
-  }
+  const auto& options = grad_out.options();
+  auto dw_ih = sum_blocks(regions, dwi_at, blocks, B > 0, {3 * H, E}, options);
+  auto dw_hh = sum_blocks(regions, dwh_at, blocks, B > 0, {3 * H, H}, options);
+  auto db = sum_blocks(regions, db_at, blocks, B > 0, {2, 3 * H}, options);
   auto db_ih = db[0].clone(), db_hh = db[1].clone();
   db_hh.narrow(0, 0, 2 * H).copy_(db_ih.narrow(0, 0, 2 * H));  // r and z: the same on both sides
   return {dx, dw_ih, dw_hh, db_ih, db_hh};
@@ -760,9 +760,6 @@ std::vector<at::Tensor> lstm_backward(const at::Tensor& grad_out, const at::Tens
   const int64_t dh_at = block_rows * 4 * H, dc_at = dh_at + block_rows * H, db_at = dc_at + block_rows * H,
                 dwi_at = db_at + 4 * H, dwh_at = dwi_at + 4 * H * E;
   const BlockRegions regions(blocks, dwh_at + 4 * H * H, grad_out.options());
-  auto dw_ih = at::empty({4 * H, E}, grad_out.options());
-  auto dw_hh = at::empty({4 * H, H}, grad_out.options());
-  auto bias_grad = at::empty({4 * H}, grad_out.options());
   auto recurrents = step_gemms(B, blocks, H, 4 * H, w_hh.data_ptr<float>(), false);
   auto inputs = input_grad ? step_gemms(B, blocks, E, 4 * H, w_ih.data_ptr<float>(), false) : std::vector<StepGemm>();
   const std::vector<float> zeros(H, 0.0f);
@@ -824,14 +821,10 @@ std::vector<at::Tensor> lstm_backward(const at::Tensor& grad_out, const at::Tens
                             0.0f, dh_rows, input_grad ? &inputs[block] : nullptr, dx_p);
     }
   });
-  if (B > 0) {
-    sum_blocks(dw_ih.data_ptr<float>(), regions, dwi_at, blocks, 4 * H * E);
-    sum_blocks(dw_hh.data_ptr<float>(), regions, dwh_at, blocks, 4 * H * H);
-    sum_blocks(bias_grad.data_ptr<float>(), regions, db_at, blocks, 4 * H);
-  } else {  // no block ran
-    dw_ih.zero_(), dw_hh.zero_(), bias_grad.zero_();
-  }
-  return {dx, dw_ih, dw_hh, bias_grad};
+  const auto& options = grad_out.options();
+  return {dx, sum_blocks(regions, dwi_at, blocks, B > 0, {4 * H, E}, options),
+          sum_blocks(regions, dwh_at, blocks, B > 0, {4 * H, H}, options),
+          sum_blocks(regions, db_at, blocks, B > 0, {4 * H}, options)};
 }
 
 // Dropout with a counter-based random stream: element i is kept when a hash of (seed, i)
