@@ -151,6 +151,12 @@ class RecurrentClassifier(nn.Module):
         Returns:
             (B, C) logits.
         """
+        first = self.layers[0]
+        if (not self.config.bidirectional and sparse_rows.reads_rows(self.embedding)
+                and fused.usable_from_table(first, self.embedding.weight, ids)):
+            # recording gradients on the CPU: the first layer's kernel looks the words up and drops them out itself
+            x = fused.run_from_table(first, self.embedding, ids, self.dropout)
+            return self.pool_and_classify(self._run_dense(x, None, False, first_done=True)[-1], lengths)[0]
         return self.forward_embedded(sparse_rows.embedding(self.embedding, ids), lengths, details=False).logits
 
     def forward_details(self, ids: torch.Tensor, lengths: torch.Tensor) -> ForwardDetails:
@@ -216,7 +222,8 @@ class RecurrentClassifier(nn.Module):
             pooled = torch.bmm(attention.unsqueeze(1), out).squeeze(1)  # (B, D*H)
         return self.head(fused.dropout(pooled, self.dropout)), pooled, attention
 
-    def _run_dense(self, embedded: torch.Tensor, mask: torch.Tensor | None, details: bool) -> list[torch.Tensor]:
+    def _run_dense(self, embedded: torch.Tensor, mask: torch.Tensor | None, details: bool,
+                   first_done: bool = False) -> list[torch.Tensor]:
         """Left-to-right layers over the padded batch in one call per layer.
 
         Padding sits after each text's real tokens, so it cannot influence the states
@@ -228,10 +235,12 @@ class RecurrentClassifier(nn.Module):
         The states computed over padding are zeroed only with ``details`` (they are shown): the
         next layer never reads them into a real position and every pooling masks them itself
         (zeroing them cost two full passes over the states per layer and step in training).
+        With ``first_done`` (gradients recorded, kernels in use), ``embedded`` is the first layer's output already
+        (``fused.run_from_table``).
         """
-        x = fused.dropout(embedded, self.dropout)
-        outputs = []
-        for i, layer in enumerate(self.layers):
+        x = embedded if first_done else fused.dropout(embedded, self.dropout)
+        outputs = [x] if first_done else []
+        for i, layer in enumerate(self.layers[1:] if first_done else self.layers, int(first_done)):
             if i > 0:
                 x = fused.dropout(x, self.dropout)
             x = fused.run(layer, x) if fused.usable(layer, x) else layer(x)[0]  # (B, T, H)

@@ -51,13 +51,7 @@ class _Embedding(torch.autograd.Function):
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         (ids,) = ctx.saved_tensors
-        width = grad.shape[-1]
-        unique, rows = fused.load().embedding_rows_backward(
-            ids.reshape(-1).contiguous(), grad.reshape(-1, width).contiguous(),
-            -1 if ctx.padding_idx is None else int(ctx.padding_idx), ctx.shape[0])
-        # Sorted unique ids: coalesced already (coalescing again would cost 0.03-0.2 ms).
-        return torch.sparse_coo_tensor(unique[None], rows, ctx.shape, is_coalesced=True,
-                                       check_invariants=False), None, None
+        return fused.rows_gradient(ids, grad, ctx.padding_idx, ctx.shape), None, None
 
 
 def embedding(module: torch.nn.Embedding, ids: torch.Tensor) -> torch.Tensor:
@@ -67,6 +61,16 @@ def embedding(module: torch.nn.Embedding, ids: torch.Tensor) -> torch.Tensor:
     if module.sparse and torch.is_grad_enabled() and _takes_rows(module):
         return _Embedding.apply(module.weight, ids, module.padding_idx)
     return module(ids)
+
+
+def reads_rows(module: torch.nn.Embedding) -> bool:
+    """Whether a recorded look-up in this table may be done by a recurrent layer's kernel itself
+    (``fused.run_from_table``), whose table gradient is rows: the table takes row gradients (as
+    ``embedding`` gives them) or is frozen, without the look-up options (max_norm,
+    scale_grad_by_freq) only torch implements."""
+    if module.weight.requires_grad:
+        return module.sparse and _takes_rows(module)
+    return module.max_norm is None and not module.scale_grad_by_freq
 
 
 def _takes_rows(module: torch.nn.Embedding) -> bool:

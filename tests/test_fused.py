@@ -8,7 +8,7 @@ import os
 import pytest
 import torch
 
-from rnn_demo import fused
+from rnn_demo import fused, sparse_rows
 from rnn_demo.model import ModelConfig, RecurrentClassifier
 
 
@@ -314,3 +314,99 @@ def test_a_training_step_gives_the_threads_to_the_kernels_and_takes_them_back(ke
         steps.close()
     finally:
         torch.set_num_threads(threads)
+
+
+@pytest.mark.parametrize("cell", [torch.nn.GRU, torch.nn.LSTM])
+@pytest.mark.parametrize("p,frozen", [(0.4, False), (0.0, False), (0.4, True)])
+def test_a_layer_reading_the_table_itself_gives_the_look_up_and_dropout_s_values(kernel, cell, p, frozen):
+    """``run_from_table`` = ``run(layer, dropout(embedding(ids)))`` with the same seed, bit for bit: the
+    output and every gradient, the table's as the rows the batch used (padding row left out)."""
+    torch.manual_seed(1)
+    embedding = torch.nn.Embedding(30, 6, padding_idx=0)
+    embedding.weight.requires_grad_(not frozen)
+    embedding.sparse = not frozen
+    layer, dropout = cell(6, 5, batch_first=True), torch.nn.Dropout(p)
+    ids = torch.randint(1, 30, (9, 7))
+    ids[3, 4:] = ids[8, 2:] = 0  # padded texts
+    weight = torch.randn(9, 7, 5)
+    params = [p for p in [embedding.weight, *layer.parameters()] if p.requires_grad]
+
+    def output_and_grads(from_table: bool):
+        for param in params:
+            param.grad = None
+        torch.manual_seed(7)  # the same dropout seed both ways
+        if from_table:
+            assert sparse_rows.reads_rows(embedding) and fused.usable_from_table(layer, embedding.weight, ids)
+            out = fused.run_from_table(layer, embedding, ids, dropout)
+        else:
+            out = fused.run(layer, fused.dropout(sparse_rows.embedding(embedding, ids), dropout))
+        (out * weight).sum().backward()
+        return out, [param.grad.to_dense() if param.grad.is_sparse else param.grad for param in params]
+
+    out, grads = output_and_grads(True)
+    expected, expected_grads = output_and_grads(False)
+    assert torch.equal(out, expected)
+    assert len(grads) == len(expected_grads) == (4 if frozen else 5)
+    for got, want in zip(grads, expected_grads):
+        assert torch.equal(got, want)
+    if not frozen:
+        table_grad = embedding.weight.grad
+        assert table_grad.is_sparse and 0 not in table_grad._indices()[0].tolist()  # rows; no padding row
+        used = (table_grad.to_dense().abs().sum(1) > 0).sum()
+        assert 0 < used <= len(set(ids.flatten().tolist()) - {0})
+    undropped = fused.run(layer, embedding(ids).detach())
+    assert torch.equal(out, undropped) == (p == 0)  # dropout applied exactly when p > 0
+
+
+def test_a_layer_reading_the_table_refuses_ids_outside_it(kernel):
+    embedding, layer = torch.nn.Embedding(10, 4), torch.nn.GRU(4, 3, batch_first=True)
+    with pytest.raises(RuntimeError, match="id 12 is outside the embedding's 10 rows"):
+        fused.run_from_table(layer, embedding, torch.tensor([[1, 12]]), torch.nn.Dropout(0.0))
+
+
+def test_only_tables_with_row_gradients_or_frozen_ones_are_read_by_the_layer(kernel):
+    table = torch.nn.Embedding(10, 4)
+    assert not sparse_rows.reads_rows(table)  # a dense gradient: torch's look-up gives it
+    table.sparse = True
+    assert sparse_rows.reads_rows(table)
+    table.weight.requires_grad_(False)
+    assert sparse_rows.reads_rows(table)
+    assert not sparse_rows.reads_rows(torch.nn.Embedding(10, 4, max_norm=1.0).requires_grad_(False))
+    gru, ids = torch.nn.GRU(4, 3, batch_first=True), torch.zeros(2, 3, dtype=torch.long)
+    assert fused.usable_from_table(gru, table.weight, ids)
+    assert not fused.usable_from_table(gru, table.weight, ids.flatten())
+    with torch.no_grad():
+        assert not fused.usable_from_table(gru, table.weight, ids)
+
+
+@pytest.mark.parametrize("cell,layers", [("gru", 1), ("lstm", 2)])
+def test_training_with_the_first_layer_reading_the_table_is_bit_for_bit_the_same(kernel, monkeypatch, cell, layers):
+    """Dropout, clipping, Adam with row gradients: two epochs give the very same weights either way."""
+    from rnn_demo.batching import BatchLoader, EncodedTexts
+    from rnn_demo.train import Trainer, TrainConfig
+
+    g = torch.Generator().manual_seed(0)
+    lengths = torch.randint(1, 12, (80,), generator=g)
+    seqs = [torch.randint(2, 40, (int(k),), generator=g) for k in lengths]
+    data = EncodedTexts(sequences=seqs, lengths=lengths, labels=torch.tensor([int(x[0] % 3) for x in seqs]),
+                        truncated=torch.zeros(80, dtype=torch.bool))
+    config = ModelConfig(vocab_size=40, num_classes=3, cell=cell, embedding_dim=8, hidden_size=8, num_layers=layers,
+                         dropout=0.3, pooling="max")
+    calls = []
+    real = fused.run_from_table
+    monkeypatch.setattr(fused, "run_from_table", lambda *args: calls.append(1) or real(*args))
+
+    def train():
+        torch.manual_seed(2)
+        model = RecurrentClassifier(config)
+        Trainer(model, BatchLoader(data, 16, shuffle=True), BatchLoader(data, 64),
+                TrainConfig(epochs=2, batch_size=16, clip=0.5, device="cpu", seed=3, patience=0)).fit()
+        return model.state_dict()
+
+    from_table = train()
+    assert len(calls) == 10  # every training step (5 batches x 2 epochs), never evaluation
+    monkeypatch.setattr(fused, "usable_from_table", lambda layer, table, ids: False)
+    looked_up = train()
+    assert len(calls) == 10
+    for key in looked_up:
+        assert torch.equal(from_table[key], looked_up[key]), key

@@ -373,7 +373,7 @@ class WorkerPool {
 // same role in the next batch; a request larger than every free buffer of its kind frees those.
 // Batches of varying length therefore settle on buffers for the longest one seen, held until the
 // process ends: about the memory that batch needs anyway (150 MB for two GRU layers at T = 400).
-enum BufferKind { kStates, kGates, kGateAux, kTanhC, kDx, kKinds };
+enum BufferKind { kStates, kGates, kGateAux, kTanhC, kDx, kInput, kKinds };
 
 at::Tensor pooled_empty(BufferKind kind, at::IntArrayRef sizes, const at::TensorOptions& options) {
   int64_t numel = 1;
@@ -433,6 +433,101 @@ class BlockRegions {
   static constexpr int64_t kGap = int64_t{1} << 16;  // floats: 256 KB
   int64_t stride_;
   at::Tensor memory_;
+};
+
+// Dropout with a counter-based random stream: element i of a tensor is kept when a hash of
+// (seed, i) lands at or above p of the 24-bit range, and kept values are scaled by 1/(1 − p).
+// The same mask on the gradient is the backward pass, so no mask is stored. torch's CPU
+// bernoulli_ draws from one sequential generator at ~9 ns per element (16 ms for an IMDB
+// batch's embeddings); the loops using this are vectorised and ~30x faster.
+inline uint32_t mix32(uint32_t x) {  // "lowbias32" integer hash (C. Wellons)
+  x ^= x >> 16;
+  x *= 0x7feb352dU;
+  x ^= x >> 15;
+  x *= 0x846ca68bU;
+  x ^= x >> 16;
+  return x;
+}
+
+class DropoutMask {
+ public:
+  DropoutMask(double p, int64_t seed, int64_t numel)
+      : lo_(static_cast<uint32_t>(seed)),
+        hi_(static_cast<uint32_t>(static_cast<uint64_t>(seed) >> 32)),
+        threshold_(static_cast<uint32_t>(std::llround(p * 16777216.0))),
+        scale_(static_cast<float>(1.0 / (1.0 - p))) {
+    TORCH_CHECK(p >= 0.0 && p < 1.0, "dropout probability must be in [0, 1)");
+    TORCH_CHECK(numel < (int64_t{1} << 32), "tensor too large for this dropout");
+  }
+
+  bool active() const { return threshold_ > 0; }
+
+  // v, element i of the tensor, after dropout (v itself when p = 0: v · 1.0f).
+  float operator()(float v, int64_t i) const {
+    const uint32_t h = mix32(mix32(static_cast<uint32_t>(i) ^ lo_) + hi_);
+    return (h >> 8) >= threshold_ ? v * scale_ : 0.0f;
+  }
+
+ private:
+  uint32_t lo_, hi_, threshold_;
+  float scale_;
+};
+
+// A layer's input x (B, T, E): the given tensor, or, for a model's first layer, the embedding
+// table's (V, E) rows for token ids (B, T) with dropout (p, seed) applied exactly as `dropout`
+// applies it, gathered by the layer itself into a (B, T, E) tensor that the backward pass reads
+// like a given x. Each row block gathers its rows of a step just before the step's matmul, on its
+// own thread: no separate single-threaded look-up and dropout passes (and calls) before the layer.
+class LayerInput {
+ public:
+  LayerInput(const at::Tensor& x_or_table, const c10::optional<at::Tensor>& ids, double p, int64_t seed)
+      : mask_(p, seed, 0) {
+    check(x_or_table, ids ? "table" : "x");
+    if (!ids) {
+      TORCH_CHECK(x_or_table.dim() == 3, "x must be (B, T, E)");
+      x_ = x_or_table;
+      return;
+    }
+    const at::Tensor& table = x_or_table;
+    TORCH_CHECK(table.dim() == 2, "the embedding table must be (V, E)");
+    TORCH_CHECK(ids->device().is_cpu() && ids->scalar_type() == at::kLong && ids->is_contiguous() && ids->dim() == 2,
+                "ids must be a contiguous (B, T) int64 CPU tensor");
+    const int64_t B = ids->size(0), T = ids->size(1), E = table.size(1), V = table.size(0);
+    mask_ = DropoutMask(p, seed, B * T * E);
+    ids_ = ids->data_ptr<int64_t>();
+    for (int64_t i = 0; i < B * T; ++i) {
+      TORCH_CHECK(ids_[i] >= 0 && ids_[i] < V, "id ", ids_[i], " is outside the embedding's ", V, " rows");
+    }
+    table_ = table.data_ptr<float>();
+    x_ = pooled_empty(kInput, {B, T, E}, table.options());
+  }
+
+  const at::Tensor& x() const { return x_; }
+
+  // Fills rows [begin, end) of step t (when gathering; a given x is there already).
+  void gather(int64_t begin, int64_t end, int64_t t) const {
+    if (table_ == nullptr) return;
+    const int64_t T = x_.size(1), E = x_.size(2);
+    float* x = x_.data_ptr<float>();
+    const DropoutMask mask = mask_;  // a copy the stores into x cannot alias: the loop vectorises (7x faster)
+    for (int64_t row = begin; row < end; ++row) {
+      const int64_t at = (row * T + t) * E;
+      const float* src = table_ + ids_[row * T + t] * E;
+      float* dst = x + at;
+      if (!mask.active()) {
+        std::copy(src, src + E, dst);
+        continue;
+      }
+#pragma omp simd
+      for (int64_t j = 0; j < E; ++j) dst[j] = mask(src[j], at + j);
+    }
+  }
+
+ private:
+  DropoutMask mask_;
+  at::Tensor x_;
+  const float* table_ = nullptr;
+  const int64_t* ids_ = nullptr;
 };
 
 // Rows in the largest of `blocks` row blocks of a batch of `batch` rows.
@@ -511,12 +606,16 @@ at::Tensor sum_blocks(const BlockRegions& regions, int64_t offset, int64_t block
 
 }  // namespace
 
-// x: (B, T, E) batch-first; w_ih: (3H, E); b_ih: (3H); w_hh: (3H, H); b_hh: (3H); the initial
-// state is zero. Returns states (B, T, H) = h_1 … h_T, the layer's output, and for the backward
-// pass gates (T, B, 3H) = [r, z, n] and ghn (T, B, H) = h W_hn + b_hn, time-major: a block's rows
+// x: (B, T, E) batch-first, or, with ids (B, T), the embedding table (V, E) whose rows for ids,
+// after dropout (p, seed), are x (LayerInput); w_ih: (3H, E); b_ih: (3H); w_hh: (3H, H); b_hh: (3H);
+// the initial state is zero. Returns states (B, T, H) = h_1 … h_T, the layer's output, x, and for the
+// backward pass gates (T, B, 3H) = [r, z, n] and ghn (T, B, H) = h W_hn + b_hn, time-major: a block's rows
 // of one step are then one contiguous run, written and read back as a stream.
-std::vector<at::Tensor> gru_forward(const at::Tensor& x, const at::Tensor& w_ih, const at::Tensor& b_ih,
+std::vector<at::Tensor> gru_forward(const at::Tensor& x_or_table, const c10::optional<at::Tensor>& ids, double p,
+                                    int64_t seed, const at::Tensor& w_ih, const at::Tensor& b_ih,
                                     const at::Tensor& w_hh, const at::Tensor& b_hh) {
+  const LayerInput source(x_or_table, ids, p, seed);
+  const at::Tensor& x = source.x();
   const auto sizes = forward_sizes(x, w_ih, b_ih, w_hh, b_hh, 3);  // (plain names: lambdas capture them)
   const int64_t B = sizes[0], T = sizes[1], E = sizes[2], H = sizes[3];
   auto states = pooled_empty(kStates, {B, T, H}, x.options());
@@ -545,6 +644,7 @@ std::vector<at::Tensor> gru_forward(const at::Tensor& x, const at::Tensor& w_ih,
     float* gh = gi + rows * 3 * H;
     std::fill(gh, gh + rows * 3 * H, 0.0f);  // step 0: h = 0
     for (int64_t t = 0; t < T; ++t) {
+      source.gather(begin, end, t);
       input(x_p + (begin * T + t) * E, T * E, 0.0f, gi, 3 * H);
       if (t > 0) recurrent(states_p + (begin * T + t - 1) * H, T * H, 0.0f, gh, 3 * H);
       for (int64_t i = 0; i < rows; ++i) {
@@ -570,7 +670,7 @@ std::vector<at::Tensor> gru_forward(const at::Tensor& x, const at::Tensor& w_ih,
       }
     }
   });
-  return {states, gates, ghn};
+  return {states, x, gates, ghn};
 }
 
 // grad_out: (B, T, H), the gradient w.r.t. states; x and the weights as gru_forward takes them, the
@@ -674,12 +774,15 @@ std::vector<at::Tensor> gru_backward(const at::Tensor& grad_out, const at::Tenso
 
 // LSTM, PyTorch's gate order (i, f, g, o):
 //   i, f, o = σ(·), g = tanh(·) of x W_i* + b_i* + h W_h* + b_h*;  c' = f ⊙ c + i ⊙ g;  h' = o ⊙ tanh(c')
-// x: (B, T, E) batch-first; w_ih: (4H, E); b_ih: (4H); w_hh: (4H, H); b_hh: (4H); the initial
-// state and cell are zero. Returns states (B, T, H) = h_1 … h_T, the layer's output, and for the
-// backward pass, time-major, cells (T, B, H) = c_1 … c_T, gates (T, B, 4H) activated and
+// x: (B, T, E) batch-first or, with ids, the embedding table (as gru_forward); w_ih: (4H, E); b_ih:
+// (4H); w_hh: (4H, H); b_hh: (4H); the initial state and cell are zero. Returns states (B, T, H) =
+// h_1 … h_T, the layer's output, x, and for the backward pass, time-major, cells (T, B, H) = c_1 … c_T, gates (T, B, 4H) activated and
 // tanh_c (T, B, H) = tanh(c).
-std::vector<at::Tensor> lstm_forward(const at::Tensor& x, const at::Tensor& w_ih, const at::Tensor& b_ih,
+std::vector<at::Tensor> lstm_forward(const at::Tensor& x_or_table, const c10::optional<at::Tensor>& ids, double p,
+                                     int64_t seed, const at::Tensor& w_ih, const at::Tensor& b_ih,
                                      const at::Tensor& w_hh, const at::Tensor& b_hh) {
+  const LayerInput source(x_or_table, ids, p, seed);
+  const at::Tensor& x = source.x();
   const auto sizes = forward_sizes(x, w_ih, b_ih, w_hh, b_hh, 4);  // (plain names: lambdas capture them)
   const int64_t B = sizes[0], T = sizes[1], E = sizes[2], H = sizes[3];
   auto states = pooled_empty(kStates, {B, T, H}, x.options());
@@ -706,6 +809,7 @@ std::vector<at::Tensor> lstm_forward(const at::Tensor& x, const at::Tensor& w_ih
     input.pack(), recurrent.pack();
     float* pre = scratch(block);
     for (int64_t t = 0; t < T; ++t) {
+      source.gather(begin, end, t);
       input(x_p + (begin * T + t) * E, T * E, 0.0f, pre, 4 * H);
       if (t > 0) recurrent(states_p + (begin * T + t - 1) * H, T * H, 1.0f, pre, 4 * H);  // step 0: h = 0
       for (int64_t r = 0; r < rows; ++r) {
@@ -735,7 +839,7 @@ std::vector<at::Tensor> lstm_forward(const at::Tensor& x, const at::Tensor& w_ih
       }
     }
   });
-  return {states, cells, gates, tanh_c};
+  return {states, x, cells, gates, tanh_c};
 }
 
 // grad_out: (B, T, H), the gradient w.r.t. states; x and the weights as lstm_forward takes them, the
@@ -827,38 +931,16 @@ std::vector<at::Tensor> lstm_backward(const at::Tensor& grad_out, const at::Tens
           sum_blocks(regions, db_at, blocks, B > 0, {4 * H}, options)};
 }
 
-// Dropout with a counter-based random stream: element i is kept when a hash of (seed, i)
-// lands at or above p of the 24-bit range, and kept values are scaled by 1/(1 − p). The
-// same call on the gradient with the same seed is the backward pass, so no mask is stored.
-// torch's CPU bernoulli_ draws from one sequential generator at ~9 ns per element (16 ms
-// for an IMDB batch's embeddings); this loop is vectorised and ~30x faster.
-namespace {
-inline uint32_t mix32(uint32_t x) {  // "lowbias32" integer hash (C. Wellons)
-  x ^= x >> 16;
-  x *= 0x7feb352dU;
-  x ^= x >> 15;
-  x *= 0x846ca68bU;
-  x ^= x >> 16;
-  return x;
-}
-}  // namespace
-
+// Dropout of x (DropoutMask); the same call on x's gradient is its backward pass.
 at::Tensor dropout(const at::Tensor& x, double p, int64_t seed) {
   check(x, "x");
-  TORCH_CHECK(p >= 0.0 && p < 1.0, "dropout probability must be in [0, 1)");
-  TORCH_CHECK(x.numel() < (int64_t{1} << 32), "tensor too large for this dropout");
+  const DropoutMask mask(p, seed, x.numel());
   auto out = at::empty_like(x);
   const float* in = x.data_ptr<float>();
   float* o = out.data_ptr<float>();
   const int64_t n = x.numel();
-  const uint32_t lo = static_cast<uint32_t>(seed), hi = static_cast<uint32_t>(static_cast<uint64_t>(seed) >> 32);
-  const uint32_t threshold = static_cast<uint32_t>(std::llround(p * 16777216.0));
-  const float scale = static_cast<float>(1.0 / (1.0 - p));
 #pragma omp simd
-  for (int64_t i = 0; i < n; ++i) {
-    const uint32_t h = mix32(mix32(static_cast<uint32_t>(i) ^ lo) + hi);
-    o[i] = (h >> 8) >= threshold ? in[i] * scale : 0.0f;
-  }
+  for (int64_t i = 0; i < n; ++i) o[i] = mask(in[i], i);
   return out;
 }
 
@@ -887,10 +969,13 @@ void check_ids(const at::Tensor& ids) {
 // ids (N,) int64 in [0, num_rows), grad (N, E): the gradient of an embedding look-up as (the
 // sorted unique ids other than padding_idx (U,), their summed gradient rows (U, E)). A row's
 // gradients are added in the order of ids, starting from zero, as torch's dense backward does.
+// With p > 0, grad is that of the look-up followed by dropout (p, seed), and each of its values goes
+// through the dropout mask on its way into the sum (the value dropout's backward pass would give).
 std::vector<at::Tensor> embedding_rows_backward(const at::Tensor& ids, const at::Tensor& grad, int64_t padding_idx,
-                                                int64_t num_rows) {
+                                                int64_t num_rows, double p, int64_t seed) {
   check_ids(ids);
   check(grad, "grad");
+  const DropoutMask mask(p, seed, grad.numel());
   TORCH_CHECK(grad.dim() == 2 && grad.size(0) == ids.size(0), "grad must be (len(ids), E)");
   const int64_t n = ids.size(0), width = grad.size(1);
   const int64_t* id = ids.data_ptr<int64_t>();
@@ -913,8 +998,13 @@ std::vector<at::Tensor> embedding_rows_backward(const at::Tensor& ids, const at:
     if (id[i] == padding_idx) continue;
     float* row = out + slot[id[i]] * width;
     const float* src = g + i * width;
+    if (!mask.active()) {
 #pragma omp simd
-    for (int64_t j = 0; j < width; ++j) row[j] += src[j];
+      for (int64_t j = 0; j < width; ++j) row[j] += src[j];
+      continue;
+    }
+#pragma omp simd
+    for (int64_t j = 0; j < width; ++j) row[j] += mask(src[j], i * width + j);
   }
   return {unique, rows};
 }
@@ -1098,14 +1188,20 @@ void set_threads(int64_t threads) { block_threads.store(std::max<int64_t>(0, thr
 int64_t threads_for_batch(int64_t batch) { return row_blocks(batch); }
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
-  m.def("gru_forward", &gru_forward, "GRU layer forward over a whole sequence (batch-first)");
+  m.def("gru_forward", &gru_forward, "GRU layer forward over a whole sequence (batch-first)", py::arg("x"),
+        py::arg("ids"), py::arg("p"), py::arg("seed"), py::arg("w_ih"), py::arg("b_ih"), py::arg("w_hh"),
+        py::arg("b_hh"));
   m.def("gru_backward", &gru_backward, "GRU layer backward over a whole sequence (batch-first)");
-  m.def("lstm_forward", &lstm_forward, "LSTM layer forward over a whole sequence (batch-first)");
+  m.def("lstm_forward", &lstm_forward, "LSTM layer forward over a whole sequence (batch-first)", py::arg("x"),
+        py::arg("ids"), py::arg("p"), py::arg("seed"), py::arg("w_ih"), py::arg("b_ih"), py::arg("w_hh"),
+        py::arg("b_hh"));
   m.def("lstm_backward", &lstm_backward, "LSTM layer backward over a whole sequence (batch-first)");
   m.def("dropout", &dropout, "dropout from a counter-based random stream (its own backward)");
   m.def("threads_for_batch", &threads_for_batch, "threads a batch of this size is split over");
   m.def("set_threads", &set_threads, "the most threads the kernels use (0: torch's thread count)");
-  m.def("embedding_rows_backward", &embedding_rows_backward, "an embedding's gradient as (unique ids, summed rows)");
+  m.def("embedding_rows_backward", &embedding_rows_backward, "an embedding's gradient as (unique ids, summed rows)",
+        py::arg("ids"), py::arg("grad"), py::arg("padding_idx"), py::arg("num_rows"), py::arg("p") = 0.0,
+        py::arg("seed") = 0);
   m.def("adam_step", &adam_step, "Adam step of a parameter group, dense or row gradients (torch's fused Adam's values)");
   m.def("total_norm", &total_norm, "2-norm of a list of float32 tensors, summed in double");
 }
