@@ -159,6 +159,24 @@ class RecurrentClassifier(nn.Module):
             return self.pool_and_classify(self._run_dense(x, None, False, first_done=True)[-1], lengths)[0]
         return self.forward_embedded(sparse_rows.embedding(self.embedding, ids), lengths, details=False).logits
 
+    def trains_in_one_call(self) -> bool:
+        """Whether ``loss_and_gradients`` can do this model's training steps: in training mode on the
+        CPU with the kernels (``fused.usable``), one left-to-right layer, last/max/mean pooling, a linear
+        head, and an embedding table that takes row gradients or is frozen (``sparse_rows.reads_rows``)."""
+        c = self.config
+        return (self.training and torch.is_grad_enabled() and not c.bidirectional and c.num_layers == 1
+                and c.head_hidden == 0 and c.pooling in fused.POOLINGS and sparse_rows.reads_rows(self.embedding)
+                and fused.usable(self.layers[0], self.embedding.weight))
+
+    def loss_and_gradients(self, ids: torch.Tensor, lengths: torch.Tensor, labels: torch.Tensor,
+                           class_weight: torch.Tensor | None = None) -> torch.Tensor:
+        """A training step's cross-entropy loss (``nn.CrossEntropyLoss(weight=class_weight)`` of the logits
+        ``forward`` gives), with every trainable parameter's ``.grad`` set to its gradient, in one kernel
+        call (``fused.classifier_step``; where ``trains_in_one_call``). The same values as ``forward``,
+        the loss and ``backward`` to float rounding, drawing the same dropout masks."""
+        return fused.classifier_step(self.layers[0], self.embedding, self.dropout, self.head, self.config.pooling,
+                                     ids, lengths.to("cpu", torch.long), labels, class_weight)
+
     def forward_details(self, ids: torch.Tensor, lengths: torch.Tensor) -> ForwardDetails:
         """Like ``forward`` but also returns every layer's states, the pooled vector and attention."""
         return self.forward_embedded(self.embedding(ids), lengths, details=True)

@@ -283,14 +283,20 @@ class Trainer:
         """One optimizer step on a batch: (loss, gradient norm before clipping), or (loss, None)
         without any update when the loss is not finite. While every recurrent layer runs in the
         compiled kernels, torch's own ops run on one thread and the kernels on torch's threads
-        (``fused.threads_to_kernels``)."""
+        (``fused.threads_to_kernels``); where the model allows it, its forward and backward pass are one
+        kernel call (``RecurrentClassifier.loss_and_gradients``)."""
         model, c = self.model, self.config
         with fused.threads_to_kernels(kernel_layers):
-            loss = self.loss_fn(model(batch.ids, batch.lengths), batch.labels)
+            one_call = kernel_layers and model.trains_in_one_call()
+            if one_call:  # forward and backward in one kernel call (self.loss_fn is CrossEntropyLoss(weight))
+                loss = model.loss_and_gradients(batch.ids, batch.lengths, batch.labels, self.loss_fn.weight)
+            else:
+                loss = self.loss_fn(model(batch.ids, batch.lengths), batch.labels)
             if not math.isfinite(loss.item()):  # one read (a GPU waits for it, as it did for isfinite)
                 return loss, None
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            if not one_call:
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
             params = [p for p in model.parameters() if p.grad is not None]
             grad_norm = clip_grad_norm_(params, c.clip if c.clip > 0 else math.inf)
             self.optimizer.step()

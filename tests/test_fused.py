@@ -296,9 +296,9 @@ def test_a_training_step_gives_the_threads_to_the_kernels_and_takes_them_back(ke
     torch.set_num_threads(2)
     try:
         seen = []
-        real_dropout = fused.dropout
-        monkeypatch.setattr(fused, "dropout", lambda x, module: seen.append(
-            (torch.get_num_threads(), fused.threads_for_batch(64))) or real_dropout(x, module))
+        real_seed = fused._dropout_seed  # drawn inside a step, whichever way the step runs
+        monkeypatch.setattr(fused, "_dropout_seed", lambda *args: seen.append(
+            (torch.get_num_threads(), fused.threads_for_batch(64))) or real_seed(*args))
         g = torch.Generator().manual_seed(0)
         lengths = torch.randint(2, 9, (64,), generator=g)
         seqs = [torch.randint(2, 40, (int(k),), generator=g) for k in lengths]
@@ -381,7 +381,9 @@ def test_only_tables_with_row_gradients_or_frozen_ones_are_read_by_the_layer(ker
 
 @pytest.mark.parametrize("cell,layers", [("gru", 1), ("lstm", 2)])
 def test_training_with_the_first_layer_reading_the_table_is_bit_for_bit_the_same(kernel, monkeypatch, cell, layers):
-    """Dropout, clipping, Adam with row gradients: two epochs give the very same weights either way."""
+    """Dropout, clipping, Adam with row gradients: two epochs give the very same weights either way
+    (both through the model's forward and autograd; the one-call step is tested below)."""
+    monkeypatch.setattr(RecurrentClassifier, "trains_in_one_call", lambda self: False)
     from rnn_demo.batching import BatchLoader, EncodedTexts
     from rnn_demo.train import Trainer, TrainConfig
 
@@ -410,3 +412,106 @@ def test_training_with_the_first_layer_reading_the_table_is_bit_for_bit_the_same
     assert len(calls) == 10
     for key in looked_up:
         assert torch.equal(from_table[key], looked_up[key]), key
+
+
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+@pytest.mark.parametrize("pooling", ["last", "max", "mean"])
+@pytest.mark.parametrize("weighted,frozen", [(False, False), (True, False), (False, True)])
+def test_the_one_call_step_gives_the_model_s_loss_and_every_gradient(kernel, cell, pooling, weighted, frozen):
+    torch.manual_seed(0)
+    model = RecurrentClassifier(ModelConfig(vocab_size=50, num_classes=3, cell=cell, embedding_dim=8, hidden_size=16,
+                                            dropout=0.3, pooling=pooling, freeze_embeddings=frozen))
+    model.embedding.sparse = not frozen
+    lengths = torch.tensor([9, 9, 8, 6, 6, 5, 3, 2, 1, 1])
+    ids = torch.randint(1, 50, (10, 9))
+    ids[torch.arange(9)[None] >= lengths[:, None]] = 0
+    labels = torch.tensor([0, 1, 2, 0, 1, 2, 2, 1, 0, 2])
+    weight = torch.tensor([0.5, 1.0, 2.0]) if weighted else None
+    assert model.trains_in_one_call()
+
+    def grads():
+        return {n: p.grad.to_dense() if p.grad.is_sparse else p.grad for n, p in model.named_parameters()
+                if p.grad is not None}
+
+    torch.manual_seed(1)  # the same dropout masks both ways
+    loss = model.loss_and_gradients(ids, lengths, labels, weight)
+    one_call = grads()
+    model.zero_grad(set_to_none=True)
+    torch.manual_seed(1)
+    expected = torch.nn.CrossEntropyLoss(weight=weight)(model(ids, lengths), labels)
+    expected.backward()
+    torch.testing.assert_close(loss, expected.detach(), rtol=1e-6, atol=1e-6)
+    assert one_call.keys() == grads().keys() and ("embedding.weight" in one_call) == (not frozen)
+    for name, grad in grads().items():
+        torch.testing.assert_close(one_call[name], grad, rtol=1e-5, atol=1e-6, msg=name)
+    assert one_call["head.weight"].abs().sum() > 0 and one_call["layers.0.weight_hh_l0"].abs().sum() > 0
+
+
+def test_only_models_the_one_call_step_computes_take_it(kernel):
+    def model(**changes):
+        m = RecurrentClassifier(ModelConfig(**{"vocab_size": 20, "embedding_dim": 4, "hidden_size": 4, **changes}))
+        m.embedding.sparse = True
+        return m
+
+    assert model().trains_in_one_call()
+    assert not model(pooling="attention").trains_in_one_call()
+    assert not model(num_layers=2).trains_in_one_call()
+    assert not model(bidirectional=True).trains_in_one_call()
+    assert not model(head_hidden=8).trains_in_one_call()
+    assert not model(cell="rnn").trains_in_one_call()
+    assert not model().eval().trains_in_one_call()
+    dense = model()
+    dense.embedding.sparse = False  # a dense table gradient (SGD, weight decay): the modules' way
+    assert not dense.trains_in_one_call()
+    with torch.no_grad():
+        assert not model().trains_in_one_call()
+
+
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+def test_training_in_one_call_learns_what_the_modules_learn(kernel, monkeypatch, cell):
+    """Two epochs (dropout, class weights, clipping, Adam with row gradients) end at the same weights to
+    float rounding, and every training step took the one-call path."""
+    from rnn_demo.batching import BatchLoader, EncodedTexts
+    from rnn_demo.train import Trainer, TrainConfig
+
+    g = torch.Generator().manual_seed(0)
+    lengths = torch.randint(1, 12, (80,), generator=g)
+    seqs = [torch.randint(2, 40, (int(k),), generator=g) for k in lengths]
+    data = EncodedTexts(sequences=seqs, lengths=lengths, labels=torch.tensor([int(x[0] % 3) for x in seqs]),
+                        truncated=torch.zeros(80, dtype=torch.bool))
+    config = ModelConfig(vocab_size=40, num_classes=3, cell=cell, embedding_dim=8, hidden_size=8, dropout=0.3,
+                         pooling="max")
+    calls = []
+    real = RecurrentClassifier.loss_and_gradients
+    monkeypatch.setattr(RecurrentClassifier, "loss_and_gradients", lambda self, *a: calls.append(1) or real(self, *a))
+
+    def train():
+        torch.manual_seed(2)
+        model = RecurrentClassifier(config)
+        Trainer(model, BatchLoader(data, 16, shuffle=True), BatchLoader(data, 64),
+                TrainConfig(epochs=2, batch_size=16, clip=0.5, class_weights=True, device="cpu", seed=3,
+                            patience=0)).fit()
+        return model.state_dict()
+
+    one_call = train()
+    assert len(calls) == 10  # every training step (5 batches x 2 epochs), never evaluation
+    monkeypatch.setattr(RecurrentClassifier, "trains_in_one_call", lambda self: False)
+    modules = train()
+    assert len(calls) == 10
+    for key in modules:
+        torch.testing.assert_close(one_call[key], modules[key], rtol=1e-4, atol=1e-5, msg=key)
+
+
+def test_the_one_call_step_lets_a_nan_through_max_pooling_as_torch_does(kernel):
+    """A text whose states turn NaN part-way gives a NaN loss (so training stops as diverged), not a loss
+    that skips the NaN states."""
+    torch.manual_seed(0)
+    model = RecurrentClassifier(ModelConfig(vocab_size=20, num_classes=2, cell="gru", embedding_dim=4,
+                                            hidden_size=4, pooling="max"))
+    model.embedding.sparse = True
+    with torch.no_grad():
+        model.embedding.weight[7] = float("nan")
+    ids = torch.tensor([[3, 4, 7, 5], [2, 3, 4, 5]])  # NaN from the third step of the first text on
+    lengths, labels = torch.tensor([4, 4]), torch.tensor([0, 1])
+    assert torch.isnan(torch.nn.functional.cross_entropy(model(ids, lengths), labels))
+    assert torch.isnan(model.loss_and_gradients(ids, lengths, labels))
