@@ -465,23 +465,21 @@ def recommendations(results: dict[str, dict[str, Any]]) -> list[str]:
     peak = (training.get("matmul_flops_per_second") or {}).get("median")
     at_peak = f"{0.7e9 / peak * 1e3:.1f} ms at this run's large-matmul rate" if peak else "a few ms at the matmul rate"
     lines.append(
-        "2. **Rotten Tomatoes sits near the 0.5 line, and moves with the machine.** A batch of ~1,400 tokens "
-        f"carries ~0.7 GFLOP of counted work, {at_peak}; in the real loop the GRU kernels take about two thirds "
-        "of an 8-10 ms step, the embedding table's exact Adam pass ~0.5 ms, and collate, the head's dropout, "
-        "loss, clipping and autograd bookkeeping the rest, on one thread. On their own, one 32-row block at a "
-        "time, the kernels "
-        "run at 75-80% of a one-thread large matmul; two blocks on two threads now take 1.03-1.16x one block's time "
-        "(the GRU forward took 1.19-1.34x while the blocks' per-step buffers lay side by side; they are now 256 KB "
-        "apart). Inside the loop each call takes ~20% longer than back to back (the second core has slept in "
-        "between, and the table's pass has gone through the caches). Hence "
+        "2. **The Rotten Tomatoes GRU sits near the 0.5 line, and moves with the machine.** A batch of ~1,400 "
+        f"tokens carries ~0.7 GFLOP of counted work, {at_peak}; a GRU carries less work per token than an LSTM, "
+        "so the fixed costs of a step weigh most. With the one-call step ~82% of a 7-9 ms step is that call (the "
+        "layer's kernels, head and row gradient), ~9% the embedding table's exact Adam pass, ~3% collate, the rest "
+        "Python bookkeeping and clipping. One 32-row block on one thread, the GRU backward pass runs at 84 GFLOP/s "
+        "against 90 for a one-thread large matmul, its forward pass at 63-72 (each step's two matmuls have only "
+        "100 and 128 inner products per output; the gate loop is ~10%); inside the loop each call takes longer "
+        "again (the second core has slept in between, the table's pass has gone through the caches). Hence "
         + (", ".join(f"{k} {v:.2f}" for k, v in eff.items()) if eff else "the figures above")
-        + " of matmul peak. With the same code the Rotten Tomatoes GRU median has ranged 0.39-0.52 between runs "
-          "on this shared machine (its short steps' wake-ups and single-threaded stretches move with the load "
-          "more than a large matmul does). What would move it: bigger batches or hidden sizes (more work per "
-          "call), or the whole step (embedding, head, loss, optimizer) in compiled code; trimming single ops "
-          "(a numpy collate, an index_select for the last states) gave nothing beyond the noise, and starting the "
-          "table's pass early on the idle core took 0.5 ms off the optimizer step and added about as much to the "
-          "backward kernel (its pass through the caches came just before it).")
+        + " of matmul peak. With the same code the Rotten Tomatoes GRU median ranged 0.40-0.55 over 16 runs in "
+          "one hour (median 0.475; LSTM 0.49-0.59, median 0.53) on this shared machine. Tried and not kept: the "
+          "kernels' threads spinning before they sleep (3 ms: +2-3%; 200 µs: within the noise), transparent huge "
+          "pages for the table and its moments (+1%, noise), a numpy collate and an index_select for the last "
+          "states (nothing beyond the noise), starting the table's pass early on the idle core (0.5 ms off the "
+          "optimizer step, about as much added to the backward kernel).")
     lines.append("")
     return lines
 

@@ -7,8 +7,9 @@ use (about 30 s, once per machine and torch version, cached in ``<cache>/kernels
 it in autograd functions and tells the model whether it can be used (GRU and LSTM layers,
 see ``cells()``); a model's first layer can also look its words up in the embedding table and
 drop them out itself (``run_from_table``), and a one-layer classifier's whole training forward and
-backward pass, pooling, head and loss included, can run as one call (``classifier_step``). It needs a C++ compiler and ``ninja``; without them, or with
-``RNN_DEMO_FUSED=0``, training uses torch's layers and dropout, and nothing else changes.
+backward pass, pooling, head and loss included, can run as one call (``classifier_step``). It
+needs a C++ compiler and ``ninja``; without them, or with ``RNN_DEMO_FUSED=0``, training uses
+torch's layers and dropout, and nothing else changes.
 
 The cells compute exactly PyTorch's cells (outputs and gradients agree to float32 rounding),
 so weights trained either way are interchangeable; inference always uses torch's layers.
@@ -333,15 +334,16 @@ def classifier_step(layer: torch.nn.GRU | torch.nn.LSTM, embedding: torch.nn.Emb
     +0.9% tokens/s (IMDB's long batches are the kernels' time already)."""
     table = embedding.weight
     seed = _dropout_seed(dropout, table.device, table.dtype, ids.numel() * table.shape[1])
-    head_seed = None if seed is None else _dropout_seed(dropout, table.device, table.dtype, ids.shape[0] * head.in_features)
+    pooled_numel = ids.shape[0] * head.in_features  # the head's dropout draws its seed second, as in the model
+    head_seed = None if seed is None else _dropout_seed(dropout, table.device, table.dtype, pooled_numel)
     p = float(dropout.p) if seed is not None else 0.0
     padding = -1 if embedding.padding_idx is None else int(embedding.padding_idx)
     weights = _weights(layer)
+    w_ih, w_hh, b_ih, b_hh = (w.contiguous() for w in weights)
     loss, unique, rows, *grads = _module.classifier_step(
         isinstance(layer, torch.nn.LSTM), table, ids.contiguous(), lengths.contiguous(), labels.contiguous(), p,
-        seed or 0, head_seed or 0, padding, table.requires_grad, weights[0], weights[2].contiguous(), weights[1],
-        weights[3].contiguous(), head.weight.contiguous(), head.bias.contiguous(),
-        None if class_weight is None else class_weight.contiguous(), POOLINGS[pooling])
+        seed or 0, head_seed or 0, padding, table.requires_grad, w_ih, b_ih, w_hh, b_hh, head.weight.contiguous(),
+        head.bias.contiguous(), None if class_weight is None else class_weight.contiguous(), POOLINGS[pooling])
     if table.requires_grad:
         table.grad = _row_tensor(unique, rows, table.shape)
     for param, grad in zip((*weights, head.weight, head.bias), grads):

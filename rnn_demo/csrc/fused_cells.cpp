@@ -776,8 +776,8 @@ std::vector<at::Tensor> gru_backward(const at::Tensor& grad_out, const at::Tenso
 //   i, f, o = σ(·), g = tanh(·) of x W_i* + b_i* + h W_h* + b_h*;  c' = f ⊙ c + i ⊙ g;  h' = o ⊙ tanh(c')
 // x: (B, T, E) batch-first or, with ids, the embedding table (as gru_forward); w_ih: (4H, E); b_ih:
 // (4H); w_hh: (4H, H); b_hh: (4H); the initial state and cell are zero. Returns states (B, T, H) =
-// h_1 … h_T, the layer's output, x, and for the backward pass, time-major, cells (T, B, H) = c_1 … c_T, gates (T, B, 4H) activated and
-// tanh_c (T, B, H) = tanh(c).
+// h_1 … h_T, the layer's output, x, and for the backward pass, time-major, cells (T, B, H) =
+// c_1 … c_T, gates (T, B, 4H) activated and tanh_c (T, B, H) = tanh(c).
 std::vector<at::Tensor> lstm_forward(const at::Tensor& x_or_table, const c10::optional<at::Tensor>& ids, double p,
                                      int64_t seed, const at::Tensor& w_ih, const at::Tensor& b_ih,
                                      const at::Tensor& w_hh, const at::Tensor& b_hh) {
