@@ -151,22 +151,25 @@ class RecurrentClassifier(nn.Module):
         Returns:
             (B, C) logits.
         """
-        first = self.layers[0]
-        if (not self.config.bidirectional and sparse_rows.reads_rows(self.embedding)
-                and fused.usable_from_table(first, self.embedding.weight, ids)):
-            # recording gradients on the CPU: the first layer's kernel looks the words up and drops them out itself
-            x = fused.run_from_table(first, self.embedding, ids, self.dropout)
+        if self._first_layer_reads_table(ids):  # the first layer's kernel looks the words up and drops them out
+            x = fused.run_from_table(self.layers[0], self.embedding, ids, self.dropout)
             return self.pool_and_classify(self._run_dense(x, None, False, first_done=True)[-1], lengths)[0]
         return self.forward_embedded(sparse_rows.embedding(self.embedding, ids), lengths, details=False).logits
 
-    def trains_in_one_call(self) -> bool:
-        """Whether ``loss_and_gradients`` can do this model's training steps: in training mode on the
-        CPU with the kernels (``fused.usable``), one left-to-right layer, last/max/mean pooling, a linear
-        head, and an embedding table that takes row gradients or is frozen (``sparse_rows.reads_rows``)."""
+    def _first_layer_reads_table(self, ids: torch.Tensor) -> bool:
+        """Whether the first layer can read ``ids``' rows from the embedding table itself: one way, recording
+        gradients on the CPU with the kernels (``fused.usable_from_table``), and a table that takes row
+        gradients or is frozen (``sparse_rows.reads_rows``)."""
+        return (not self.config.bidirectional and sparse_rows.reads_rows(self.embedding)
+                and fused.usable_from_table(self.layers[0], self.embedding.weight, ids))
+
+    def trains_in_one_call(self, ids: torch.Tensor) -> bool:
+        """Whether ``loss_and_gradients`` can do this model's training step on ``ids``: in training mode,
+        one layer reading the table itself (``_first_layer_reads_table``), last/max/mean pooling and a
+        linear head."""
         c = self.config
-        return (self.training and torch.is_grad_enabled() and not c.bidirectional and c.num_layers == 1
-                and c.head_hidden == 0 and c.pooling in fused.POOLINGS and sparse_rows.reads_rows(self.embedding)
-                and fused.usable(self.layers[0], self.embedding.weight))
+        return (self.training and c.num_layers == 1 and c.head_hidden == 0 and c.pooling in fused.POOLINGS
+                and self._first_layer_reads_table(ids))
 
     def loss_and_gradients(self, ids: torch.Tensor, lengths: torch.Tensor, labels: torch.Tensor,
                            class_weight: torch.Tensor | None = None) -> torch.Tensor:

@@ -287,7 +287,7 @@ class Trainer:
         kernel call (``RecurrentClassifier.loss_and_gradients``)."""
         model, c = self.model, self.config
         with fused.threads_to_kernels(kernel_layers):
-            one_call = kernel_layers and model.trains_in_one_call()
+            one_call = kernel_layers and model.trains_in_one_call(batch.ids)
             if one_call:  # forward and backward in one kernel call (self.loss_fn is CrossEntropyLoss(weight))
                 loss = model.loss_and_gradients(batch.ids, batch.lengths, batch.labels, self.loss_fn.weight)
             else:

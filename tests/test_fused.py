@@ -383,7 +383,7 @@ def test_only_tables_with_row_gradients_or_frozen_ones_are_read_by_the_layer(ker
 def test_training_with_the_first_layer_reading_the_table_is_bit_for_bit_the_same(kernel, monkeypatch, cell, layers):
     """Dropout, clipping, Adam with row gradients: two epochs give the very same weights either way
     (both through the model's forward and autograd; the one-call step is tested below)."""
-    monkeypatch.setattr(RecurrentClassifier, "trains_in_one_call", lambda self: False)
+    monkeypatch.setattr(RecurrentClassifier, "trains_in_one_call", lambda self, ids: False)
     from rnn_demo.batching import BatchLoader, EncodedTexts
     from rnn_demo.train import Trainer, TrainConfig
 
@@ -427,7 +427,7 @@ def test_the_one_call_step_gives_the_model_s_loss_and_every_gradient(kernel, cel
     ids[torch.arange(9)[None] >= lengths[:, None]] = 0
     labels = torch.tensor([0, 1, 2, 0, 1, 2, 2, 1, 0, 2])
     weight = torch.tensor([0.5, 1.0, 2.0]) if weighted else None
-    assert model.trains_in_one_call()
+    assert model.trains_in_one_call(ids)
 
     def grads():
         return {n: p.grad.to_dense() if p.grad.is_sparse else p.grad for n, p in model.named_parameters()
@@ -453,18 +453,19 @@ def test_only_models_the_one_call_step_computes_take_it(kernel):
         m.embedding.sparse = True
         return m
 
-    assert model().trains_in_one_call()
-    assert not model(pooling="attention").trains_in_one_call()
-    assert not model(num_layers=2).trains_in_one_call()
-    assert not model(bidirectional=True).trains_in_one_call()
-    assert not model(head_hidden=8).trains_in_one_call()
-    assert not model(cell="rnn").trains_in_one_call()
-    assert not model().eval().trains_in_one_call()
+    ids = torch.ones(2, 3, dtype=torch.long)
+    assert model().trains_in_one_call(ids)
+    assert not model(pooling="attention").trains_in_one_call(ids)
+    assert not model(num_layers=2).trains_in_one_call(ids)
+    assert not model(bidirectional=True).trains_in_one_call(ids)
+    assert not model(head_hidden=8).trains_in_one_call(ids)
+    assert not model(cell="rnn").trains_in_one_call(ids)
+    assert not model().eval().trains_in_one_call(ids)
     dense = model()
     dense.embedding.sparse = False  # a dense table gradient (SGD, weight decay): the modules' way
-    assert not dense.trains_in_one_call()
+    assert not dense.trains_in_one_call(ids)
     with torch.no_grad():
-        assert not model().trains_in_one_call()
+        assert not model().trains_in_one_call(ids)
 
 
 @pytest.mark.parametrize("cell", ["gru", "lstm"])
@@ -495,7 +496,7 @@ def test_training_in_one_call_learns_what_the_modules_learn(kernel, monkeypatch,
 
     one_call = train()
     assert len(calls) == 10  # every training step (5 batches x 2 epochs), never evaluation
-    monkeypatch.setattr(RecurrentClassifier, "trains_in_one_call", lambda self: False)
+    monkeypatch.setattr(RecurrentClassifier, "trains_in_one_call", lambda self, ids: False)
     modules = train()
     assert len(calls) == 10
     for key in modules:

@@ -169,7 +169,7 @@ def _toy_data(n: int = 96):
 def test_a_trainer_with_row_gradients_learns_exactly_what_dense_gradients_learn(kernel, monkeypatch, cell):
     """Without clipping (the only place the summation order differs) training is bit for bit the same
     (with the model's own forward and backward: the one-call step rounds its head's sums differently)."""
-    monkeypatch.setattr(RecurrentClassifier, "trains_in_one_call", lambda self: False)
+    monkeypatch.setattr(RecurrentClassifier, "trains_in_one_call", lambda self, ids: False)
     encoded, vocab_size = _toy_data()
     config = TrainConfig(epochs=2, batch_size=16, clip=0.0, device="cpu", seed=4, patience=0)
     model_config = ModelConfig(vocab_size=vocab_size, cell=cell, embedding_dim=6, hidden_size=8)
