@@ -447,6 +447,44 @@ def test_the_one_call_step_gives_the_model_s_loss_and_every_gradient(kernel, cel
     assert one_call["head.weight"].abs().sum() > 0 and one_call["layers.0.weight_hh_l0"].abs().sum() > 0
 
 
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+@pytest.mark.parametrize("order", ["longest first", "shuffled"])
+def test_the_one_call_step_computes_only_real_steps_on_token_balanced_blocks(kernel, cell, order):
+    # 37 texts of 1-12 tokens padded to 14 steps, on two threads: each step computes only the texts still
+    # running and the two row blocks hold about as many real tokens each, in either row order; the loss
+    # and gradients are still the modules' (which compute every padded step too).
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        torch.manual_seed(0)
+        model = RecurrentClassifier(ModelConfig(vocab_size=60, num_classes=2, cell=cell, embedding_dim=8,
+                                                hidden_size=16, dropout=0.2, pooling="mean"))
+        model.embedding.sparse = True
+        lengths = torch.sort(torch.randint(1, 13, (37,)), descending=True).values
+        if order == "shuffled":
+            lengths = lengths[torch.randperm(37)]
+        ids = torch.randint(1, 60, (37, 14))
+        ids[torch.arange(14)[None] >= lengths[:, None]] = 0
+        labels = torch.randint(0, 2, (37,))
+        grads = {}
+        for way in ("one call", "modules"):
+            model.zero_grad(set_to_none=True)
+            torch.manual_seed(1)
+            if way == "one call":
+                loss = model.loss_and_gradients(ids, lengths, labels)
+            else:
+                loss = torch.nn.functional.cross_entropy(model(ids, lengths), labels)
+                loss.backward()
+            grads[way] = (loss.detach(), {n: p.grad.to_dense() if p.grad.is_sparse else p.grad.clone()
+                                          for n, p in model.named_parameters()})
+    finally:
+        torch.set_num_threads(threads)
+    torch.testing.assert_close(grads["one call"][0], grads["modules"][0], rtol=1e-6, atol=1e-6)
+    for name, grad in grads["modules"][1].items():
+        torch.testing.assert_close(grads["one call"][1][name], grad, rtol=1e-5, atol=1e-6, msg=name)
+    assert grads["one call"][1]["embedding.weight"].abs().sum() > 0
+
+
 def test_only_models_the_one_call_step_computes_take_it(kernel):
     def model(**changes):
         m = RecurrentClassifier(ModelConfig(**{"vocab_size": 20, "embedding_dim": 4, "hidden_size": 4, **changes}))
