@@ -162,11 +162,7 @@ def training_section(result: dict[str, Any]) -> list[str]:
         f"pads/truncates to {s['reference_fixed_length']}, embedding → cell(batch_first) → `output[:, -1]`, no "
         f"packing/masking. Per configuration both loops are built once and advanced in {s['windows']} short windows "
         "each (batches per window in the table), taking turns in alternating order through the start of a seeded "
-        "epoch, after 2 warm-up batches; each window starts with "
-        f"{s.get('untimed_steps_per_window', 0)} untimed step(s) of its loop, so it times that loop's steady state "
-        "rather than the hand-over from the other one (torch's OpenMP worker spinning on after the reference's "
-        "window, caches holding the other loop's data; `benchmarks/training.py`'s docstring has the measurements). "
-        "Every figure is computed per window, then "
+        "epoch, after 2 warm-up batches. Every figure is computed per window, then "
         "the median (min–max in brackets); ratios pair windows run back to back. Epoch times are extrapolated: ours by "
         "real tokens (bucketed batches cost ~ their tokens), the reference by examples (every batch is 64×50).",
         "",

@@ -10,15 +10,7 @@ dropout 0.3, Adam lr 2e-3, no pretrained vectors, the same vocabulary. For each 
 the two loops are built once and advanced in short windows of a few batches, taking turns
 (in alternating order) through the first part of a seeded epoch; every figure is per window,
 then the median over windows (on a shared machine, bursts of load hit single windows, and the
-median discards them). Each window starts with one untimed step of its loop, so that a window
-times the loop's own steady state, not the hand-over from the other loop: torch's OpenMP
-worker, which the reference's ops wake, spins on its core for a few milliseconds after the
-reference's last parallel region, on the core our kernels' second row block needs, and the
-other loop's data has pushed this one's out of the caches. Training runs its steps back to back
-and meets neither. Measured on this project's machine (Rotten Tomatoes GRU, four runs each,
-alternating): efficiency 0.40-0.53 with the first step timed, 0.54-0.56 without it; with
-``OMP_WAIT_POLICY=passive`` (no spinning) 0.56-0.64 with the first step timed, but the
-reference then ran 1.7x slower, so that is no fair setting. Epoch times are extrapolated from each window: ours by real tokens
+median discards them). Epoch times are extrapolated from each window: ours by real tokens
 (bucketed batches cost ~ their tokens), the reference by examples (every batch is 64×50).
 
 On imdb the reference reads at most 50 tokens per review while ours reads up to 400, so the
@@ -54,7 +46,6 @@ CLIP = 1.0
 WINDOW_BATCHES = {"rotten_tomatoes": 6, "imdb": 2}
 QUICK_WINDOW_BATCHES = {"rotten_tomatoes": 3, "imdb": 1}
 WARMUP_BATCHES = 2
-UNTIMED_PER_WINDOW = 1  # steps each loop runs untimed before each timed window (see the module docstring)
 PEAK_SAMPLES_AT_START = 5
 
 
@@ -238,8 +229,7 @@ def main() -> None:
     matmul_size = 1024 if args.quick else 2048
     result: dict[str, Any] = {"environment": common.environment(args.threads), "settings": {
         "embedding_dim": EMBEDDING_DIM, "hidden_size": HIDDEN_SIZE, "batch_size": BATCH_SIZE, "dropout": DROPOUT,
-        "lr": LR, "clip": CLIP, "pooling": "last", "windows": windows, "untimed_steps_per_window": UNTIMED_PER_WINDOW,
-        "reference_fixed_length": FIXED_LENGTH,
+        "lr": LR, "clip": CLIP, "pooling": "last", "windows": windows, "reference_fixed_length": FIXED_LENGTH,
         "ours_timed": "Trainer.iter_steps() (the real Trainer step: BatchLoader collate, forward, cross-entropy, "
                       "backward, clip_grad_norm_ 1.0, Adam step, bookkeeping)",
     }}
@@ -270,8 +260,7 @@ def main() -> None:
         data = prepared[name]
         steps_per_epoch = len(BatchLoader(data.train, BATCH_SIZE))
         # Stay inside the first epoch: the Trainer evaluates at its end.
-        k = max(1, min(args.window_batches or table.get(name, 2),
-                       (steps_per_epoch - WARMUP_BATCHES - 1) // windows - UNTIMED_PER_WINDOW))
+        k = max(1, min(args.window_batches or table.get(name, 2), (steps_per_epoch - WARMUP_BATCHES - 1) // windows))
         per_window[name] = k
         for cell in cells:
             loops = {"ours": OurLoop(data, cell), "reference": ReferenceLoop(data, cell)}
@@ -281,7 +270,6 @@ def main() -> None:
             for w in range(windows):
                 # Rotate the order every window so no loop always runs first (or right after another).
                 for label in labels[w % len(labels):] + labels[: w % len(labels)]:
-                    loops[label].window(UNTIMED_PER_WINDOW)
                     samples[label].append(loops[label].window(k))
                 peaks.append(probe.sample())
             for loop in loops.values():
