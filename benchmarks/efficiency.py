@@ -22,9 +22,8 @@ from __future__ import annotations
 
 import time
 
+import common  # first: imports rnn_demo, whose OpenMP settings must precede torch
 import torch
-
-import common
 
 GATES = {"rnn": 1, "gru": 3, "lstm": 4}
 

@@ -18,9 +18,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import common  # first: imports rnn_demo, whose OpenMP settings must precede torch
 import torch
-
-import common
 from rnn_demo.batching import BatchLoader
 from rnn_demo.checkpoints import CheckpointError, list_runs, save_run, shipped_runs_dir, user_runs_dir
 from rnn_demo.data import DatasetSpec, load_splits

@@ -23,10 +23,9 @@ import dataclasses
 import time
 from typing import Any
 
-import torch
-
-import common
+import common  # first: imports rnn_demo, whose OpenMP settings must precede torch
 import efficiency
+import torch
 from rnn_demo.batching import Batch, BatchLoader
 from rnn_demo.data import DatasetSpec, load_splits
 from rnn_demo.experiment import PreparedData, default_configs, prepare_data

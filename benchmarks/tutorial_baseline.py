@@ -14,11 +14,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
+import common  # noqa: F401  (first: the project root on sys.path, rnn_demo's OpenMP settings before torch)
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
-
-import common  # noqa: F401  (puts the project root on sys.path)
 from rnn_demo.model import CELLS
 from rnn_demo.text import PAD_ID, Tokenizer, Vocab
 
