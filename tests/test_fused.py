@@ -449,13 +449,14 @@ def test_the_one_call_step_gives_the_model_s_loss_and_every_gradient(kernel, cel
 
 @pytest.mark.parametrize("cell", ["gru", "lstm"])
 @pytest.mark.parametrize("order", ["longest first", "shuffled"])
-def test_the_one_call_step_computes_only_real_steps_on_token_balanced_blocks(kernel, cell, order):
-    # 37 texts of 1-12 tokens padded to 14 steps, on two threads: each step computes only the texts still
-    # running and the two row blocks hold about as many real tokens each, in either row order; the loss
-    # and gradients are still the modules' (which compute every padded step too).
-    threads = torch.get_num_threads()
-    torch.set_num_threads(2)
+@pytest.mark.parametrize("blocks", [2, 4])
+def test_the_one_call_step_computes_only_real_steps_on_token_balanced_blocks(kernel, cell, order, blocks):
+    # 37 texts of 1-12 tokens padded to 14 steps, cut into 2 or 4 row blocks (threads): each step computes
+    # only the texts still running and the blocks hold about as many real tokens each, in either row
+    # order; the loss and gradients are still the modules' (which compute every padded step too).
+    kernel.set_threads(blocks)
     try:
+        assert kernel.threads_for_batch(37) == blocks
         torch.manual_seed(0)
         model = RecurrentClassifier(ModelConfig(vocab_size=60, num_classes=2, cell=cell, embedding_dim=8,
                                                 hidden_size=16, dropout=0.2, pooling="mean"))
@@ -478,7 +479,7 @@ def test_the_one_call_step_computes_only_real_steps_on_token_balanced_blocks(ker
             grads[way] = (loss.detach(), {n: p.grad.to_dense() if p.grad.is_sparse else p.grad.clone()
                                           for n, p in model.named_parameters()})
     finally:
-        torch.set_num_threads(threads)
+        kernel.set_threads(0)
     torch.testing.assert_close(grads["one call"][0], grads["modules"][0], rtol=1e-6, atol=1e-6)
     for name, grad in grads["modules"][1].items():
         torch.testing.assert_close(grads["one call"][1][name], grad, rtol=1e-5, atol=1e-6, msg=name)
