@@ -5,6 +5,8 @@ import streamlit as st
 from rnn_demo.checkpoints import CheckpointError
 from rnn_demo.ui import state, widgets
 
+MAX_TEXT_CHARS = 20_000  # a long review is ~10,000 characters; predictions and explanations cap tokens anyway
+
 state.require_app_frame()
 st.title("Predict")
 info = widgets.run_picker()
@@ -16,7 +18,7 @@ except (CheckpointError, OSError) as exc:
     st.error(f"This model cannot be loaded: {widgets.md(exc)}. Pick another one or train it again.")
     st.stop()
 st.caption(f"Classes: {widgets.md(', '.join(info.label_names))} · trained on {widgets.md(info.dataset_name)}"
-           + (f" · reads at most {predictor.max_tokens} tokens" if predictor.max_tokens else ""))
+           + f" · reads at most {predictor.token_cap():,} tokens")
 
 text_key = state.persist("predict.text", "")
 examples = widgets.EXAMPLES.get(info.config.get("dataset", {}).get("spec", {}).get("name") or "", [])
@@ -26,13 +28,14 @@ if examples:
         col.button(f"Try: “{example}”", key=f"predict.example_{example}", width="stretch",
                    on_click=st.session_state.__setitem__, args=(text_key, example))
 text = st.text_area("Text", key=text_key, height=110, placeholder="Type a sentence, then press Ctrl+Enter",
+                    max_chars=MAX_TEXT_CHARS,  # the browser never sends more
                     help="The prediction updates when you press Ctrl+Enter or click outside the box.")
 if not text.strip():
     st.info("Type a sentence above (or try an example) to see the predicted label.")
     st.stop()
 
 prediction = predictor.predict(text)
-widgets.prediction_view(prediction, predictor.max_tokens)
+widgets.prediction_view(prediction)
 
 # ==== Explanations (rnn_demo.ui.explain_panel) ==========================================
 widgets.explanations(predictor, text, key="predict.explain")

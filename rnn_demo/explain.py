@@ -22,6 +22,9 @@ Looking inside:
 * :func:`hidden_state_map` / :func:`hidden_trajectory` — 2-D PCA pictures of states.
 * :func:`run_vanishing_lab` / :func:`load_vanishing_lab` — RNN vs GRU vs LSTM on
   the ``long_range`` task, cached on disk.
+
+Every explanation of one text reads at most :data:`EXPLAIN_MAX_TOKENS` tokens of it (fewer
+when the model's own cap is smaller) and says so in its result (``truncated``, ``num_tokens``).
 """
 
 from __future__ import annotations
@@ -43,12 +46,11 @@ import numpy as np
 import torch
 from scipy.stats import spearmanr
 
-from rnn_demo.batching import EncodedTexts, bucketed_batches, collate
+from rnn_demo.batching import EncodedTexts
 from rnn_demo.cachefiles import atomic_path
 from rnn_demo.data import DatasetSpec, default_cache_dir, load_splits
 from rnn_demo.model import RecurrentClassifier
-from rnn_demo.predict import Predictor
-from rnn_demo.text import UNK_ID
+from rnn_demo.predict import Predictor, TokenizedText, encode_ids
 
 METHODS = ("lime", "occlusion", "grad")
 METHOD_TITLES = {"lime": "LIME", "occlusion": "Occlusion", "grad": "Gradient × input"}
@@ -58,6 +60,10 @@ GATE_NAMES = {
     "rnn": (),
 }
 UNIT_ORDERS = ("variance", "correlation", "none")
+# Tokens an explanation reads of a text. Occlusion and the prediction trace run T texts of up
+# to T tokens, so their work grows with T²: at 512 an explanation stays well under 1 GB, while
+# reading a 20,000-token text whole would take about 200 GB.
+EXPLAIN_MAX_TOKENS = 512
 
 
 class ExplainError(ValueError):
@@ -98,8 +104,19 @@ def torch_threads(count: int | None) -> Iterator[None]:
 # --------------------------------------------------------------------------------------
 
 
+class _ReadCount:
+    """``num_tokens`` of a result that holds the ``tokens`` it read."""
+
+    tokens: list[str]
+
+    @property
+    def num_tokens(self) -> int:
+        """How many tokens of the text were read (at most ``EXPLAIN_MAX_TOKENS``)."""
+        return len(self.tokens)
+
+
 @dataclass
-class TokenAttribution:
+class TokenAttribution(_ReadCount):
     """One weight per token: how much the token pushes the model towards ``label``."""
 
     method: str  # "lime", "occlusion" or "grad"
@@ -109,6 +126,7 @@ class TokenAttribution:
     class_index: int
     probabilities: np.ndarray  # (C,) of the whole text
     seconds: float  # compute time
+    truncated: bool  # True when the text goes on beyond the tokens read
     details: dict[str, Any] = field(default_factory=dict)  # method-specific numbers (LIME fit quality …)
 
     def ranking(self) -> np.ndarray:
@@ -124,25 +142,12 @@ class TokenAttribution:
         return [[t, float(w)] for t, w in zip(self.tokens, self.weights)]
 
 
-def _tokens_and_ids(predictor: Predictor, text: str) -> tuple[list[str], torch.Tensor]:
-    """The tokens the model reads and their ids; raises for a text without tokens."""
-    tokens = predictor.tokenize(text)
-    if not tokens:
+def _read(predictor: Predictor, text: str) -> TokenizedText:
+    """The first ``EXPLAIN_MAX_TOKENS`` tokens of ``text`` and their ids; raises for a text without tokens."""
+    read = predictor.read(text, max_tokens=EXPLAIN_MAX_TOKENS)
+    if not read.tokens:
         raise ExplainError("the text has no words to explain; type a sentence first")
-    ids = predictor.encode([text]).sequences[0]
-    return tokens, ids
-
-
-def _encoded(sequences: Sequence[torch.Tensor]) -> EncodedTexts:
-    """Wraps ready-made id sequences (empty ones become a single <unk>, as in ``encode_texts``)."""
-    seqs = [s if len(s) else torch.tensor([UNK_ID]) for s in sequences]
-    n = len(seqs)
-    return EncodedTexts(
-        sequences=seqs,
-        lengths=torch.tensor([len(s) for s in seqs], dtype=torch.long),
-        labels=torch.full((n,), -1, dtype=torch.long),
-        truncated=torch.zeros(n, dtype=torch.bool),
-    )
+    return read
 
 
 def _resolve_class(predictor: Predictor, probabilities: np.ndarray, class_index: int | None) -> int:
@@ -194,7 +199,8 @@ def explain_lime(
     if num_samples < 2:
         raise ExplainError(f"LIME needs at least 2 samples, got {num_samples}")
     start = time.perf_counter()
-    tokens, _ = _tokens_and_ids(predictor, text)
+    read = _read(predictor, text)
+    tokens = read.tokens
     char_level = predictor.tokenizer.kind == "char"
     explainer = LimeTextExplainer(
         class_names=predictor.label_names,
@@ -230,6 +236,7 @@ def explain_lime(
         class_index=label_id,
         probabilities=np.asarray(explanation.predict_proba, dtype=np.float64),
         seconds=time.perf_counter() - start,
+        truncated=read.truncated,
         details={
             "intercept": float(explanation.intercept[label_id]),
             "score": float(explanation.score),
@@ -244,15 +251,17 @@ def explain_lime(
 def explain_occlusion(predictor: Predictor, text: str, *, class_index: int | None = None) -> TokenAttribution:
     """Leave-one-token-out: weight = p(class | text) − p(class | text without the token).
 
-    All ``T + 1`` texts are predicted in one batch from the already-encoded ids.
+    All ``T + 1`` texts are predicted from the already-encoded ids, in batches bounded by
+    ``Predictor.tokens_per_pass`` (``T`` is at most ``EXPLAIN_MAX_TOKENS``).
 
     Raises:
         ExplainError: The text has no tokens.
     """
     start = time.perf_counter()
-    tokens, ids = _tokens_and_ids(predictor, text)
+    read = _read(predictor, text)
+    tokens, ids = read.tokens, read.ids
     variants = [ids] + [torch.cat([ids[:i], ids[i + 1 :]]) for i in range(len(ids))]
-    probs = predictor.predict_proba_encoded(_encoded(variants), batch_size=max(256, len(variants)))
+    probs = predictor.predict_proba_encoded(encode_ids(variants))
     c = _resolve_class(predictor, probs[0], class_index)
     weights = (probs[0, c] - probs[1:, c]).astype(np.float64)
     return TokenAttribution(
@@ -263,6 +272,7 @@ def explain_occlusion(predictor: Predictor, text: str, *, class_index: int | Non
         class_index=c,
         probabilities=probs[0].astype(np.float64),
         seconds=time.perf_counter() - start,
+        truncated=read.truncated,
         details={"probability_without_token": probs[1:, c].astype(np.float64)},
     )
 
@@ -280,7 +290,8 @@ def explain_gradient(predictor: Predictor, text: str, *, class_index: int | None
         ExplainError: The text has no tokens.
     """
     start = time.perf_counter()
-    tokens, ids = _tokens_and_ids(predictor, text)
+    read = _read(predictor, text)
+    tokens, ids = read.tokens, read.ids
     model = predictor.model
     ids_batch = ids[None, :].to(predictor.device)  # (1, T)
     lengths = torch.tensor([len(ids)])
@@ -299,6 +310,7 @@ def explain_gradient(predictor: Predictor, text: str, *, class_index: int | None
         class_index=c,
         probabilities=log_probs.detach().exp().cpu().double().numpy(),
         seconds=time.perf_counter() - start,
+        truncated=read.truncated,
         details={"gradient_norm": grad[0].norm(dim=-1).cpu().double().numpy()},
     )
 
@@ -348,7 +360,7 @@ def rank_agreement(weights: dict[str, np.ndarray]) -> dict[str, float | None]:
 
 
 @dataclass
-class MethodComparison:
+class MethodComparison(_ReadCount):
     """LIME, occlusion and gradient × input for one text and class."""
 
     tokens: list[str]
@@ -356,6 +368,7 @@ class MethodComparison:
     class_index: int
     attributions: dict[str, TokenAttribution]  # method -> result
     agreement: dict[str, float | None]  # "lime~occlusion" -> Spearman rho
+    truncated: bool  # True when the text goes on beyond the tokens read
 
     @property
     def weights(self) -> dict[str, np.ndarray]:
@@ -388,6 +401,7 @@ def compare_methods(
         class_index=c,
         attributions=results,
         agreement=rank_agreement({name: r.weights for name, r in results.items()}),
+        truncated=occlusion.truncated,
     )
 
 
@@ -397,7 +411,7 @@ def compare_methods(
 
 
 @dataclass
-class PredictionTrace:
+class PredictionTrace(_ReadCount):
     """Class probabilities after each prefix of a text."""
 
     tokens: list[str]
@@ -405,6 +419,7 @@ class PredictionTrace:
     label_names: list[str]
     rerun_per_prefix: bool  # True for bidirectional models: each prefix is read anew in both directions
     seconds: float
+    truncated: bool  # True when the text goes on beyond the tokens read
 
     @property
     def note(self) -> str:
@@ -426,15 +441,17 @@ def prediction_trace(predictor: Predictor, text: str) -> PredictionTrace:
         ExplainError: The text has no tokens.
     """
     start = time.perf_counter()
-    tokens, ids = _tokens_and_ids(predictor, text)
+    read = _read(predictor, text)
+    tokens, ids = read.tokens, read.ids
     prefixes = [ids[: t + 1] for t in range(len(ids))]
-    probs = predictor.predict_proba_encoded(_encoded(prefixes), batch_size=max(256, len(prefixes)))
+    probs = predictor.predict_proba_encoded(encode_ids(prefixes))
     return PredictionTrace(
         tokens=tokens,
         probabilities=probs.astype(np.float64),
         label_names=list(predictor.label_names),
         rerun_per_prefix=predictor.model.config.bidirectional,
         seconds=time.perf_counter() - start,
+        truncated=read.truncated,
     )
 
 
@@ -542,7 +559,7 @@ def row_names(num_layers: int, bidirectional: bool) -> list[str]:
 
 
 @dataclass
-class InternalStates:
+class InternalStates(_ReadCount):
     """Hidden states and gates of one text, per layer and direction."""
 
     tokens: list[str]
@@ -555,6 +572,7 @@ class InternalStates:
     label_names: list[str]
     replay_error: float  # max |replayed h - PyTorch's output| (should be ~1e-7)
     seconds: float
+    truncated: bool  # True when the text goes on beyond the tokens read
 
     @property
     def predicted(self) -> int:
@@ -573,7 +591,8 @@ def internal_states(predictor: Predictor, text: str) -> InternalStates:
         ExplainError: The text has no tokens.
     """
     start = time.perf_counter()
-    tokens, ids = _tokens_and_ids(predictor, text)
+    read = _read(predictor, text)
+    tokens, ids = read.tokens, read.ids
     model = predictor.model
     ids_batch = ids[None, :].to(predictor.device)
     lengths = torch.tensor([len(ids)])
@@ -599,6 +618,7 @@ def internal_states(predictor: Predictor, text: str) -> InternalStates:
         label_names=list(predictor.label_names),
         replay_error=float(np.abs(states - torch_states).max()),
         seconds=time.perf_counter() - start,
+        truncated=read.truncated,
     )
 
 
@@ -640,7 +660,7 @@ def order_units(states: np.ndarray, by: str = "variance", target: np.ndarray | N
 
 
 @dataclass
-class GradientThroughTime:
+class GradientThroughTime(_ReadCount):
     """How strongly the loss depends on each time step's state."""
 
     tokens: list[str]
@@ -652,6 +672,7 @@ class GradientThroughTime:
     class_index: int
     loss: float
     seconds: float
+    truncated: bool  # True when the text goes on beyond the tokens read
 
     def relative(self, row: int = -1) -> np.ndarray:
         """``‖∂loss/∂h_t‖`` of one row divided by its largest value (for log-scale plots)."""
@@ -706,7 +727,8 @@ def gradient_through_time(
         ExplainError: The text has no tokens.
     """
     start = time.perf_counter()
-    tokens, ids = _tokens_and_ids(predictor, text)
+    read = _read(predictor, text)
+    tokens, ids = read.tokens, read.ids
     model = predictor.model
     ids_batch = ids[None, :].to(predictor.device)
     if class_index is None:
@@ -725,6 +747,7 @@ def gradient_through_time(
         class_index=c,
         loss=float(result["loss"][0]),
         seconds=time.perf_counter() - start,
+        truncated=read.truncated,
     )
 
 
@@ -734,7 +757,7 @@ def attention_weights(predictor: Predictor, text: str) -> np.ndarray | None:
     Raises:
         ExplainError: The text has no tokens.
     """
-    _, ids = _tokens_and_ids(predictor, text)
+    ids = _read(predictor, text).ids
     if predictor.model.config.pooling != "attention":
         return None
     with torch.no_grad():
@@ -816,8 +839,7 @@ def state_vectors(
     encoded = predictor.encode(texts)
     out = torch.zeros(len(encoded), cfg.output_size)
     predicted = torch.zeros(len(encoded), dtype=torch.long)
-    for index in bucketed_batches(encoded.lengths.numpy(), batch_size, shuffle=False):
-        batch = collate(encoded, index).to(predictor.device)
+    for batch in predictor.batches(encoded, batch_size):
         details = model.forward_details(batch.ids, batch.lengths)
         if vector == "pooled":
             vec = details.pooled
@@ -876,13 +898,14 @@ def hidden_state_map(
 
 
 @dataclass
-class Trajectory:
+class Trajectory(_ReadCount):
     """The last layer's state after each token, in 2-D."""
 
     tokens: list[str]
     coords: np.ndarray  # (T, 2)
     basis: PCABasis
     own_basis: bool  # True when the PCA was fitted on this text's states alone
+    truncated: bool  # True when the text goes on beyond the tokens read
 
 
 @torch.no_grad()
@@ -898,13 +921,16 @@ def hidden_trajectory(predictor: Predictor, text: str, basis: PCABasis | None = 
     Raises:
         ExplainError: The text has no tokens.
     """
-    tokens, ids = _tokens_and_ids(predictor, text)
+    read = _read(predictor, text)
+    tokens, ids = read.tokens, read.ids
     model = predictor.model
     details = model.forward_details(ids[None, :].to(predictor.device), torch.tensor([len(ids)]))
     states = details.layer_outputs[-1][0].cpu().double().numpy()  # (T, D*H)
     own = basis is None
     basis = fit_pca(states) if basis is None else basis
-    return Trajectory(tokens=tokens, coords=basis.project(states), basis=basis, own_basis=own)
+    return Trajectory(
+        tokens=tokens, coords=basis.project(states), basis=basis, own_basis=own, truncated=read.truncated
+    )
 
 
 # --------------------------------------------------------------------------------------

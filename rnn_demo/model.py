@@ -13,11 +13,23 @@ from torch import nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 from rnn_demo import fused, sparse_rows
-from rnn_demo.text import PAD_ID
+from rnn_demo.config_checks import Limits, check_field_types, check_limits
+from rnn_demo.text import PAD_ID, TEXT_LIMITS
 
 # The one place that maps cell names to torch modules.
 CELLS: dict[str, type[nn.RNNBase]] = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}
 POOLINGS = ("last", "max", "mean", "attention")
+
+# Bounds of the model's sizes, so that a mistyped flag or a hand-edited config.json is a clear
+# error rather than an allocation of gigabytes. The Train form's widgets read them.
+MODEL_LIMITS: Limits = {
+    "vocab_size": (0, TEXT_LIMITS["max_vocab"][1]),  # 0 = not set yet; at most the largest vocabulary cap
+    "num_classes": (1, 100),  # a CSV label column may have at most 100 distinct values
+    "embedding_dim": (1, 1024),
+    "hidden_size": (1, 2048),
+    "num_layers": (1, 6),
+    "head_hidden": (0, 2048),  # 0 = linear head
+}
 
 
 @dataclass
@@ -39,17 +51,14 @@ class ModelConfig:
     pretrained_vectors: str | None = None  # initial word vectors: a built-in name ("imdb") or a GloVe/word2vec file
 
     def __post_init__(self) -> None:
+        check_field_types(self)
         if self.cell not in CELLS:
             raise ValueError(f"unknown cell {self.cell!r}; choose one of {', '.join(CELLS)}")
         if self.pooling not in POOLINGS:
             raise ValueError(f"unknown pooling {self.pooling!r}; choose one of {', '.join(POOLINGS)}")
-        for name in ("embedding_dim", "hidden_size", "num_layers", "num_classes"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        check_limits(self, MODEL_LIMITS)
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
-        if self.head_hidden < 0:
-            raise ValueError(f"head_hidden must be 0 (none) or positive, got {self.head_hidden}")
 
     @property
     def num_directions(self) -> int:

@@ -14,12 +14,18 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from rnn_demo.config_checks import Limits, check_field_types, check_limits
+
 PAD_TOKEN = "<pad>"
 UNK_TOKEN = "<unk>"
 PAD_ID = 0
 UNK_ID = 1
 
 TOKENIZER_KINDS = ("word", "char")
+
+# Bounds of the settings that size memory (the vocabulary table, the longest training batch).
+# The Train form's widgets read them.
+TEXT_LIMITS: Limits = {"max_vocab": (3, 1_000_000), "max_tokens": (1, 100_000)}
 
 # HTML line breaks as they appear in IMDB reviews: <br />, <br/>, <br>.
 _HTML_BREAK = re.compile(r"<\s*br\s*/?\s*>", re.IGNORECASE)
@@ -39,6 +45,7 @@ class TextConfig:
     max_tokens: int | None = None  # truncate every text to this many tokens, None = no cap
 
     def __post_init__(self) -> None:
+        check_field_types(self)
         if self.tokenizer not in TOKENIZER_KINDS:
             raise ValueError(
                 f"unknown tokenizer {self.tokenizer!r}; choose one of {', '.join(TOKENIZER_KINDS)}"
@@ -47,8 +54,7 @@ class TextConfig:
             raise ValueError(f"min_freq must be at least 1, got {self.min_freq}")
         if self.max_vocab is not None and self.max_vocab < 3:
             raise ValueError(f"max_vocab must be at least 3 (pad, unk and one token), got {self.max_vocab}")
-        if self.max_tokens is not None and self.max_tokens < 1:
-            raise ValueError(f"max_tokens must be at least 1 or None, got {self.max_tokens}")
+        check_limits(self, TEXT_LIMITS)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

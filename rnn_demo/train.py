@@ -29,14 +29,21 @@ from torch import nn
 
 from rnn_demo import fused, sparse_rows
 from rnn_demo.batching import Batch, BatchLoader
+from rnn_demo.config_checks import Limits, check_field_types, check_limits
 from rnn_demo.metrics import macro_f1
 from rnn_demo.model import RecurrentClassifier
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 DEVICES = ("auto", "cpu", "cuda")
+TRAIN_LIMITS: Limits = {"batch_size": (1, 4096), "epochs": (1, 200)}  # bound memory and time; the form reads them
 
 Event = dict[str, Any]
 EventCallback = Callable[[Event], None]
+
+# A loss above this multiple of the first step's loss (or of log C, if higher) means training
+# diverged: a huge learning rate can blow the loss up to 1e30 and keep it finite.
+DIVERGED_LOSS_FACTOR = 1000.0
+
 
 
 class StopSignal(Protocol):
@@ -69,15 +76,16 @@ class TrainConfig:
     log_every: int = 5  # emit a step event every N steps
 
     def __post_init__(self) -> None:
+        check_field_types(self)
+        check_limits(self, TRAIN_LIMITS)
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"unknown optimizer {self.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}")
         if self.device not in DEVICES:
             raise ValueError(f"unknown device {self.device!r}; choose one of {', '.join(DEVICES)}")
         if not self.lr > 0:
             raise ValueError(f"lr must be positive, got {self.lr}")
-        for name in ("batch_size", "epochs", "log_every"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.log_every < 1:
+            raise ValueError(f"log_every must be at least 1, got {self.log_every}")
         for name in ("patience", "lr_patience", "eval_every"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must not be negative, got {getattr(self, name)}")
@@ -242,6 +250,7 @@ class Trainer:
         weights = self._class_weights() if config.class_weights else None
         self.loss_fn = nn.CrossEntropyLoss(weight=weights)
         self.result: TrainResult | None = None
+        self.loss_limit: float | None = None  # a higher loss means divergence; set by the first step
 
     def _make_optimizer(self) -> torch.optim.Optimizer:
         params = [p for p in self.model.parameters() if p.requires_grad]
@@ -265,6 +274,11 @@ class Trainer:
     def _stop_requested(self) -> bool:
         return self.stop is not None and self.stop.is_set()
 
+    def _diverged(self, what: str, value: float, step: int) -> str:
+        became = f"became {value:g}" if not math.isfinite(value) else f"exploded to {value:.3g}"
+        return (f"the {what} {became} at step {step} (learning rate {self.optimizer.param_groups[0]['lr']:g}); "
+                "lower the learning rate or keep gradient clipping on")
+
     def fit(self) -> TrainResult:
         """Runs the training loop to the end.
 
@@ -280,11 +294,9 @@ class Trainer:
         return self.result
 
     def _step(self, batch: Batch, kernel_layers: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """One optimizer step on a batch: (loss, gradient norm before clipping), or (loss, None)
-        without any update when the loss is not finite. While every recurrent layer runs in the
-        compiled kernels, torch's own ops run on one thread and the kernels on torch's threads
-        (``fused.threads_to_kernels``); where the model allows it, its forward and backward pass are one
-        kernel call (``RecurrentClassifier.loss_and_gradients``)."""
+        """One optimizer step: (loss, gradient norm before clipping), or (loss, None) without any update
+        when the loss is not finite or over ``loss_limit`` (set by the first step). Where the model
+        allows it, forward and backward are one kernel call (``RecurrentClassifier.loss_and_gradients``)."""
         model, c = self.model, self.config
         with fused.threads_to_kernels(kernel_layers):
             one_call = kernel_layers and model.trains_in_one_call(batch.ids)
@@ -292,7 +304,10 @@ class Trainer:
                 loss = model.loss_and_gradients(batch.ids, batch.lengths, batch.labels, self.loss_fn.weight)
             else:
                 loss = self.loss_fn(model(batch.ids, batch.lengths), batch.labels)
-            if not math.isfinite(loss.item()):  # one read (a GPU waits for it, as it did for isfinite)
+            value = loss.item()  # the one read of the loss per step (a GPU waits for it)
+            if self.loss_limit is None:
+                self.loss_limit = DIVERGED_LOSS_FACTOR * max(value, math.log(max(2, model.config.num_classes)))
+            if not value <= self.loss_limit:  # NaN, infinite or exploded
                 return loss, None
             if not one_call:
                 self.optimizer.zero_grad(set_to_none=True)
@@ -343,18 +358,21 @@ class Trainer:
         epoch_tps: list[float] = []
         started = time.perf_counter()
 
-        def run_eval(epoch: int) -> bool:
-            """Evaluates, tracks the best weights; returns True when patience ran out."""
+        def run_eval(epoch: int) -> tuple[str, str] | None:
+            """Evaluates and tracks the best weights; returns (reason, message) when training must end."""
             nonlocal best_state, bad_evals
             result = evaluate(model, self.val_loader, device)
-            improved = result.loss < best["val_loss"]
+            limit = self.loss_limit if self.loss_limit is not None else math.inf
+            exploded = not (math.isfinite(result.loss) and result.loss <= limit)  # never the best weights
+            improved = not exploded and result.loss < best["val_loss"]
             if improved:
                 best.update(val_loss=result.loss, step=step, epoch=epoch)
                 best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
                 bad_evals = 0
             else:
                 bad_evals += 1
-            self.scheduler.step(result.loss)
+            if not exploded:
+                self.scheduler.step(result.loss)
             self.callback(
                 {
                     "type": "eval",
@@ -366,7 +384,11 @@ class Trainer:
                     "improved": improved,
                 }
             )
-            return c.patience > 0 and bad_evals >= c.patience
+            if exploded:
+                return "diverged", self._diverged("validation loss", result.loss, step)
+            if c.patience > 0 and bad_evals >= c.patience:
+                return "early_stopping", f"validation loss stopped improving (patience {c.patience})"
+            return None
 
         model.train()
         kernel_layers = fused.trains_in_kernels(model.layers, device)
@@ -380,15 +402,9 @@ class Trainer:
             for i, batch in enumerate(self.train_loader, start=1):
                 batch = batch.to(device)
                 loss, grad_norm = self._step(batch, kernel_layers)
-                if grad_norm is None:  # the loss is not finite; nothing was updated
+                if grad_norm is None:  # the loss is not finite or exploded; nothing was updated
                     model.load_state_dict(best_state)
-                    reason = "diverged"
-                    message = (
-                        f"the loss became {loss.item():g} at step {step + 1} (learning rate "
-                        f"{self.optimizer.param_groups[0]['lr']:g}); lower the learning rate or keep "
-                        "gradient clipping on"
-                    )
-                    stop_training = True
+                    reason, message, stop_training = "diverged", self._diverged("loss", loss.item(), step + 1), True
                     break
                 step += 1
                 tokens = int(batch.lengths.sum())
@@ -421,12 +437,11 @@ class Trainer:
                     break
                 if c.eval_every and step % c.eval_every == 0 and i < steps_per_epoch:
                     t0 = time.perf_counter()
-                    patience_out = run_eval(epoch)
+                    ending = run_eval(epoch)
                     eval_seconds += time.perf_counter() - t0
                     window_start += time.perf_counter() - t0
-                    if patience_out:
-                        reason, message = "early_stopping", f"validation loss stopped improving (patience {c.patience})"
-                        stop_training = True
+                    if ending is not None:
+                        (reason, message), stop_training = ending, True
                         break
             train_seconds = time.perf_counter() - epoch_start - eval_seconds
             if reason == "diverged":
@@ -448,11 +463,10 @@ class Trainer:
             )
             if stop_training and reason == "stopped" and step == 0:
                 break
-            patience_out = run_eval(epoch)
-            if stop_training:
-                break
-            if patience_out:
-                reason, message = "early_stopping", f"validation loss stopped improving (patience {c.patience})"
+            ending = run_eval(epoch)
+            if ending is not None and (ending[0] == "diverged" or not stop_training):
+                reason, message = ending  # a divergence outranks a stop request, which outranks patience
+            if stop_training or ending is not None:
                 break
 
         if reason == "diverged" and not math.isfinite(best["val_loss"]):

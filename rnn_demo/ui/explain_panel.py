@@ -122,10 +122,13 @@ def render_explanations(predictor: Predictor, text: str, key: str) -> None:
         ss[p + "class"] = PREDICTED
 
     st.subheader("Why this prediction?")
-    tokens = predictor.tokenize(text)
-    if not tokens:
+    read = predictor.read(text, max_tokens=explain.EXPLAIN_MAX_TOKENS)  # what every explanation below reads
+    if not read.tokens:
         st.info("Type a text with at least one word to see which words mattered.")
         return
+    if read.truncated:
+        st.info(f"The explanations below read only the first {read.num_tokens:,} tokens of this text, so that "
+                "they stay quick; the rest is not shown.")
     cols = st.columns([2, 3, 1])
     choice = cols[0].selectbox("Explain the class", [PREDICTED, *names], key=p + "class")
     cols[1].slider("LIME samples", 100, 5000, step=100, key=p + "samples",
