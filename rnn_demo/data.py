@@ -10,20 +10,20 @@ JSON-serialisable :class:`DatasetSpec` into seeded train/validation/test splits.
 * ``ag_news`` is the only remote dataset. It is downloaded only when
   :func:`download_ag_news` is called explicitly, then read from the local cache.
 * User files go through :func:`load_csv`, which sniffs the delimiter, copes with
-  BOMs, Latin-1, CRLF, TSV quotes and several text columns, and raises
-  :class:`DatasetError` with a message naming the problem and the fix.
+  BOMs, Latin-1 (or a few Latin-1 lines in a UTF-8 file), CRLF, TSV quotes and several
+  text columns, reports rows read, kept and dropped in a :class:`LoadReport`, and raises
+  :class:`DatasetError` with a message naming the problem and the fix. The reading
+  itself lives in :mod:`rnn_demo.delimited_files`.
 
 This module deliberately imports neither torch nor streamlit.
 """
 
 from __future__ import annotations
 
-import csv
 import functools
 import hashlib
 import html
 import importlib.resources
-import io
 import os
 import random
 import re
@@ -53,6 +53,8 @@ __all__ = [
     "DatasetSpec",
     "DatasetSplits",
     "LabeledTexts",
+    "LoadReport",
+    "MAX_CSV_ROWS",
     "default_cache_dir",
     "download_ag_news",
     "is_ag_news_cached",
@@ -75,6 +77,76 @@ class DatasetError(ValueError):
 
 
 @dataclass
+class LoadReport:
+    """How a user file was read: rows read and kept, why rows were dropped, what was repaired.
+
+    Shown by the Data page and printed by ``train``, so nothing is dropped silently.
+    """
+
+    source: str = field(default="", compare=False)  # file name for messages
+    rows_read: int = 0  # data rows parsed (the header and blank lines not counted)
+    empty_text: int = 0  # rows dropped: every chosen text cell empty
+    missing_label: int = 0  # rows dropped: label empty or NaN / None / null / NA / N/A
+    malformed: int = 0  # rows dropped: without the chosen cells, or with more non-empty cells than the header
+    row_limit: int | None = None  # the file had more rows; only the first row_limit were read
+    encoding: str = "utf-8"  # the encoding most lines were in: "utf-8" or "latin-1"
+    repaired_lines: int = 0  # lines in the other encoding, decoded as such
+    first_repaired_line: int | None = None
+    merged_lines: int = 0  # lines that look like rows but ended up inside a quoted cell (too few to refuse)
+    first_merged_line: int | None = None  # the line whose quote swallowed the most of them
+
+    @property
+    def dropped(self) -> int:
+        """Rows read but not kept."""
+        return self.empty_text + self.missing_label + self.malformed
+
+    @property
+    def rows_kept(self) -> int:
+        return self.rows_read - self.dropped
+
+    @property
+    def needs_attention(self) -> bool:
+        """Whether something beyond dropped rows happened that the user should check."""
+        return bool(self.row_limit or self.repaired_lines or self.merged_lines)
+
+    def drop_reasons(self) -> str:
+        """E.g. "30 empty text, 20 missing label" (reasons with no rows left out)."""
+        return ", ".join(f"{count:,} {reason}" for count, reason in (
+            (self.empty_text, "empty text"), (self.missing_label, "missing label"), (self.malformed, "malformed"),
+        ) if count)
+
+    def summary(self) -> str:
+        """One line for the CLI and the app, e.g. "read 10,000 rows from reviews.csv, kept 9,950
+        (50 dropped: 30 empty text, 20 missing label)", then any notes after semicolons."""
+        read = f"read {self.rows_read:,} row{'' if self.rows_read == 1 else 's'}"
+        read += f" from {self.source}" if self.source else ""
+        if self.dropped:
+            notes = [f"{read}, kept {self.rows_kept:,} ({self.dropped:,} dropped: {self.drop_reasons()})"]
+        else:
+            notes = [f"{read}, kept all {self.rows_kept:,}"]
+        if self.row_limit is not None:
+            notes.append(f"the file has more than {self.row_limit:,} rows; only the first {self.row_limit:,} are used")
+        if self.encoding == "latin-1":
+            notes.append("decoded as Latin-1")
+        if self.repaired_lines:
+            majority, other = ("UTF-8", "Latin-1") if self.encoding == "utf-8" else ("Latin-1", "UTF-8")
+            lines, verb, where = _lines_phrase(self.repaired_lines, self.first_repaired_line)
+            notes.append(f"{lines} {verb} not {majority} and {verb} read as {other} ({where})")
+        if self.merged_lines:
+            lines, verb, _ = _lines_phrase(self.merged_lines, self.first_merged_line)
+            notes.append(f"{lines} that look like rows {verb} read into the quoted cell that line "
+                         f"{self.first_merged_line:,} opens (check its quotes)")
+        return "; ".join(notes)
+
+
+def _lines_phrase(count: int, first: int | None) -> tuple[str, str, str]:
+    """("1 line", "was", "line 4") or ("2 lines", "were", "first: line 8")."""
+    if count == 1:
+        return "1 line", "was", f"line {first:,}"
+    return f"{count:,} lines", "were", f"first: line {first:,}"
+
+
+@dataclass
 class LabeledTexts:
     """Texts with integer class labels.
 
@@ -82,13 +154,15 @@ class LabeledTexts:
         texts: One string per example.
         labels: Class index per example, in ``0 .. len(label_names) - 1``.
         label_names: Class index -> human-readable name.
-        dropped: Rows dropped while loading (empty text or missing label).
+        dropped: Rows dropped while loading (empty text, missing label or malformed).
+        report: How the user file was read, for data loaded by :func:`load_csv`.
     """
 
     texts: list[str]
     labels: list[int]
     label_names: list[str]
     dropped: int = 0
+    report: LoadReport | None = None
 
     def __post_init__(self) -> None:
         if len(self.texts) != len(self.labels):
@@ -217,6 +291,7 @@ class DatasetSplits:
         name: Display name of the dataset.
         fingerprint: First 16 hex chars of a SHA-256 over texts and labels of all splits.
         dropped: Rows dropped while loading the source file(s).
+        load_reports: How each source file was read (training file first); empty for built-in data.
     """
 
     train: LabeledTexts
@@ -226,6 +301,11 @@ class DatasetSplits:
     name: str
     fingerprint: str
     dropped: int = 0
+    load_reports: list[LoadReport] = field(default_factory=list)
+
+    def load_summary(self) -> str:
+        """The load reports of the source files as one line ("" for built-in data)."""
+        return "; ".join(report.summary() for report in self.load_reports)
 
 
 # --------------------------------------------------------------------------------------
@@ -579,15 +659,13 @@ def _int_param(name: str, value: Any, *, minimum: int, maximum: int | None = Non
 # User files (CSV / TSV)
 # --------------------------------------------------------------------------------------
 
-_BINARY_PROBE_BYTES = 8 * 1024
-_SNIFF_BYTES = 64 * 1024
-_PREVIEW_BYTES = 1024 * 1024
 _MAX_LABEL_VALUES = 100
-_CANDIDATE_DELIMITERS = ",\t;|"
+MAX_CSV_ROWS = 5_000_000  # rows read from one file: about 400 MB of texts, more than a playground model trains on
 _NUMERIC_ENTITY = re.compile(r"&?#(\d{1,7});")
 _BACKSLASH_BEFORE_SYMBOL = re.compile(r"\\(?=[$%&#'\"])")
 _BACKSLASHES = re.compile(r"\\+")
 _WHITESPACE = re.compile(r"\s+")
+_ODD_WHITESPACE = re.compile(r"\s\s|[^\S ]")  # what _WHITESPACE would change: a run, or a tab, newline, ...
 
 
 def load_csv(
@@ -598,6 +676,7 @@ def load_csv(
     header: bool = True,
     delimiter: str | None = None,
     max_bytes: int = 200 * 1024 * 1024,
+    max_rows: int = MAX_CSV_ROWS,
     label_names: Sequence[str] | None = None,
 ) -> LabeledTexts:
     """Loads labelled texts from a CSV or TSV file.
@@ -607,7 +686,12 @@ def load_csv(
     (``\\$`` -> ``$``, other backslashes -> space) and numeric entities (``#39;`` -> ``'``).
     Labels may be strings or integers (0- or 1-based): the sorted distinct values
     (numerically when all are integers) map to ``0 .. C-1`` and ``label_names`` are
-    their string forms. Rows with empty text or missing label are dropped and counted.
+    their string forms. Rows with empty text, a missing label (empty, NaN, None, null,
+    NA, N/A) or without the chosen cells are dropped and counted in ``report``.
+
+    The file is read a block at a time and only the chosen cells are kept, so loading
+    needs a small multiple of the file's size however many columns it has; each line is
+    decoded as UTF-8, else as Latin-1 (counted in the report).
 
     Args:
         source: Path of the file, or its raw bytes (e.g. from an upload widget).
@@ -616,49 +700,40 @@ def load_csv(
         header: Whether the first row holds column names.
         delimiter: Field delimiter; ``None`` sniffs one of ``, TAB ; |``. ``"\\t"`` and ``"tab"`` mean tab.
         max_bytes: Refuse files larger than this.
+        max_rows: Use at most this many rows; the report says when a file has more.
         label_names: Fixed label names (e.g. those of the training file, for a test file);
             labels are matched to them by string and unknown labels are an error.
 
     Returns:
-        The examples, with ``dropped`` counting the skipped rows.
+        The examples, with ``dropped`` counting the skipped rows and ``report`` saying how the file was read.
 
     Raises:
-        DatasetError: For an empty, binary or too-large file, an unknown column, no usable
-            rows, a label column with more than 100 distinct values, a single class, or
-            labels outside ``label_names``.
+        DatasetError: For an empty, binary, undecodable or too-large file, an unknown column, a
+            quote that swallows a large share of the file (naming its line), no usable rows, a
+            label column with more than 100 distinct values, a single class, or labels outside
+            ``label_names``.
     """
+    # Imported here: delimited_files imports DatasetError and LoadReport from this module.
+    from rnn_demo.delimited_files import read_labeled_cells
+
     if not text_cols:
         raise DatasetError("No text column chosen; pass at least one text column (name or 0-based position).")
-    table = _read_table(source, header=header, delimiter=delimiter, max_bytes=max_bytes)
-    text_positions = [table.column_position(col) for col in text_cols]
-    label_position = table.column_position(label_col)
-    label_display = table.column_display(label_position)
-
-    texts: list[str] = []
-    raw_labels: list[str] = []
-    dropped = 0
-    for row in table.rows:
-        text = " ".join(
-            cleaned for cleaned in (_clean_text(_cell(row, position)) for position in text_positions) if cleaned
-        )
-        label = _cell(row, label_position).strip()
-        if not text or not label:
-            dropped += 1
-            continue
-        texts.append(text)
-        raw_labels.append(label)
-
-    if not texts:
+    cells = read_labeled_cells(
+        source, text_cols, label_col, header=header, delimiter=delimiter, max_bytes=max_bytes, max_rows=max_rows,
+        clean=_clean_text,
+    )
+    report, label_display, display_name = cells.report, cells.label_column, cells.report.source
+    if not cells.texts:
         raise DatasetError(
-            f"No usable rows in {table.display_name}: every row has empty text or a missing label "
-            f"({dropped} rows dropped). Check the text columns {list(text_cols)} and the label column "
-            f"{label_display!r}, and whether the header setting is right."
+            f"No usable rows in {display_name} ({report.dropped:,} rows dropped: {report.drop_reasons()}). Check "
+            f"the text columns {list(text_cols)} and the label column {label_display!r}, and whether the header "
+            "setting is right."
         )
     if label_names is not None:
-        labels = _map_to_known_labels(raw_labels, list(label_names), table.display_name)
-        return LabeledTexts(texts, labels, list(label_names), dropped=dropped)
+        labels = _map_to_known_labels(cells.labels, list(label_names), display_name)
+        return LabeledTexts(cells.texts, labels, list(label_names), dropped=report.dropped, report=report)
 
-    distinct = set(raw_labels)
+    distinct = set(cells.labels)
     if len(distinct) > _MAX_LABEL_VALUES:
         raise DatasetError(
             f"Label column {label_display!r} has {len(distinct)} distinct values (more than "
@@ -667,10 +742,11 @@ def load_csv(
     names, value_to_label = _label_mapping(distinct)
     if len(names) < 2:
         raise DatasetError(
-            f"Only one class ({names[0]!r}) in label column {label_display!r} of {table.display_name}; "
+            f"Only one class ({names[0]!r}) in label column {label_display!r} of {display_name}; "
             "a classifier needs at least two. Check the label column or add examples of other classes."
         )
-    return LabeledTexts(texts, [value_to_label[value] for value in raw_labels], names, dropped=dropped)
+    labels = [value_to_label[value] for value in cells.labels]
+    return LabeledTexts(cells.texts, labels, names, dropped=report.dropped, report=report)
 
 
 def read_table_preview(
@@ -697,174 +773,12 @@ def read_table_preview(
         A DataFrame of up to ``n_rows`` rows; all cells are strings.
 
     Raises:
-        DatasetError: For an empty, binary or too-large file.
+        DatasetError: For an empty, binary, undecodable or too-large file, or a quote that runs on too long.
     """
-    table = _read_table(
-        source, header=header, delimiter=delimiter, max_bytes=max_bytes, head_bytes=_PREVIEW_BYTES
-    )
-    rows = table.rows[:n_rows]
-    width = len(table.columns)
-    padded = [[_cell(row, position) for position in range(width)] for row in rows]
-    return pd.DataFrame(padded, columns=_unique_names(table.columns), dtype=str)
+    from rnn_demo.delimited_files import read_preview_rows  # here: it imports this module
 
-
-@dataclass
-class _Table:
-    """Parsed rows of a delimited file, with column names."""
-
-    columns: list[str]  # header names, or "0", "1", ... without a header
-    rows: list[list[str]]
-    header: bool
-    display_name: str  # file name for messages
-
-    def column_position(self, column: str | int) -> int:
-        """Resolves a header name or 0-based position (int or digit string) to a position."""
-        if isinstance(column, str) and self.header:
-            if column in self.columns:
-                return self.columns.index(column)
-            folded = [name.strip().casefold() for name in self.columns]
-            if column.strip().casefold() in folded:
-                return folded.index(column.strip().casefold())
-        text = str(column).strip()
-        if isinstance(column, int) or text.isdigit():
-            position = int(text)
-            if 0 <= position < len(self.columns):
-                return position
-        available = ", ".join(
-            f"{index} ({name!r})" if self.header else str(index) for index, name in enumerate(self.columns)
-        )
-        raise DatasetError(
-            f"Unknown column {column!r} in {self.display_name}. Available columns: {available}. "
-            "Use a header name or a 0-based position."
-        )
-
-    def column_display(self, position: int) -> str:
-        """Returns the name used in messages for the column at ``position``."""
-        return self.columns[position] if self.header else str(position)
-
-
-def _read_table(
-    source: str | Path | bytes,
-    *,
-    header: bool,
-    delimiter: str | None,
-    max_bytes: int,
-    head_bytes: int | None = None,
-) -> _Table:
-    """Reads, decodes, checks and parses a delimited file (optionally only its first bytes)."""
-    raw, display_name, truncated = _read_source(source, max_bytes=max_bytes, head_bytes=head_bytes)
-    text = _decode(raw, display_name, truncated=truncated)
-    if not text.strip():
-        raise DatasetError(f"{display_name} is empty; choose a CSV/TSV file with a header row or data rows.")
-    sep = _resolve_delimiter(delimiter) if delimiter is not None else _sniff_delimiter(text)
-    if sep == "\t":
-        # TSV dumps (e.g. GLUE SST-2) contain unbalanced quotes that are text, not quoting.
-        reader = csv.reader(io.StringIO(text, newline=""), delimiter=sep, quoting=csv.QUOTE_NONE)
-    else:
-        reader = csv.reader(io.StringIO(text, newline=""), delimiter=sep, quotechar='"', doublequote=True)
-    try:
-        rows = [row for row in reader if any(cell.strip() for cell in row)]
-    except csv.Error as error:
-        raise DatasetError(f"Could not parse {display_name} as delimited text ({error}).") from None
-    if truncated and rows:
-        rows.pop()  # the last row of a partial read may be cut off
-    if not rows:
-        raise DatasetError(f"{display_name} has no rows; choose a CSV/TSV file with data.")
-    if header:
-        columns = [name.strip().lstrip("\ufeff") for name in rows[0]]
-        rows = rows[1:]
-    else:
-        columns = [str(index) for index in range(max(len(row) for row in rows))]
-    return _Table(columns=columns, rows=rows, header=header, display_name=display_name)
-
-
-def _read_source(
-    source: str | Path | bytes, *, max_bytes: int, head_bytes: int | None
-) -> tuple[bytes, str, bool]:
-    """Returns (bytes, name for messages, whether only the head was read) after the size check."""
-    if isinstance(source, (bytes, bytearray, memoryview)):
-        data = bytes(source)
-        display_name = "the uploaded file"
-        size = len(data)
-    else:
-        path = Path(source)
-        display_name = path.name
-        try:
-            size = path.stat().st_size
-        except FileNotFoundError:
-            raise DatasetError(f"File not found: {path}. Check the path.") from None
-        if path.is_dir():
-            raise DatasetError(f"{path} is a folder; choose a CSV/TSV file.")
-        data = b""
-    if size > max_bytes:
-        raise DatasetError(
-            f"{display_name} is {_format_size(size)}, over the limit of {_format_size(max_bytes)}; "
-            "use a smaller sample of the file or raise the limit."
-        )
-    if size == 0:
-        raise DatasetError(f"{display_name} is empty; choose a CSV/TSV file with a header row or data rows.")
-    truncated = head_bytes is not None and size > head_bytes
-    if not isinstance(source, (bytes, bytearray, memoryview)):
-        with open(source, "rb") as handle:
-            data = handle.read(head_bytes) if truncated else handle.read()
-    elif truncated:
-        data = data[:head_bytes]
-    return data, display_name, truncated
-
-
-def _decode(raw: bytes, display_name: str, *, truncated: bool) -> str:
-    """Decodes UTF-16 (with BOM), UTF-8 (with or without BOM) or Latin-1; rejects binary data."""
-    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
-        if truncated:
-            raw = raw[: len(raw) - len(raw) % 2]
-        return raw.decode("utf-16", errors="replace")
-    if b"\x00" in raw[:_BINARY_PROBE_BYTES]:
-        raise DatasetError(
-            f"{display_name} does not look like a text file (it contains NUL bytes). "
-            "Export the data as CSV or TSV text (e.g. 'Save as CSV UTF-8' in a spreadsheet)."
-        )
-    if raw.startswith(b"\xef\xbb\xbf"):
-        raw = raw[3:]
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError as error:
-        if truncated and error.start >= len(raw) - 3:
-            return raw[: error.start].decode("utf-8")  # a character cut by the partial read
-        return raw.decode("latin-1")
-
-
-def _resolve_delimiter(delimiter: str) -> str:
-    """Maps user spellings ('\\t', 'tab', 'comma', ...) to a one-character delimiter."""
-    aliases = {"\\t": "\t", "tab": "\t", "comma": ",", "semicolon": ";", "pipe": "|"}
-    resolved = aliases.get(delimiter.strip().lower(), delimiter) if delimiter.strip() else delimiter
-    if len(resolved) != 1:
-        raise DatasetError(
-            f"Delimiter {delimiter!r} must be a single character (or 'tab' / '\\t'); "
-            "leave it empty to detect it automatically."
-        )
-    return resolved
-
-
-def _sniff_delimiter(text: str) -> str:
-    """Guesses the delimiter among ``, TAB ; |`` from the start of the file (default ',')."""
-    sample = text[:_SNIFF_BYTES]
-    if len(text) > _SNIFF_BYTES and "\n" in sample:
-        sample = sample[: sample.rindex("\n")]
-    lines = [line for line in sample.splitlines() if line.strip()][:50]
-    # A tab on every line is decisive: tabs almost never occur inside text cells.
-    if lines and all("\t" in line for line in lines):
-        return "\t"
-    try:
-        return csv.Sniffer().sniff(sample, delimiters=_CANDIDATE_DELIMITERS).delimiter
-    except csv.Error:
-        pass
-    # Fallback: the candidate present on the most lines.
-    best, best_lines = ",", 0
-    for candidate in _CANDIDATE_DELIMITERS:
-        count = sum(candidate in line for line in lines)
-        if count > best_lines:
-            best, best_lines = candidate, count
-    return best
+    columns, rows = read_preview_rows(source, header=header, delimiter=delimiter, n_rows=n_rows, max_bytes=max_bytes)
+    return pd.DataFrame(rows, columns=_unique_names(columns), dtype=str)
 
 
 def _clean_text(text: str) -> str:
@@ -878,16 +792,14 @@ def _clean_text(text: str) -> str:
         text = _NUMERIC_ENTITY.sub(_numeric_entity_to_char, text)  # AG News '#39;' -> "'"
     if "&" in text or "quot;" in text:
         text = html.unescape(text.replace(" quot;", ' "').replace("quot;", '"'))
-    return _WHITESPACE.sub(" ", text).strip()
+    if _ODD_WHITESPACE.search(text):  # searching is cheaper than rebuilding every text
+        text = _WHITESPACE.sub(" ", text)
+    return text.strip()
 
 
 def _numeric_entity_to_char(match: re.Match[str]) -> str:
     code = int(match.group(1))
     return chr(code) if 0 < code < 0x110000 else match.group(0)
-
-
-def _cell(row: list[str], position: int) -> str:
-    return row[position] if position < len(row) else ""
 
 
 def _label_mapping(values: set[str]) -> tuple[list[str], dict[str, int]]:
@@ -945,14 +857,6 @@ def _unique_names(names: list[str]) -> list[str]:
         unique.append(name if not seen[name] else f"{name}.{seen[name]}")
         seen[name] += 1
     return unique
-
-
-def _format_size(num_bytes: int) -> str:
-    if num_bytes >= 1024 * 1024:
-        return f"{num_bytes / (1024 * 1024):.1f} MB"
-    if num_bytes >= 1024:
-        return f"{num_bytes / 1024:.1f} KB"
-    return f"{num_bytes} bytes"
 
 
 # --------------------------------------------------------------------------------------
@@ -1019,6 +923,7 @@ def split_dataset(
         name=name,
         fingerprint=_fingerprint(splits),
         dropped=data.dropped + (test.dropped if test is not None else 0),
+        load_reports=[part.report for part in (data, test) if part is not None and part.report is not None],
     )
 
 

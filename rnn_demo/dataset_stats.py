@@ -6,11 +6,11 @@ Used by the app's Data page; plain data in, plain data out (no torch, no Streaml
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
-from rnn_demo.data import DatasetSplits
+from rnn_demo.data import DatasetSplits, LoadReport
 from rnn_demo.text import TextConfig, Tokenizer, Vocab
 
 SPLIT_NAMES = ("train", "validation", "test")
@@ -29,8 +29,9 @@ class DatasetStats:
     oov_rate: float  # fraction of validation tokens outside the vocabulary
     truncated_fraction: float  # training texts longer than text_config.max_tokens (0 without a cap)
     samples: list[tuple[str, str]]  # (text, label) drawn from the training split
-    dropped: int  # rows dropped while loading (empty text or missing label)
+    dropped: int  # rows dropped while loading (empty text, missing label or malformed)
     fingerprint: str
+    load_reports: list[LoadReport] = field(default_factory=list)  # how each user file was read
 
 
 def dataset_stats(
@@ -71,4 +72,5 @@ def dataset_stats(
         samples=[(splits.train.texts[i], names[splits.train.labels[i]]) for i in picks],
         dropped=splits.dropped,
         fingerprint=splits.fingerprint,
+        load_reports=list(splits.load_reports),
     )

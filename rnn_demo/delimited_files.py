@@ -1,0 +1,477 @@
+"""Reading user CSV/TSV files a line at a time: decoding, delimiter sniffing, parsing, load reports.
+
+:func:`rnn_demo.data.load_csv` and :func:`rnn_demo.data.read_table_preview` are the public
+entry points; this module does the reading for them. A file is never held in memory as
+a whole: it is decoded block by block (each line as UTF-8, else as Latin-1, counted),
+parsed with :mod:`csv`, and only the chosen text and label cells of each row are kept,
+so loading costs a small multiple of the file size. What was read, kept, dropped and
+repaired goes into a :class:`~rnn_demo.data.LoadReport`; a quote that swallows a large
+share of the file is refused naming its line.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import itertools
+import re
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO, NoReturn
+
+from rnn_demo.data import DatasetError, LoadReport
+
+__all__ = ["LabeledCells", "read_labeled_cells", "read_preview_rows"]
+
+_BLOCK_BYTES = 1024 * 1024  # decoded and parsed at a time
+_BINARY_PROBE_BYTES = 8 * 1024
+_SNIFF_BYTES = 64 * 1024
+_CANDIDATE_DELIMITERS = ",\t;|"
+_MISSING_LABELS = frozenset({"nan", "none", "null", "na", "n/a"})  # how spreadsheets and pandas write "no value"
+_SWALLOWED_SHARE = 0.1  # refuse a file when more than this share of its lines vanished into quoted cells
+_LINE_END = re.compile(r"\r\n|\r|\n")
+_NON_ASCII_LINE = re.compile(r"[^\x00-\x7f][^\n]*")  # from a line's first non-ASCII character to its end
+# Control characters that no text in a single-byte encoding contains (tab, newlines and form feed are fine).
+_NOT_TEXT = re.compile(r"[\x00-\x08\x0e-\x1f\x7f-\x9f]")
+
+
+@dataclass
+class LabeledCells:
+    """The chosen cells of a file: cleaned texts, their raw label strings and how the rows went."""
+
+    texts: list[str]
+    labels: list[str]  # one label string per text; equal strings are one object
+    report: LoadReport
+    label_column: str  # the label column's name for messages
+
+
+def read_labeled_cells(
+    source: str | Path | bytes,
+    text_cols: Sequence[str | int],
+    label_col: str | int,
+    *,
+    header: bool,
+    delimiter: str | None,
+    max_bytes: int,
+    max_rows: int,
+    clean: Callable[[str], str],
+) -> LabeledCells:
+    """Reads the text and label cells of every row, keeping nothing else of the file.
+
+    Rows are dropped and counted when their text is empty, their label is empty or a
+    spreadsheet's "no value" (NaN, None, null, NA, N/A), or they are malformed (they lack
+    the chosen cells, or a row has more non-empty cells than the header names).
+
+    Args:
+        source: Path of the file, or its raw bytes.
+        text_cols: Text columns (header names or 0-based positions); non-empty cells are joined with a space.
+        label_col: Label column (header name or 0-based position).
+        header: Whether the first row holds column names.
+        delimiter: Field delimiter, or ``None`` to sniff one of ``, TAB ; |``.
+        max_bytes: Refuse files larger than this.
+        max_rows: Read at most this many data rows (the report says when there were more).
+        clean: Turns a raw text cell into the text to keep.
+
+    Returns:
+        The kept texts and label strings with the load report.
+
+    Raises:
+        DatasetError: For a missing, empty, binary, undecodable or too-large file, an unknown
+            column, or a quote that swallows more than a tenth of the file's lines.
+    """
+    with _opened(source, max_bytes) as (handle, name):
+        lines = _DecodedLines(handle, name)
+        sep = _resolve_delimiter(delimiter) if delimiter is not None else _sniff_delimiter(lines.head)
+        reader = _csv_reader(lines, sep)
+        found = next(_records(reader, name), None)
+        if found is None:
+            _raise_no_rows(lines, name)
+        first, first_start = found
+        columns = _Columns(first, header, name)
+        text_positions = [columns.position(column) for column in text_cols]
+        label_position = columns.position(label_col)
+        expected = widest = columns.width
+        first_text = min(text_positions)
+        # Without a header a chosen column may lie beyond the first row: then rows that wide lack it too.
+        complete_at_expected = label_position < expected and first_text < expected
+        one_text = text_positions[0] if len(text_positions) == 1 else None
+        swallow = _SwallowCheck(expected, label_position, sep, quoted=sep != "\t")
+        report = LoadReport(source=name)
+        texts: list[str] = []
+        labels: list[str] = []
+        seen: dict[str, str] = {}  # label string -> the one object every row with it shares
+        # The first data row is the header's successor, or (without a header) the first record itself.
+        rows, previous = (reader, reader.line_num) if header else (itertools.chain([first], reader), first_start - 1)
+        try:
+            for row in rows:
+                line, start = reader.line_num, previous + 1
+                previous = line
+                if not row or not (row[0].strip() or any(cell.strip() for cell in row)):
+                    continue  # a blank line
+                if report.rows_read == max_rows:
+                    report.row_limit = max_rows
+                    break
+                report.rows_read += 1
+                if line > start:  # before the malformed check: a run-on quote often leaves a short row
+                    swallow.check(row, start, line, seen)
+                width = len(row)
+                if width != expected or not complete_at_expected:
+                    widest = max(widest, width)
+                    missing_cells = width <= label_position or width <= first_text
+                    if missing_cells or (header and width > expected and any(c.strip() for c in row[expected:])):
+                        report.malformed += 1
+                        continue
+                if one_text is not None:
+                    text = clean(row[one_text])
+                else:
+                    text = " ".join(part for part in (clean(row[p]) for p in text_positions if p < width) if part)
+                if not text:
+                    report.empty_text += 1
+                    continue
+                label = row[label_position].strip()
+                shared = seen.get(label)
+                if shared is None:
+                    if not label or label.casefold() in _MISSING_LABELS:
+                        report.missing_label += 1
+                        continue
+                    shared = seen[label] = label
+                texts.append(text)
+                labels.append(shared)
+        except csv.Error as error:
+            raise _parse_error(error, previous + 1, reader.line_num, name) from None
+        columns.check_positions([*text_cols, label_col], [*text_positions, label_position], widest)
+        report.encoding, report.repaired_lines, report.first_repaired_line = lines.encoding_summary()
+        swallow.finish(reader.line_num, report, name)
+    return LabeledCells(texts=texts, labels=labels, report=report, label_column=columns.display(label_position))
+
+
+def read_preview_rows(
+    source: str | Path | bytes, *, header: bool, delimiter: str | None, n_rows: int, max_bytes: int
+) -> tuple[list[str], list[list[str]]]:
+    """Returns (column names, the first ``n_rows`` rows padded to the columns); reads only the head of a file.
+
+    Columns are the header names, or ``"0", "1", ...`` without a header.
+
+    Raises:
+        DatasetError: For a missing, empty, binary, undecodable or too-large file, or a quote that runs on too long.
+    """
+    with _opened(source, max_bytes) as (handle, name):
+        lines = _DecodedLines(handle, name)
+        sep = _resolve_delimiter(delimiter) if delimiter is not None else _sniff_delimiter(lines.head)
+        rows = [row for row, _ in itertools.islice(_records(_csv_reader(lines, sep), name), n_rows + int(header))]
+        if not rows:
+            _raise_no_rows(lines, name)
+    if header:
+        columns = [cell.strip().lstrip("\ufeff") for cell in rows.pop(0)]
+    else:
+        columns = [str(index) for index in range(max(len(row) for row in rows))]
+    width = len(columns)
+    return columns, [[row[i] if i < len(row) else "" for i in range(width)] for row in rows]
+
+
+@contextlib.contextmanager
+def _opened(source: str | Path | bytes, max_bytes: int) -> Iterator[tuple[BinaryIO, str]]:
+    """Yields (binary handle, name for messages) after the size checks; closes the file after."""
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        name, size = "the uploaded file", len(source)
+    else:
+        path = Path(source)
+        name = path.name
+        try:
+            size = path.stat().st_size
+        except FileNotFoundError:
+            raise DatasetError(f"File not found: {path}. Check the path.") from None
+        if path.is_dir():
+            raise DatasetError(f"{path} is a folder; choose a CSV/TSV file.")
+    if size > max_bytes:
+        raise DatasetError(
+            f"{name} is {_format_size(size)}, over the limit of {_format_size(max_bytes)}; "
+            "use a smaller sample of the file or raise the limit."
+        )
+    if size == 0:
+        raise DatasetError(f"{name} is empty; choose a CSV/TSV file with a header row or data rows.")
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        yield io.BytesIO(source), name  # shares the caller's buffer
+        return
+    with open(source, "rb") as handle:
+        yield handle, name
+
+
+class _DecodedLines:
+    """The lines of a binary file as text, with line endings kept (what :func:`csv.reader` needs).
+
+    UTF-16 (with BOM) is decoded as a whole. Anything else is read in blocks cut at a line
+    end; a block that is valid UTF-8 is decoded in one call and its lines are split in C,
+    otherwise each of its lines is decoded as UTF-8 or, failing that, as Windows-1252/Latin-1
+    and counted, because files edited by several programs mix encodings line by line and
+    decoding all of it as Latin-1 would turn every UTF-8 "é" into "Ã©". A line that decodes
+    to control characters is not text: refused with its number.
+
+    Attributes:
+        head: The first (up to 64 KB) text of the file, for sniffing the delimiter.
+    """
+
+    def __init__(self, handle: BinaryIO, name: str) -> None:
+        self.name = name
+        self._lines_before = 0  # physical lines in the blocks before the one being read
+        self._utf8_lines = [0, 0]  # lines with non-ASCII UTF-8: [count, first line number]
+        self._other_lines = [0, 0]  # lines read as Latin-1: [count, first line number]
+        start = handle.read(_BLOCK_BYTES)
+        if start.startswith((b"\xff\xfe", b"\xfe\xff")):
+            text = (start + handle.read()).decode("utf-16", errors="replace")
+            self.head = text[:_SNIFF_BYTES]
+            self._lines: Iterator[str] = iter(io.StringIO(text, newline=""))
+            return
+        if b"\x00" in start[:_BINARY_PROBE_BYTES]:
+            raise DatasetError(
+                f"{name} does not look like a text file (it contains NUL bytes). "
+                "Export the data as CSV or TSV text (e.g. 'Save as CSV UTF-8' in a spreadsheet)."
+            )
+        if start.startswith(b"\xef\xbb\xbf"):
+            start = start[3:]
+        sample = start[:_SNIFF_BYTES]
+        if len(start) > _SNIFF_BYTES and b"\n" in sample:
+            sample = sample[: sample.rindex(b"\n")]
+        self.head = sample.decode("utf-8", errors="replace")
+        self._lines = itertools.chain.from_iterable(self._blocks(handle, start))
+
+    def __iter__(self) -> Iterator[str]:
+        return self._lines
+
+    def encoding_summary(self) -> tuple[str, int, int | None]:
+        """Returns (majority encoding, lines read in the other one, the first of those)."""
+        utf8, other = self._utf8_lines, self._other_lines
+        if other[0] > utf8[0]:
+            return "latin-1", utf8[0], utf8[1] or None
+        return "utf-8", other[0], other[1] or None
+
+    def _blocks(self, handle: BinaryIO, pending: bytes) -> Iterator[Iterable[str]]:
+        """The lines of each block, as a block of blocks: ``csv`` pulls them one at a time."""
+        at_end = len(pending) < _BLOCK_BYTES
+        while pending or not at_end:
+            if not at_end:
+                more = handle.read(_BLOCK_BYTES)
+                at_end = not more
+                pending += more
+            if at_end:
+                block, pending = pending, b""
+            else:
+                # Cut after the last line end; a final "\r" may be half of a "\r\n" split by the read.
+                cut = pending.rfind(b"\n") + 1 or pending.rfind(b"\r", 0, len(pending) - 1) + 1
+                if cut == 0:
+                    continue  # one very long line so far
+                block, pending = pending[:cut], pending[cut:]
+            if block:
+                yield self._decode_block(block)
+
+    def _decode_block(self, block: bytes) -> Iterable[str]:
+        try:
+            text = block.decode("utf-8")
+        except UnicodeDecodeError:
+            # Line by line; bytes.splitlines cuts at the same line ends as StringIO(newline="").
+            return [self._decode_line(raw) for raw in block.splitlines(keepends=True)]
+        if not text.isascii():
+            self._tally_utf8(text)
+        # Line ends as csv counts them: "\r\n", a lone "\r" or "\n", plus an unterminated last line.
+        self._lines_before += text.count("\n") + text.count("\r") - text.count("\r\n") + (text[-1] not in "\r\n")
+        return io.StringIO(text, newline="")
+
+    def _tally_utf8(self, text: str) -> None:
+        counter = self._utf8_lines
+        matches = _NON_ASCII_LINE.finditer(text)
+        if counter[0] == 0:
+            first = next(matches)
+            counter[:] = [1, self._lines_before + text.count("\n", 0, first.start()) + 1]
+        counter[0] += sum(1 for _ in matches)
+
+    def _decode_line(self, raw: bytes) -> str:
+        self._lines_before += 1
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            pass
+        else:
+            if not line.isascii():
+                self._tally(self._utf8_lines)
+            return line
+        try:
+            line = raw.decode("cp1252")  # Latin-1 as Windows writes it (curly quotes in 0x80-0x9f)
+        except UnicodeDecodeError:
+            line = raw.decode("latin-1")
+        bad = _NOT_TEXT.search(line)
+        if bad is not None:
+            raise DatasetError(
+                f"{self.name}: line {self._lines_before:,} is neither UTF-8 nor Latin-1 text (it has the control "
+                f"character 0x{ord(bad.group()):02x}); "
+                "save the file as UTF-8 (e.g. 'Save as CSV UTF-8' in a spreadsheet) and load it again."
+            )
+        self._tally(self._other_lines)
+        return line
+
+    def _tally(self, counter: list[int]) -> None:
+        counter[0] += 1
+        if counter[0] == 1:
+            counter[1] = self._lines_before
+
+
+def _csv_reader(lines: Iterable[str], sep: str) -> Any:  # a _csv.reader, which typing cannot name
+    if sep == "\t":
+        # TSV dumps (e.g. GLUE SST-2) contain unbalanced quotes that are text, not quoting.
+        return csv.reader(lines, delimiter=sep, quoting=csv.QUOTE_NONE)
+    return csv.reader(lines, delimiter=sep, quotechar='"', doublequote=True)
+
+
+def _records(reader: Any, name: str) -> Iterator[tuple[list[str], int]]:
+    """The non-blank records of a csv reader with their first physical line; its errors as DatasetError."""
+    previous = 0
+    try:
+        for row in reader:
+            if row and (row[0].strip() or any(cell.strip() for cell in row)):
+                yield row, previous + 1
+            previous = reader.line_num
+    except csv.Error as error:
+        raise _parse_error(error, previous + 1, reader.line_num, name) from None
+
+
+def _parse_error(error: csv.Error, first: int, current: int, name: str) -> DatasetError:
+    if "field larger than field limit" in str(error):
+        limit = csv.field_size_limit()
+        if current > first:
+            return DatasetError(
+                f"{name}: line {first:,} opens a quote that is not closed within {limit:,} characters (it runs "
+                f"past line {current:,}); fix the quote, or choose the right delimiter (--delimiter) if the file "
+                "is not comma-separated."
+            )
+        return DatasetError(
+            f"{name}: line {first:,} has a cell longer than {limit:,} characters; is this a delimited text file? "
+            "Check the delimiter, or shorten the cell."
+        )
+    return DatasetError(f"Could not parse {name} as delimited text at line {first:,} ({error}).")
+
+
+class _SwallowCheck:
+    """Finds quoted cells that ran on over rows: a stray ``"`` makes :mod:`csv` read everything up to
+    the next quote as one cell, and those rows vanish without an error."""
+
+    def __init__(self, width: int, label_position: int, sep: str, *, quoted: bool) -> None:
+        self.width, self.label_position, self.sep, self.quoted = width, label_position, sep, quoted
+        self.total = 0
+        self.worst = (0, 0, 0)  # (rows swallowed, first line, last line) of the worst record
+
+    def check(self, row: list[str], first: int, last: int, labels: dict[str, str]) -> None:
+        """Counts the lines inside the multi-line cells of one record that read as rows of their own."""
+        if not self.quoted:
+            return
+        inner = [line for cell in row if "\n" in cell or "\r" in cell for line in _LINE_END.split(cell)[1:]]
+        swallowed = 0
+        for cells in csv.reader(inner, delimiter=self.sep):
+            if len(cells) == self.width:
+                label = cells[self.label_position].strip()
+                swallowed += bool(label) and (not labels or label in labels)
+        self.total += swallowed
+        if swallowed > self.worst[0]:
+            self.worst = (swallowed, first, last)
+
+    def finish(self, line_count: int, report: LoadReport, name: str) -> None:
+        """Refuses the file when too much of it vanished, else records what did in the report."""
+        swallowed, first, last = self.worst
+        if self.total > _SWALLOWED_SHARE * max(line_count, 1):
+            where = "is never closed" if last >= line_count else f"closes only on line {last:,}"
+            raise DatasetError(
+                f"{name}: line {first:,} opens a quote that {where}, so {self.total:,} of its {line_count:,} "
+                "lines were read as text inside one cell; fix the quote, or choose the right delimiter "
+                "(--delimiter) if the file is not comma-separated."
+            )
+        if self.total:
+            report.merged_lines, report.first_merged_line = self.total, first
+
+
+class _Columns:
+    """Column names (or positions without a header) and how to resolve a user's column choice."""
+
+    def __init__(self, first_row: list[str], header: bool, name: str) -> None:
+        self.header, self.name = header, name
+        self.names = [cell.strip().lstrip("\ufeff") for cell in first_row] if header else []
+        self.width = len(first_row)
+
+    def position(self, column: str | int) -> int:
+        """Resolves a header name (exact, then ignoring case and spaces) or 0-based position."""
+        if isinstance(column, str) and self.header:
+            if column in self.names:
+                return self.names.index(column)
+            folded = [name.strip().casefold() for name in self.names]
+            if column.strip().casefold() in folded:
+                return folded.index(column.strip().casefold())
+        text = str(column).strip()
+        if isinstance(column, int) or text.isdigit():
+            position = int(text)
+            # Without a header a later row may be wider than the first: check_positions decides.
+            if 0 <= position < self.width or (not self.header and position >= 0):
+                return position
+        raise self._unknown(column, self.width)
+
+    def check_positions(self, columns: Sequence[str | int], positions: Sequence[int], widest: int) -> None:
+        """Without a header, a position that no row reaches is an unknown column."""
+        for column, position in zip(columns, positions):
+            if position >= widest:
+                raise self._unknown(column, widest)
+
+    def display(self, position: int) -> str:
+        return self.names[position] if self.header else str(position)
+
+    def _unknown(self, column: str | int, width: int) -> DatasetError:
+        if self.header:
+            available = ", ".join(f"{index} ({name!r})" for index, name in enumerate(self.names))
+        else:
+            available = ", ".join(str(index) for index in range(width))
+        return DatasetError(
+            f"Unknown column {column!r} in {self.name}. Available columns: {available}. "
+            "Use a header name or a 0-based position."
+        )
+
+
+def _raise_no_rows(lines: _DecodedLines, name: str) -> NoReturn:
+    if not lines.head.strip():
+        raise DatasetError(f"{name} is empty; choose a CSV/TSV file with a header row or data rows.")
+    raise DatasetError(f"{name} has no rows; choose a CSV/TSV file with data.")
+
+
+def _resolve_delimiter(delimiter: str) -> str:
+    """Maps user spellings ('\\t', 'tab', 'comma', ...) to a one-character delimiter."""
+    aliases = {"\\t": "\t", "tab": "\t", "comma": ",", "semicolon": ";", "pipe": "|"}
+    resolved = aliases.get(delimiter.strip().lower(), delimiter) if delimiter.strip() else delimiter
+    if len(resolved) != 1:
+        raise DatasetError(
+            f"Delimiter {delimiter!r} must be a single character (or 'tab' / '\\t'); "
+            "leave it empty to detect it automatically."
+        )
+    return resolved
+
+
+def _sniff_delimiter(sample: str) -> str:
+    """Guesses the delimiter among ``, TAB ; |`` from the start of the file (default ',')."""
+    lines = [line for line in sample.splitlines() if line.strip()][:50]
+    # A tab on every line is decisive: tabs almost never occur inside text cells.
+    if lines and all("\t" in line for line in lines):
+        return "\t"
+    try:
+        return csv.Sniffer().sniff(sample, delimiters=_CANDIDATE_DELIMITERS).delimiter
+    except csv.Error:
+        pass
+    # Fallback: the candidate present on the most lines.
+    best, best_lines = ",", 0
+    for candidate in _CANDIDATE_DELIMITERS:
+        count = sum(candidate in line for line in lines)
+        if count > best_lines:
+            best, best_lines = candidate, count
+    return best
+
+
+def _format_size(num_bytes: int) -> str:
+    if num_bytes >= 1024 * 1024:
+        return f"{num_bytes / (1024 * 1024):.1f} MB"
+    if num_bytes >= 1024:
+        return f"{num_bytes / 1024:.1f} KB"
+    return f"{num_bytes} bytes"
