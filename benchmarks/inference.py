@@ -75,7 +75,7 @@ def build_imdb_lstm(run_dir: Path, steps: int) -> None:
         next(step_iter)
     step_iter.close()
     model.eval()
-    save_run(run_dir, model, data.vocab, text_config=text_config, train_config=train_config,
+    save_run(run_dir, model, data.vocab, text_config=text_config, train_config=train_config, overwrite=True,
              label_names=splits.label_names,
              dataset={"spec": spec.to_dict(), "name": splits.name, "fingerprint": splits.fingerprint,
                       "sizes": {"train": len(splits.train), "validation": len(splits.validation),

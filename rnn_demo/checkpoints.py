@@ -10,7 +10,9 @@ A run directory holds
 - ``metrics.json``: final validation and test metrics.
 
 Writes go to a temporary directory that is renamed into place, so a crash never
-leaves a half-written run under a real name.
+leaves a half-written run under a real name. A run is only ever written into a new
+or empty folder, or over an existing run when asked to (``overwrite=True``): never
+over a file or a folder holding anything else.
 """
 
 from __future__ import annotations
@@ -18,7 +20,6 @@ from __future__ import annotations
 import json
 import os
 import platform
-import re
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -33,17 +34,21 @@ from safetensors.torch import load_file, save_file
 
 from rnn_demo import __version__
 from rnn_demo.model import ModelConfig, RecurrentClassifier
+from rnn_demo.run_folders import (  # noqa: F401  (re-exported: callers import run names from here)
+    FORMAT_VERSION,
+    PREDICTIONS_FILE,
+    RUN_FILES,
+    CheckpointError,
+    check_out_dir,
+    claim_out_dir,
+    clean_stale_temp_dirs,
+    is_run_dir,
+    lock_file,
+    remove_run_folder,
+    sanitize_run_name,
+)
 from rnn_demo.text import TextConfig, Vocab
 from rnn_demo.train import TrainConfig
-
-FORMAT_VERSION = 1
-RUN_FILES = ("model.safetensors", "config.json", "vocab.json", "history.json", "metrics.json")
-PREDICTIONS_FILE = "predictions.safetensors"  # optional: saved split probabilities
-_SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
-
-
-class CheckpointError(ValueError):
-    """A run directory is missing, incomplete or not in the expected format."""
 
 
 def rnn_demo_home() -> Path:
@@ -59,18 +64,6 @@ def user_runs_dir() -> Path:
 def shipped_runs_dir() -> Path:
     """The read-only demo runs in the project's ``checkpoints/`` folder."""
     return Path(__file__).resolve().parent.parent / "checkpoints"
-
-
-def sanitize_run_name(name: str) -> str:
-    """Turns a user-chosen name into a safe directory name (no separators, no ``..``).
-
-    Raises:
-        CheckpointError: Nothing usable is left of the name.
-    """
-    cleaned = _SAFE_NAME.sub("-", name.strip()).strip(".-_")[:80]
-    if not cleaned:
-        raise CheckpointError(f"run name {name!r} has no usable characters; use letters, digits, '-', '_' or '.'")
-    return cleaned
 
 
 def package_versions() -> dict[str, str]:
@@ -100,11 +93,12 @@ def save_run(
     metrics: dict[str, Any],
     summary: dict[str, Any] | None = None,
     predictions: dict[str, np.ndarray] | None = None,
+    overwrite: bool = False,
 ) -> Path:
-    """Writes a run directory atomically (replacing an existing one of that name).
+    """Writes a run directory atomically into a new or empty folder, or over a run of ours.
 
     Args:
-        run_dir: Target directory; its last component is sanitised.
+        run_dir: Target directory (see ``check_out_dir`` for what is refused).
         model: The trained classifier.
         vocab: Its vocabulary.
         text_config: Tokenizer settings.
@@ -116,14 +110,18 @@ def save_run(
         summary: Extra facts (training seconds, parameter count …) stored in config.json.
         predictions: Optional arrays saved to ``predictions.safetensors`` (e.g. the
             validation and test probabilities, so the mistakes view need not recompute them).
+        overwrite: Replace an existing run at ``run_dir``. Never replaces anything else.
 
     Returns:
         The final run directory.
+
+    Raises:
+        CheckpointError: ``run_dir`` is refused (a file, a folder that is not a run, or a
+            run without ``overwrite``).
     """
-    run_dir = Path(run_dir)
-    run_dir = run_dir.parent / sanitize_run_name(run_dir.name)
+    run_dir = check_out_dir(run_dir, overwrite=overwrite)
     run_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{run_dir.name}.", suffix=".tmp", dir=run_dir.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=f".{run_dir.name}.{os.getpid()}-", suffix=".tmp", dir=run_dir.parent))
     try:
         tmp.chmod(0o755)  # mkdtemp makes it private; a run is readable like any other folder
         state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
@@ -147,13 +145,21 @@ def save_run(
         if predictions:
             arrays = {k: torch.from_numpy(np.ascontiguousarray(v, dtype=np.float32)) for k, v in predictions.items()}
             save_file(arrays, str(tmp / PREDICTIONS_FILE))
+        check_out_dir(run_dir, overwrite=overwrite)  # again: the folder may have changed while we wrote
         old = None
-        if run_dir.exists():
+        if is_run_dir(run_dir):
             old = run_dir.with_name(f".{run_dir.name}.old-{os.getpid()}")
+            remove_run_folder(old)  # a leftover of an earlier crash under this pid would block the rename
             os.replace(run_dir, old)
-        os.replace(tmp, run_dir)
+        try:
+            # rename(2) of a folder replaces only a missing or empty folder, never a file or a full one.
+            os.replace(tmp, run_dir)
+        except BaseException:
+            if old is not None:
+                os.replace(old, run_dir)
+            raise
         if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+            remove_run_folder(old)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -169,9 +175,17 @@ def _read_json(path: Path) -> Any:
         raise CheckpointError(f"{path} is not valid JSON ({exc}); the run is damaged, train it again") from exc
 
 
+def _as_dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
 @dataclass
 class RunInfo:
-    """What a run is, read from its JSON files without loading weights."""
+    """What a run is, read from its JSON files without loading weights.
+
+    The accessors tolerate malformed JSON (``read_run_info`` refuses it, but a RunInfo
+    can be built by hand), so a label for a picker never raises.
+    """
 
     path: Path
     name: str
@@ -181,19 +195,20 @@ class RunInfo:
 
     @property
     def label_names(self) -> list[str]:
-        return list(self.config["label_names"])
+        names = self.config.get("label_names")
+        return [str(n) for n in names] if isinstance(names, list) else []
 
     @property
     def dataset_name(self) -> str:
-        return str(self.config.get("dataset", {}).get("name", "?"))
+        return str(_as_dict(self.config.get("dataset")).get("name", "?"))
 
     @property
     def cell(self) -> str:
-        return str(self.config["model"]["cell"])
+        return str(_as_dict(self.config.get("model")).get("cell", "?"))
 
     def test_accuracy(self) -> float | None:
-        test = self.metrics.get("test") or {}
-        return test.get("accuracy")
+        accuracy = _as_dict(self.metrics.get("test")).get("accuracy")
+        return float(accuracy) if _is_number(accuracy) else None
 
     def title(self) -> str:
         """A one-line label for pickers: name, dataset, cell and test accuracy."""
@@ -203,8 +218,61 @@ class RunInfo:
         return f"{self.name} ({self.dataset_name}, {self.cell.upper()}{acc_text}, {where})"
 
 
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _config_problem(config: dict[str, Any]) -> str | None:
+    """Why a run's config.json cannot be used, or None: every field the code reads is checked."""
+    for key in ("model", "train", "text", "label_names"):
+        if key not in config:
+            return f"lacks '{key}'"
+    for key in ("model", "train", "text"):
+        if not isinstance(config[key], dict):
+            return f"'{key}' is not an object"
+    for key in ("dataset", "summary"):
+        if key in config and not isinstance(config[key], dict):
+            return f"'{key}' is not an object"
+    if "spec" in _as_dict(config.get("dataset")) and not isinstance(config["dataset"]["spec"], dict):
+        return "'dataset.spec' is not an object"
+    names = config["label_names"]
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        return "'label_names' is not a list of class names"
+    try:  # the dataclasses' own checks, including their upper bounds on model sizes
+        model = ModelConfig.from_dict(config["model"])
+        TextConfig.from_dict(config["text"])
+        TrainConfig.from_dict(config["train"])
+    except (TypeError, ValueError) as exc:
+        return f"model settings are invalid ({' '.join(str(exc).split())})"
+    if len(names) != model.num_classes:
+        return f"it has {len(names)} label names but the model has {model.num_classes} classes"
+    return None
+
+
+def _metrics_problem(metrics: Any) -> str | None:
+    """Why a run's metrics.json cannot be shown, or None."""
+    if not isinstance(metrics, dict):
+        return "it is not an object"
+    for split in ("validation", "test"):
+        if split not in metrics:
+            continue
+        if not isinstance(metrics[split], dict):
+            return f"'{split}' is not an object"
+        for key in ("accuracy", "macro_f1", "loss", "n"):
+            value = metrics[split].get(key)
+            if value is not None and not _is_number(value):
+                return f"'{split}.{key}' is not a number"
+        for key, kind in (("per_class", dict), ("confusion_matrix", list)):
+            if key in metrics[split] and not isinstance(metrics[split][key], kind):
+                return f"'{split}.{key}' is malformed"
+    return None
+
+
 def read_run_info(run_dir: str | Path) -> RunInfo:
     """Reads config.json and metrics.json and checks that every run file is present.
+
+    Every field that listing, loading or drawing a run reads is checked here, so a
+    damaged run fails once, with a reason, instead of somewhere in a page.
 
     Raises:
         CheckpointError: The directory is missing, incomplete or malformed.
@@ -218,12 +286,15 @@ def read_run_info(run_dir: str | Path) -> RunInfo:
     config = _read_json(run_dir / "config.json")
     if not isinstance(config, dict) or config.get("format_version") != FORMAT_VERSION:
         raise CheckpointError(f"{run_dir}/config.json is not an rnn_demo run configuration (format {FORMAT_VERSION})")
-    for key in ("model", "train", "text", "label_names"):
-        if key not in config:
-            raise CheckpointError(f"{run_dir}/config.json lacks '{key}'; the run is damaged, train it again")
+    problem = _config_problem(config)
+    if problem:
+        raise CheckpointError(f"{run_dir}/config.json: {problem}; the run is damaged, train it again")
     metrics = _read_json(run_dir / "metrics.json")
+    problem = _metrics_problem(metrics)
+    if problem:
+        raise CheckpointError(f"{run_dir}/metrics.json: {problem}; the run is damaged, train it again")
     shipped = run_dir.resolve().parent == shipped_runs_dir()
-    return RunInfo(path=run_dir, name=run_dir.name, shipped=shipped, config=config, metrics=metrics if isinstance(metrics, dict) else {})
+    return RunInfo(path=run_dir, name=run_dir.name, shipped=shipped, config=config, metrics=metrics)
 
 
 @dataclass
@@ -288,27 +359,65 @@ def load_saved_predictions(run_dir: str | Path) -> dict[str, np.ndarray]:
         return {}
 
 
-def list_runs(include_shipped: bool = True, user_dir: Path | None = None) -> list[RunInfo]:
-    """Shipped runs (sorted by name) then user runs (newest first); damaged runs are skipped."""
-    dirs = ([shipped_runs_dir()] if include_shipped else []) + [user_dir or user_runs_dir()]
+@dataclass
+class DamagedRun:
+    """A run folder that cannot be used, and why (listed so the user can fix or delete it)."""
+
+    path: Path
+    name: str
+    reason: str  # one line: why it cannot be used
+
+
+def runs_in_folder(folder: Path) -> tuple[list[RunInfo], list[DamagedRun]]:
+    """The runs in one folder and its damaged ones; dot-folders (temporary files) are skipped.
+
+    A subfolder counts as a run when it holds at least one run file; other folders are
+    not listed at all. Runs are sorted as ``list_runs`` sorts them (shipped by name,
+    others newest first); damaged ones by name.
+    """
     runs: list[RunInfo] = []
-    for base in dirs:
-        if not base.is_dir():
+    damaged: list[DamagedRun] = []
+    if not folder.is_dir():
+        return runs, damaged
+    for child in sorted(folder.iterdir()):
+        if child.name.startswith(".") or not child.is_dir():
             continue
-        found = []
-        for child in base.iterdir():
-            if child.name.startswith(".") or not child.is_dir():
-                continue
-            try:
-                found.append(read_run_info(child))
-            except CheckpointError:
-                continue
-        if base == shipped_runs_dir():
-            found.sort(key=lambda r: r.name)
-        else:
-            found.sort(key=lambda r: str(r.config.get("created", "")), reverse=True)
-        runs.extend(found)
-    return runs
+        try:
+            runs.append(read_run_info(child))
+        except CheckpointError as exc:
+            if any(os.path.lexists(child / f) for f in RUN_FILES):
+                damaged.append(DamagedRun(path=child, name=child.name, reason=" ".join(str(exc).split())))
+    if folder.resolve() == shipped_runs_dir():
+        runs.sort(key=lambda r: r.name)
+    else:
+        runs.sort(key=lambda r: str(r.config.get("created", "")), reverse=True)
+    return runs, damaged
+
+
+# Runs folders already cleaned of stale temporary folders by this process (once is enough).
+_CLEANED: set[Path] = set()
+
+
+def _listed_folders(include_shipped: bool, user_dir: Path | None) -> list[Path]:
+    user = user_dir or user_runs_dir()
+    if user not in _CLEANED:
+        _CLEANED.add(user)
+        clean_stale_temp_dirs(user)
+    return ([shipped_runs_dir()] if include_shipped else []) + [user]
+
+
+def list_runs(include_shipped: bool = True, user_dir: Path | None = None) -> list[RunInfo]:
+    """Shipped runs (sorted by name) then user runs (newest first); damaged runs are skipped.
+
+    The first call for a user folder also removes stale leftovers of interrupted saves
+    (see ``clean_stale_temp_dirs``).
+    """
+    return [run for folder in _listed_folders(include_shipped, user_dir) for run in runs_in_folder(folder)[0]]
+
+
+def list_damaged_runs(include_shipped: bool = True, user_dir: Path | None = None) -> list[DamagedRun]:
+    """The run folders ``list_runs`` skips because they are damaged, with the reason for each."""
+    return [bad for folder in _listed_folders(include_shipped, user_dir) for bad in runs_in_folder(folder)[1]]
 
 
 def rename_run(run_dir: str | Path, new_name: str) -> Path:

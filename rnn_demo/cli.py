@@ -17,7 +17,14 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from rnn_demo.checkpoints import CheckpointError, list_runs
+from rnn_demo.checkpoints import (
+    CheckpointError,
+    check_out_dir,
+    clean_stale_temp_dirs,
+    list_damaged_runs,
+    list_runs,
+    user_runs_dir,
+)
 from rnn_demo.data import DATASETS, DatasetError, DatasetSpec, download_ag_news, list_datasets, load_splits
 from rnn_demo.model import CELLS, POOLINGS, ModelConfig
 from rnn_demo.text import TOKENIZER_KINDS, TextConfig
@@ -26,6 +33,14 @@ from rnn_demo.vectors import VectorsError
 
 # Errors that are the user's to fix: reported as one line, exit status 2.
 USER_ERRORS = (DatasetError, CheckpointError, TrainingError, VectorsError, ValueError, FileNotFoundError, OSError)
+
+
+class _Aborted(KeyboardInterrupt):
+    """A second stop signal: abort at once, exiting with the signal's status."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.exit_status = 128 + signum
 
 
 def _positive_int(text: str) -> int:
@@ -198,30 +213,41 @@ class _ProgressBar:
             print(f"finished: {event['message']}", file=sys.stderr)
 
 
-def cmd_train(args: argparse.Namespace) -> None:
+def cmd_train(args: argparse.Namespace) -> int | None:
     from rnn_demo.experiment import run_experiment
 
+    # Leftovers of interrupted saves go first; then --out is checked before anything slow.
+    clean_stale_temp_dirs(user_runs_dir())
+    if args.out:
+        clean_stale_temp_dirs(Path(args.out).parent)
+        check_out_dir(args.out, overwrite=args.overwrite)
     spec = _dataset_spec(args)
     text, model, train = configs_from_args(args, spec.name)
     quiet = args.json and not sys.stderr.isatty() and args.quiet
     progress = _ProgressBar(enabled=not quiet)
-    # The first Ctrl-C stops training cooperatively: the best weights so far are evaluated and saved.
+    # The first Ctrl-C or SIGTERM stops training cooperatively: the best weights so far are
+    # evaluated and saved, then the exit status still says the run was stopped (128 + signal).
     stop = threading.Event()
+    received: list[int] = []
 
-    def on_interrupt(signum: int, frame: Any) -> None:
-        if stop.is_set():  # a second Ctrl-C aborts at once
-            raise KeyboardInterrupt
+    def on_signal(signum: int, frame: Any) -> None:
+        if stop.is_set():  # a second signal aborts at once
+            raise _Aborted(signum)
+        received.append(signum)
         stop.set()
-        print("\nstopping after this step; press Ctrl-C again to abort", file=sys.stderr)
+        print(f"\n{signal.Signals(signum).name}: stopping after this step and saving the best weights; "
+              "press Ctrl-C again to abort", file=sys.stderr)
 
-    previous = signal.signal(signal.SIGINT, on_interrupt)
+    handled = (signal.SIGINT, signal.SIGTERM) if threading.current_thread() is threading.main_thread() else ()
+    previous = {signum: signal.signal(signum, on_signal) for signum in handled}
     try:
         summary = run_experiment(
-            spec, text, model, train, out_dir=args.out, callback=progress, stop=stop,
+            spec, text, model, train, out_dir=args.out, overwrite=args.overwrite, callback=progress, stop=stop,
             on_stage=None if quiet else (lambda s: print(f"{s} …", file=sys.stderr)),
         )
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
     def human() -> None:
         print(f"saved {summary.run_dir}")
@@ -232,6 +258,15 @@ def cmd_train(args: argparse.Namespace) -> None:
     keys = ("run_dir", "n_train", "epochs_run", "epoch_seconds", "tokens_per_second", "val", "test", "label_names",
             "stop_reason", "num_parameters")
     _emit({k: data[k] for k in keys}, args.json, human)
+    if received:
+        print(f"stopped by {signal.Signals(received[0]).name}; saved the best weights to {summary.run_dir}",
+              file=sys.stderr)
+        return 128 + received[0]
+    if summary.stop_reason == "diverged":  # saved with the weights from before the loss exploded
+        print(f"training diverged: {summary.message}; saved the best weights before it to {summary.run_dir}",
+              file=sys.stderr)
+        return 1
+    return None
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
@@ -258,23 +293,33 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     _emit({k: result[k] for k in ("accuracy", "macro_f1", "per_class", "confusion_matrix", "n")}, args.json, human)
 
 
+def _truncation_note(predictor: Any, text: str, num_tokens: int) -> str:
+    """Says how much of a cut text was read, e.g. "(read the first 512 tokens of 20,113; …)"."""
+    from rnn_demo.explain import EXPLAIN_MAX_TOKENS
+
+    total = len(predictor.tokenizer(text))  # cheap: the command line bounds the text's length
+    whole = f"{total:,}" if total > num_tokens else f"a text of {len(text):,} characters"  # else: one huge word
+    return (f"(read the first {num_tokens:,} tokens of {whole}; "
+            f"explanations read at most {predictor.token_cap(EXPLAIN_MAX_TOKENS):,})")
+
+
 def cmd_predict(args: argparse.Namespace) -> None:
     from rnn_demo.predict import Predictor
 
     text = " ".join(args.text)
     if not text.strip():
         raise ValueError("the text is empty; pass a sentence, e.g. predict RUN_DIR \"a gripping, funny film\"")
-    prediction = Predictor.load(args.run_dir, device=args.device).predict(text)
+    predictor = Predictor.load(args.run_dir, device=args.device)
+    prediction = predictor.predict(text)
+    if prediction.truncated:  # on stderr, with or without --json
+        print(_truncation_note(predictor, text, prediction.num_tokens), file=sys.stderr)
 
     def human() -> None:
         print(prediction.label)
         for name, p in sorted(prediction.probabilities.items(), key=lambda kv: -kv[1]):
             print(f"  {name:<16} {p:.4f}")
-        if prediction.truncated:
-            print(f"  (text cut to the model's {prediction.num_tokens}-token limit)", file=sys.stderr)
 
-    _emit({"label": prediction.label, "probabilities": prediction.probabilities, "truncated": prediction.truncated},
-          args.json, human)
+    _emit(prediction.to_dict(), args.json, human)
 
 
 def cmd_explain(args: argparse.Namespace) -> None:
@@ -293,6 +338,8 @@ def cmd_explain(args: argparse.Namespace) -> None:
         class_index = predictor.label_names.index(args.label)
     result = explain_tokens(predictor, text, args.method, class_index=class_index, num_samples=args.samples,
                             seed=args.seed)
+    if result.truncated:  # on stderr, with or without --json
+        print(_truncation_note(predictor, text, result.num_tokens), file=sys.stderr)
 
     def human() -> None:
         print(f"{result.label} (p = {result.probabilities[result.class_index]:.3f}), {args.method}, "
@@ -300,14 +347,17 @@ def cmd_explain(args: argparse.Namespace) -> None:
         for position, token, weight in result.top(args.top):
             print(f"  {weight:+.4f}  {token}  (word {position + 1})")
 
-    _emit({"label": result.label, "tokens": result.pairs(), "seconds": result.seconds}, args.json, human)
+    _emit({"label": result.label, "tokens": result.pairs(), "seconds": result.seconds, "truncated": result.truncated,
+           "num_tokens": result.num_tokens}, args.json, human)
 
 
 def cmd_runs(args: argparse.Namespace) -> None:
-    runs = list_runs()
+    runs, damaged = list_runs(), list_damaged_runs()
     rows = [{"name": r.name, "path": str(r.path), "shipped": r.shipped, "dataset": r.dataset_name, "cell": r.cell,
              "test_accuracy": r.test_accuracy()} for r in runs]
-    _emit({"runs": rows}, args.json, lambda: print("\n".join(f"{r.title()}\n    {r.path}" for r in runs) or "no runs yet"))
+    bad_rows = [{"name": d.name, "path": str(d.path), "reason": d.reason} for d in damaged]
+    lines = [f"{r.title()}\n    {r.path}" for r in runs] + [f"damaged: {d.name} — {d.reason}" for d in damaged]
+    _emit({"runs": rows, "damaged": bad_rows}, args.json, lambda: print("\n".join(lines) or "no runs yet"))
 
 
 def cmd_download(args: argparse.Namespace) -> None:
@@ -364,6 +414,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_dataset_flags(p, required=True)
     _add_train_flags(p)
     p.add_argument("--quiet", action="store_true", help="with --json: no progress bar")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the run already saved at --out (a folder that is not a run is never replaced)")
     p = add("evaluate", "evaluate a saved run on a dataset split (default: the run's own dataset)", cmd_evaluate)
     p.add_argument("run_dir", metavar="RUN_DIR", help="a run directory (see `runs`)")
     _add_dataset_flags(p, required=False)
@@ -399,11 +451,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         torch.set_num_threads(args.threads)
     try:
-        args.func(args)
-    except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr)
-        return 130
+        status = args.func(args)
+    except KeyboardInterrupt as exc:
+        print("error: interrupted; nothing was saved", file=sys.stderr)
+        return getattr(exc, "exit_status", 130)
     except USER_ERRORS as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    return 0
+    return status or 0

@@ -8,6 +8,7 @@ split, encode every split once, build the model, train, evaluate, save.
 from __future__ import annotations
 
 import dataclasses
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ from typing import Any
 
 from rnn_demo import fused, sparse_rows
 from rnn_demo.batching import BatchLoader, EncodedTexts, encode_tokens
-from rnn_demo.checkpoints import save_run, user_runs_dir
+from rnn_demo.checkpoints import claim_out_dir, lock_file, sanitize_run_name, save_run, user_runs_dir
 from rnn_demo.data import DatasetSpec, DatasetSplits, load_splits
 from rnn_demo.metrics import classification_summary
 from rnn_demo.model import CELLS, ModelConfig, RecurrentClassifier
@@ -152,18 +153,23 @@ def run_experiment(
     train_config: TrainConfig,
     out_dir: str | Path | None = None,
     *,
+    overwrite: bool = False,
     callback: EventCallback | None = None,
     stop: StopSignal | None = None,
     on_stage: Callable[[str], None] | None = None,
 ) -> RunSummary:
     """Trains one model and saves its run directory.
 
+    The output folder is checked and locked before the data is loaded, so a folder
+    that cannot be used is refused at once rather than after training.
+
     Args:
         spec: Which dataset (built-in, synthetic or user file) and how to split it.
         text_config: Tokenizer and vocabulary settings.
         model_config: Model settings; ``vocab_size`` and ``num_classes`` are filled in here.
         train_config: Training settings.
-        out_dir: Run directory; default ``<user runs>/<dataset>-<cell>-<time>``.
+        out_dir: Run directory; default a new ``<user runs>/<dataset>-<cell>-<time>``.
+        overwrite: Replace an existing run at ``out_dir`` (never anything else).
         callback: Receives every training event (see ``rnn_demo.train``).
         stop: Optional stop signal (keeps the best weights so far).
         on_stage: Called with a short description before each slow stage.
@@ -172,12 +178,46 @@ def run_experiment(
         The summary of the run.
 
     Raises:
+        rnn_demo.checkpoints.CheckpointError: ``out_dir`` is refused (see
+            ``check_out_dir``) or another training is writing it.
         rnn_demo.data.DatasetError: The dataset cannot be loaded.
         rnn_demo.train.TrainingError: Training diverged before producing usable weights.
     """
+    if out_dir is None:
+        out_dir = _new_run_dir(spec, model_config.cell)
+    with claim_out_dir(out_dir, overwrite=overwrite) as run_dir:
+        return _train_and_save(spec, text_config, model_config, train_config, run_dir, overwrite=overwrite,
+                               callback=callback, stop=stop, on_stage=on_stage)
+
+
+def _new_run_dir(spec: DatasetSpec, cell: str) -> Path:
+    """A fresh ``<user runs>/<dataset>-<cell>-<time>`` folder name (suffixed if taken)."""
+    base = user_runs_dir()
+    name = sanitize_run_name(f"{spec.display_name()}-{cell}-{time.strftime('%Y%m%d-%H%M%S')}")
+    candidate, n = base / name, 2
+    while os.path.lexists(candidate) or os.path.lexists(lock_file(candidate)):
+        candidate, n = base / f"{name}-{n}", n + 1
+    return candidate
+
+
+def _train_and_save(
+    spec: DatasetSpec,
+    text_config: TextConfig,
+    model_config: ModelConfig,
+    train_config: TrainConfig,
+    out_dir: Path,
+    *,
+    overwrite: bool,
+    callback: EventCallback | None,
+    stop: StopSignal | None,
+    on_stage: Callable[[str], None] | None,
+) -> RunSummary:
+    """The body of ``run_experiment``, run while it holds the output folder."""
     stage = on_stage or (lambda text: None)
     stage("loading the dataset")
     splits = load_splits(spec)
+    if spec.csv:
+        stage(splits.load_summary())  # rows read, kept and dropped: nothing is dropped silently
     stage("building the vocabulary and encoding the texts")
     data = prepare_data(splits, text_config)
     model_config = dataclasses.replace(model_config, vocab_size=len(data.vocab), num_classes=len(splits.label_names))
@@ -210,11 +250,9 @@ def run_experiment(
     val_loader = BatchLoader(data.validation, max(train_config.batch_size, 256))
     trainer = Trainer(model, train_loader, val_loader, train_config, callback=record, stop=stop)
     trainer.fit()
-    if out_dir is None:
-        stamp = time.strftime("%Y%m%d-%H%M%S")
-        out_dir = user_runs_dir() / f"{spec.display_name()}-{model_config.cell}-{stamp}"
     return evaluate_and_save(
-        trainer, data, spec, text_config, out_dir, history, vector_coverage=vector_coverage, on_stage=stage
+        trainer, data, spec, text_config, out_dir, history, vector_coverage=vector_coverage, on_stage=stage,
+        overwrite=overwrite,
     )
 
 
@@ -230,6 +268,7 @@ def evaluate_and_save(
     train_seconds: float | None = None,
     extra_summary: dict[str, Any] | None = None,
     on_stage: Callable[[str], None] | None = None,
+    overwrite: bool = False,
 ) -> RunSummary:
     """Evaluates a trained model on validation and test and saves its run directory.
 
@@ -244,6 +283,7 @@ def evaluate_and_save(
         train_seconds: Training time to record; defaults to the sum of the epoch times.
         extra_summary: More facts for config.json's ``summary``.
         on_stage: Called with a short description before each slow stage.
+        overwrite: Replace an existing run at ``out_dir`` (see ``save_run``).
 
     Returns:
         The run summary.
@@ -289,6 +329,7 @@ def evaluate_and_save(
             **(extra_summary or {}),
         },
         predictions={"validation_probs": val_eval.probs, "test_probs": test_eval.probs},
+        overwrite=overwrite,
     )
     return RunSummary(
         run_dir=run_dir,
@@ -319,7 +360,10 @@ def build_shipped_runs(
     callback: EventCallback | None = None,
     on_stage: Callable[[str], None] | None = None,
 ) -> list[RunSummary]:
-    """Retrains the shipped demo runs with the default settings (seed 0) into ``out_dir``."""
+    """Retrains the shipped demo runs with the default settings (seed 0) into ``out_dir``.
+
+    Existing runs of those names are replaced: ``checkpoints/`` is the project's own folder.
+    """
     summaries = []
     for run_name, dataset, model_overrides in SHIPPED_RUNS:
         text_config, model_config, train_config = default_configs(dataset)
@@ -329,7 +373,7 @@ def build_shipped_runs(
         summaries.append(
             run_experiment(
                 DatasetSpec(name=dataset), text_config, model_config, train_config,
-                out_dir=Path(out_dir) / run_name, callback=callback, on_stage=on_stage,
+                out_dir=Path(out_dir) / run_name, overwrite=True, callback=callback, on_stage=on_stage,
             )
         )
     return summaries
