@@ -1,6 +1,7 @@
 """RNN Playground: the Streamlit entry point (``streamlit run app.py``).
 
-Registers the pages, draws the shared sidebar and runs the chosen page.
+Registers the pages, draws the shared sidebar and runs the chosen page. Each browser's runs
+and uploads are its own (see ``rnn_demo.sessions``).
 """
 
 from __future__ import annotations
@@ -12,7 +13,9 @@ from rnn_demo.ui import state, widgets
 st.set_page_config(page_title="RNN Playground", page_icon=":material/neurology:", layout="wide")
 state.configure_server_process()
 state.keep_persistent_widgets()
-state.touch_session()
+state.touch_session()  # also fixes the owner: the browser's token in the URL (rnn_demo.sessions)
+state.reattach_job()
+state.sweep_expired_sessions()
 state.apply_dataset_defaults()
 
 pages = [

@@ -9,11 +9,13 @@ from rnn_demo.ui import compare_view, job_view, state, widgets
 state.require_app_frame()
 st.title("Compare")
 compare_view.adopt_race_runs(state.current_job())
-runs = {str(run.path): run for run in state.runs()}
+visible = state.visible_runs()  # only runs this owner may see, labelled by origin
+runs = {path: run.info for path, run in visible.items()}
 paths = list(runs)
 key = state.persist("compare.runs", compare_view.default_selection(list(runs.values()), state.current_run_path()))
 st.session_state[key] = [p for p in st.session_state[key] if p in runs]
-chosen = st.multiselect("Runs", paths, key=key, format_func=lambda p: runs[p].title())
+chosen = st.multiselect("Runs", paths, key=key, format_func=lambda p: visible[p].title())
+widgets.damaged_runs_caption()
 
 if len(chosen) < 2:
     st.info("Choose two or more runs to compare their curves and metrics.")

@@ -2,6 +2,7 @@
 
 import streamlit as st
 
+from rnn_demo import sessions
 from rnn_demo.ui import state
 
 state.require_app_frame()
@@ -31,6 +32,10 @@ with three:
     st.page_link("pages/predict.py", label="Predict", icon=":material/chat:")
 
 st.info("No time to train? Ready-made models are included: go straight to **Predict**.", icon=":material/bolt:")
+st.caption("Your runs and uploads belong to this browser: the `s=` part of the address is their key. Bookmark the "
+           "address to come back to them, and don't share it"
+           + (" (share a run with the class from the sidebar instead)" if sessions.sharing_enabled() else "")
+           + f". Unused for {sessions.ttl_seconds() / 3600:g} hours, they are deleted.")
 with st.expander("How it works"):
     st.write(
         "Texts are split into tokens, mapped to ids with a vocabulary fitted on the training split, embedded, "

@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from rnn_demo import explain
+from rnn_demo import explain, sessions
 from rnn_demo.checkpoints import CheckpointError
 from rnn_demo.plots import explanations as plots
 from rnn_demo.ui import explain_panel as panel
@@ -30,7 +30,7 @@ else:
         panel.start_vanishing_lab(lab)
         st.rerun()
     if status == "failed":
-        st.error(f"The last sweep failed ({progress.get('message', '')}). Press the button to try again.")
+        st.error(f"The last sweep failed ({widgets.md(progress.get('message', ''))}). Press the button to try again.")
 if result is None:
     st.info("No results yet: press the button to train the three cells at "
             f"{', '.join(map(str, lab.distractors))} distractors (results are kept for next time).")
@@ -57,14 +57,17 @@ st.markdown("Each point is a validation text, placed by a 2-D PCA of the model's
 info = widgets.run_picker()
 if info is None:
     st.stop()
+if not state.may_read_run_data(info):  # the map is drawn from the run's own validation texts
+    st.info(sessions.PRIVATE_DATA_MESSAGE)
+    st.stop()
 try:
     predictor = state.load_predictor(info)
     state_map = panel.state_map(predictor)
 except (CheckpointError, OSError) as exc:
-    st.error(f"This model cannot be loaded: {exc}. Pick another one or train it again.")
+    st.error(f"This model cannot be loaded: {widgets.md(exc)}. Pick another one or train it again.")
     st.stop()
 except explain.ExplainError as exc:
-    st.warning(f"No map for this model: {exc}.")
+    st.warning(f"No map for this model: {widgets.md(exc)}.")
     st.stop()
 figure = plots.pca_scatter(state_map.coords, state_map.labels, state_map.label_names, texts=state_map.texts,
                            predicted=state_map.predicted, explained=state_map.basis.explained_variance_ratio)
@@ -75,7 +78,7 @@ if text.strip():
         path = explain.hidden_trajectory(predictor, text, basis=state_map.basis)
         figure = plots.pca_trajectory(path.coords, path.tokens, background=figure)
     except explain.ExplainError as exc:
-        st.warning(f"{exc}.")
+        st.warning(f"{widgets.md(exc)}.")
 st.plotly_chart(figure, key="internals.map")
 st.caption(f"{len(state_map.texts):,} validation texts; crosses are misclassified. "
            + ("For a bidirectional model the path shows both directions' states at each word, so it need not end "

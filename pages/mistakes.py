@@ -2,6 +2,7 @@
 
 import streamlit as st
 
+from rnn_demo import sessions
 from rnn_demo.checkpoints import CheckpointError
 from rnn_demo.data import DatasetError
 from rnn_demo.mistakes import SPLITS, confusion_counts, select_examples
@@ -13,11 +14,14 @@ st.title("Mistakes")
 info = widgets.run_picker()
 if info is None:
     st.stop()
+if not state.may_read_run_data(info):
+    st.info(sessions.PRIVATE_DATA_MESSAGE)
+    st.stop()
 split = st.radio("Split", SPLITS, key=state.persist("mistakes.split", "validation"), horizontal=True)
 try:
     records, source = state.split_records(info, split)
     predictor = state.load_predictor(info)
-except (DatasetError, CheckpointError, OSError) as exc:
+except (DatasetError, CheckpointError, sessions.SessionError, OSError) as exc:
     st.error(widgets.md(exc))
     st.caption("Pick another model, or train this one again on data that is still available.")
     st.stop()
@@ -44,7 +48,7 @@ st.text(record["text"])
 st.markdown(f"True label: **{widgets.md(record['true'])}** · predicted: **{widgets.md(record['predicted'])}** "
             f"({record['confidence']:.1%} confident)")
 prediction = predictor.predict(record["text"])
-widgets.prediction_view(prediction, predictor.max_tokens)
+widgets.prediction_view(prediction)
 
 # ==== Explanations (rnn_demo.ui.explain_panel) ==========================================
 widgets.explanations(predictor, record["text"], key="mistakes.explain")

@@ -648,6 +648,7 @@ class JobManager:
         train_config: TrainConfig,
         *,
         run_name: str | None = None,
+        runs_dir: Path | None = None,
     ) -> TrainingJob:
         """Starts one training run in a worker process.
 
@@ -658,6 +659,7 @@ class JobManager:
             model_config: Model settings.
             train_config: Training settings.
             run_name: Name of the run directory (sanitised, made unique); default ``<dataset>-<cell>-<time>``.
+            runs_dir: Where to save it (e.g. an app owner's own folder); default the manager's ``runs_dir``.
 
         Returns:
             The job handle.
@@ -674,7 +676,7 @@ class JobManager:
             out = self._unique_dir(base, name)
             return {"out_dir": str(out), "_dirs": [out]}
 
-        return self._start(owner, "train", payload, description, reserve)
+        return self._start(owner, "train", payload, description, reserve, runs_dir)
 
     def start_race(
         self,
@@ -686,10 +688,12 @@ class JobManager:
         *,
         cells: Sequence[str] = tuple(CELLS),
         run_name: str | None = None,
+        runs_dir: Path | None = None,
     ) -> TrainingJob:
         """Starts a race (several cells on the same data and budget) as ONE job in one slot.
 
-        The runs are saved as ``<run_name>-<cell>``; see ``rnn_demo.race.run_race``.
+        The runs are saved as ``<run_name>-<cell>`` in ``runs_dir`` (default the manager's
+        ``runs_dir``); see ``rnn_demo.race.run_race``.
 
         Raises:
             JobError: Unknown cells, or the owner already has a running job.
@@ -707,7 +711,7 @@ class JobManager:
             dirs = {cell: self._unique_dir(base, f"{prefix}-{cell}") for cell in cells}
             return {"out_dirs": {c: str(d) for c, d in dirs.items()}, "_dirs": list(dirs.values())}
 
-        return self._start(owner, "race", payload, description, reserve)
+        return self._start(owner, "race", payload, description, reserve, runs_dir)
 
     @staticmethod
     def _payload(spec: DatasetSpec, text: TextConfig, model: ModelConfig, train: TrainConfig) -> dict[str, Any]:
@@ -733,6 +737,7 @@ class JobManager:
         payload: dict[str, Any],
         description: str,
         reserve: Callable[[Path], dict[str, Any]],
+        runs_dir: Path | None = None,
     ) -> TrainingJob:
         with self._lock:
             mine = [job for job in self._active.values() if job.owner == owner]
@@ -745,7 +750,7 @@ class JobManager:
                 capacity_full = True
             else:
                 capacity_full = False
-                dirs = reserve(self.runs_dir or user_runs_dir())
+                dirs = reserve(runs_dir or self.runs_dir or user_runs_dir())
                 run_dirs = dirs.pop("_dirs")
                 payload = {**payload, **dirs}
                 job_id = uuid.uuid4().hex[:8]
@@ -871,7 +876,7 @@ class JobManager:
         Args:
             owner: The owner whose session closed.
             grace: Seconds to wait for a reconnect (default ``$RNN_DEMO_SESSION_GRACE`` or 30).
-            on_expire: Also called when the grace period ends unclaimed (e.g. to delete uploads).
+            on_expire: Also called when the grace period ends unclaimed (e.g. a clean-up).
         """
         if grace is None:
             try:

@@ -9,6 +9,40 @@ from pathlib import Path
 import pytest
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _private_run_folders(tmp_path_factory: pytest.TempPathFactory):
+    """No test writes into the real user runs or app sessions folders (tests may point them elsewhere)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("RNN_DEMO_RUNS", str(tmp_path_factory.mktemp("user-runs")))
+        patch.setenv("RNN_DEMO_SESSIONS", str(tmp_path_factory.mktemp("sessions")))
+        yield
+
+
+@pytest.fixture
+def app_navigation_mode(monkeypatch: pytest.MonkeyPatch):
+    """Runs every AppTest run in ``st.navigation`` mode, like a real server after its first request.
+
+    AppTest re-detects the ``pages/`` folder before every run and so starts each run in
+    Streamlit's legacy folder mode, where ``state.require_app_frame`` reruns the script
+    (a real server leaves that mode for good at its first ``app.py`` run; the browser
+    test covers that first deep link). The extra rerun would drop button clicks. The app
+    sets one torch thread for its server process; the test's count is restored after.
+    """
+    import torch
+    from streamlit.runtime.pages_manager import PagesManager
+
+    original = PagesManager.__init__
+
+    def init(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        PagesManager.uses_pages_directory = False
+
+    monkeypatch.setattr(PagesManager, "__init__", init)
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def tiny_runs_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A runs folder with two tiny runs on the synthetic ``negation`` task (a few seconds to train).

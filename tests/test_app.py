@@ -12,7 +12,6 @@ import re
 from pathlib import Path
 
 import pytest
-import torch
 from streamlit.testing.v1 import AppTest
 
 from rnn_demo import jobs
@@ -24,37 +23,13 @@ PAGES = ["pages/home.py", "pages/data.py", "pages/train.py", "pages/predict.py",
 TIMEOUT = 120
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _keep_torch_threads():
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)  # the app sets 1 thread for its server process
-
-
-@pytest.fixture(autouse=True)
-def _navigation_mode(monkeypatch):
-    """Run every AppTest run in ``st.navigation`` mode, like a real server after its first request.
-
-    AppTest re-detects the ``pages/`` folder before every run and so starts each run in
-    Streamlit's legacy folder mode, where ``state.require_app_frame`` reruns the script
-    (a real server leaves that mode for good at its first ``app.py`` run; the browser
-    test covers that first deep link). The extra rerun would drop button clicks.
-    """
-    from streamlit.runtime.pages_manager import PagesManager
-
-    original = PagesManager.__init__
-
-    def init(self, *args, **kwargs):
-        original(self, *args, **kwargs)
-        PagesManager.uses_pages_directory = False
-
-    monkeypatch.setattr(PagesManager, "__init__", init)
+pytestmark = pytest.mark.usefixtures("app_navigation_mode")
 
 
 @pytest.fixture
 def runs_dir(tiny_runs_dir, monkeypatch, tmp_path):
     monkeypatch.setenv("RNN_DEMO_RUNS", str(tiny_runs_dir))
-    monkeypatch.setattr("rnn_demo.ui.state.upload_dir", lambda owner: tmp_path / "uploads" / owner)
+    monkeypatch.setenv("RNN_DEMO_SESSIONS", str(tmp_path / "sessions"))  # each browser's runs and uploads
     return tiny_runs_dir
 
 
@@ -261,7 +236,8 @@ def test_compare_overlays_runs_and_tabulates_metrics(runs_dir):
 
 
 def test_quick_preset_trains_a_synthetic_task_end_to_end(tiny_runs_dir, monkeypatch, tmp_path):
-    monkeypatch.setenv("RNN_DEMO_RUNS", str(tmp_path / "runs"))
+    monkeypatch.setenv("RNN_DEMO_RUNS", str(tmp_path / "server-runs"))
+    monkeypatch.setenv("RNN_DEMO_SESSIONS", str(tmp_path / "sessions"))
     at = app("pages/data.py")
     at.radio(key="data.source").set_value("Synthetic task").run()
     at.number_input(key="data.param.negation.n").set_value(600).run()
@@ -282,17 +258,17 @@ def test_quick_preset_trains_a_synthetic_task_end_to_end(tiny_runs_dir, monkeypa
     assert metrics["Test accuracy"].endswith("%") and "Test macro-F1" in metrics
     assert any("Finished" in s.value for s in at.success)
     assert figure(at, 0)["data"][0]["name"] == "training loss"  # the curves stay after the job
-    assert (tmp_path / "runs" / "my-quick-run" / "model.safetensors").is_file()
-    assert at.session_state["app.run"] == str(tmp_path / "runs" / "my-quick-run")  # now the current model
+    runs = tmp_path / "sessions" / at.query_params["s"] / "runs"  # the browser's own runs, not the server's
+    assert (runs / "my-quick-run" / "model.safetensors").is_file() and not (tmp_path / "server-runs").exists()
+    assert at.session_state["app.run"] == str(runs / "my-quick-run")  # now the current model
 
     at.text_input(key=f"train.name_{job.id}").input("renamed run")
     at.button(key=f"train.rename_{job.id}").click().run()
-    assert (tmp_path / "runs" / "renamed-run").is_dir() and not (tmp_path / "runs" / "my-quick-run").exists()
-    assert at.session_state["app.run"] == str(tmp_path / "runs" / "renamed-run")
+    assert (runs / "renamed-run").is_dir() and not (runs / "my-quick-run").exists()
+    assert at.session_state["app.run"] == str(runs / "renamed-run")
 
 
 def test_a_failing_job_reports_its_error_on_the_train_page(runs_dir, tmp_path, monkeypatch):
-    monkeypatch.setenv("RNN_DEMO_RUNS", str(tmp_path / "runs"))
     at = app()
     missing = DatasetSpec(csv=str(tmp_path / "gone.csv"), text_cols=["text"], label_col="label")
     at.session_state["app.dataset"] = missing.to_dict()

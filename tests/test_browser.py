@@ -62,7 +62,8 @@ def _free_port() -> int:
 def server(tiny_runs_dir, tmp_path):
     _require_browser()
     port = _free_port()
-    env = {**os.environ, "RNN_DEMO_RUNS": str(tiny_runs_dir), "RNN_DEMO_MAX_JOBS": "1"}
+    env = {**os.environ, "RNN_DEMO_RUNS": str(tiny_runs_dir), "RNN_DEMO_SESSIONS": str(tmp_path / "sessions"),
+           "RNN_DEMO_MAX_JOBS": "1"}
     log = open(tmp_path / "server.log", "w")  # noqa: SIM115 - closed below
     process = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true", "--server.port", str(port),

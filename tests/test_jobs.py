@@ -101,7 +101,7 @@ def test_cap_reached_names_the_limit_and_when_a_slot_frees(tmp_path):
     manager = JobManager(max_jobs=1, cores=1, runs_dir=tmp_path)
     try:
         text, model, train = configs()
-        long_job = manager.start_training("carol", SPEC, text, model, dataclasses.replace(train, epochs=400))
+        long_job = manager.start_training("carol", SPEC, text, model, dataclasses.replace(train, epochs=200))
         with pytest.raises(CapacityError) as first:
             manager.start_training("dave", SPEC, *configs())
         assert "All 1 training slots" in str(first.value) and "RNN_DEMO_MAX_JOBS" in str(first.value)
@@ -273,6 +273,19 @@ def test_race_trains_every_cell_in_one_job(manager):
         assert 0.0 <= summary["test"]["accuracy"] <= 1.0
     progress = job.progress()
     assert progress.fraction == 1.0
+
+
+def test_each_job_can_save_into_its_own_runs_folder(manager, tmp_path):
+    own = tmp_path / "sessions" / "alice" / "runs"  # e.g. an app owner's folder; the manager's default stays
+    job = manager.start_training("alice", SPEC, *configs(), run_name="mine", runs_dir=own)
+    race = manager.start_race("bob", SPEC, *configs(), cells=("rnn", "gru"), run_name="duel", runs_dir=own)
+    assert job.run_dirs == [own / "mine"] and race.run_dirs == [own / "duel-rnn", own / "duel-gru"]
+    race.request_stop()
+    assert job.wait(TIMEOUT) and job.status == jobs.FINISHED, job.error
+    assert Path(job.summary["run_dir"]) == own / "mine" and (own / "mine" / "model.safetensors").is_file()
+    assert not (tmp_path / "mine").exists()
+    assert race.wait(TIMEOUT)
+    assert all(Path(s["run_dir"]).parent == own for s in race.summaries)
 
 
 def test_race_needs_two_known_cells(manager):

@@ -10,6 +10,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
+from rnn_demo import sessions
 from rnn_demo.checkpoints import RunInfo
 from rnn_demo.jobs import JobError, TrainingJob, shared_manager
 from rnn_demo.model import CELLS
@@ -106,7 +107,9 @@ def race_form(disabled: bool) -> TrainingJob | None:
         text_cfg, model_cfg, train_cfg = state.current_configs()
         train_cfg.epochs = int(epochs)
         return shared_manager().start_race(state.owner_id(), state.current_spec(), text_cfg, model_cfg, train_cfg,
-                                           cells=cells)
+                                           cells=cells, runs_dir=state.new_runs_dir(len(cells)))
+    except sessions.QuotaError as exc:  # a ValueError too, but not a setting
+        st.error(md(exc))
     except ValueError as exc:
         st.error(f"Invalid setting: {md(exc)}")
     except JobError as exc:

@@ -8,6 +8,7 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
+from rnn_demo import sessions
 from rnn_demo.data import DATASETS, DatasetError, DatasetSpec, download_ag_news, is_ag_news_cached
 from rnn_demo.dataset_stats import DatasetStats
 from rnn_demo.plots.data import class_balance_figure, length_histogram_figure
@@ -70,10 +71,14 @@ def csv_picker() -> DatasetSpec | None:
         "CSV or TSV file", type=["csv", "tsv", "txt"], key="data.upload",
         help=f"Up to {MAX_UPLOAD_MB} MB. One row per example: one or more text columns and a label column.",
     )
-    st.caption(f"Files up to {MAX_UPLOAD_MB} MB (the server's upload limit). The file stays on the server only "
-               "while your session is open.")
+    st.caption(f"Files up to {MAX_UPLOAD_MB} MB (the server's upload limit). Only you see the file; the server "
+               f"deletes it {sessions.ttl_seconds() / 3600:g} hours after your last visit.")
     if uploaded is not None:
-        st.session_state["data.upload_path"] = str(state.save_upload(uploaded.name, uploaded.getvalue()))
+        try:
+            st.session_state["data.upload_path"] = str(state.save_upload(uploaded.name, uploaded.getvalue()))
+        except sessions.QuotaError as exc:
+            st.error(md(exc))
+            return None
     path = st.session_state.get("data.upload_path")
     if not path or not Path(path).is_file():
         st.info("Upload a file to preview it and choose its columns.")
@@ -115,8 +120,10 @@ def overview(stats: DatasetStats, max_tokens: int | None) -> None:
     c.metric("Vocabulary", f"{stats.vocab_size:,}", help="tokens with their own id (incl. <pad> and <unk>), "
              "fitted on the training split with these settings")
     d.metric("OOV rate", f"{stats.oov_rate:.1%}", help="share of validation tokens that become <unk>")
-    if stats.dropped:
-        st.caption(f"{stats.dropped:,} rows were dropped (empty text or missing label).")
+    for report in stats.load_reports:  # what was read from each file: nothing is dropped silently
+        line = report.summary()
+        show = st.warning if report.needs_attention else st.caption
+        show(md(line[:1].upper() + line[1:]) + ".")
     if max_tokens and stats.truncated_fraction:
         st.caption(f"{stats.truncated_fraction:.1%} of training texts are longer than the {max_tokens}-token cap.")
     left, right = st.columns(2)

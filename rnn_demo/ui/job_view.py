@@ -15,8 +15,8 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
+from rnn_demo import sessions
 from rnn_demo.checkpoints import CheckpointError, read_run_info
-from rnn_demo.checkpoints import rename_run
 from rnn_demo.jobs import FAILED, STOPPING, TrainingJob, format_duration
 from rnn_demo.plots.results import confusion_matrix_figure
 from rnn_demo.plots.training import loss_figure, race_figure, validation_metrics_figure
@@ -107,9 +107,9 @@ def _saved_path(job: TrainingJob, original: str) -> Path:
 def _rename(original: str, key: str) -> None:
     renamed = st.session_state.setdefault("train.renamed", {})
     current = Path(renamed.get(original, original))
-    try:
-        new = rename_run(current, st.session_state.get(key, ""))
-    except CheckpointError as exc:
+    try:  # only one's own runs (the job saved into the owner's folder); a shared one stays shared
+        new = sessions.rename_own_run(state.owner_id(), current, st.session_state.get(key, ""))
+    except (CheckpointError, sessions.SessionError, OSError) as exc:
         st.session_state["train.rename_error"] = str(exc)
         return
     st.session_state.pop("train.rename_error", None)
@@ -148,11 +148,12 @@ def result_panel(job: TrainingJob) -> None:
     key = f"train.name_{job.id}"
     st.session_state.setdefault(key, path.name)
     col, button = st.columns([3, 1], vertical_alignment="bottom")
-    col.text_input("Run name", key=key, help="Saved under this name in your runs folder; rename it here.")
+    col.text_input("Run name", key=key, help="Saved under this name in your runs folder; rename it here. "
+                   "Share it with the class or delete it in the sidebar.")
     button.button("Rename", key=f"train.rename_{job.id}", on_click=_rename, args=(summary["run_dir"], key))
     if st.session_state.get("train.rename_error"):
         st.error(md(st.session_state["train.rename_error"]))
-    st.caption(f"Saved in {path}. It is now the current model: try it on **Predict** or **Mistakes**.")
+    st.caption(f"Saved in {md(path)}. It is now the current model: try it on **Predict** or **Mistakes**.")
 
 
 def race_results(job: TrainingJob) -> None:

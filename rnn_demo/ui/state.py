@@ -10,21 +10,25 @@ state of widgets that are not on the current page) and kept alive by
 Cached loaders live here too: ``st.cache_data`` for datasets and statistics,
 ``st.cache_resource`` (read-only, shared) for loaded models, and a session-scoped
 ``st.cache_resource`` whose release stops a closed session's training job.
+
+The owner of runs and uploads is the browser (a token in the URL, see
+``rnn_demo.sessions``): every run list, upload and dataset load here goes through
+what that owner may see.
 """
 
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
-import uuid
+import threading
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import streamlit as st
 
-from rnn_demo.checkpoints import RunInfo, list_runs, read_run_info
+from rnn_demo import sessions
+from rnn_demo.checkpoints import RunInfo, read_run_info
 from rnn_demo.data import DATASETS, DatasetSpec, load_splits, read_table_preview
 from rnn_demo.dataset_stats import DatasetStats, dataset_stats
 from rnn_demo.experiment import default_configs
@@ -102,38 +106,60 @@ def keep_choice_valid(key: str, options: list[Any], fallback: Any) -> None:
 
 
 # --------------------------------------------------------------------------------------
-# The session's identity, lease (closing the session stops its job) and uploads
+# The owner (the browser), its lease (closing the session stops its job) and uploads
 # --------------------------------------------------------------------------------------
+
+OWNER_PARAM = "s"  # the URL query parameter that holds the owner token
 
 
 def owner_id() -> str:
-    """A stable id of this browser session (owner of its job and uploads)."""
-    return st.session_state.setdefault("app.owner", uuid.uuid4().hex[:12])
+    """The owner of this browser's runs, uploads and job: the token in the URL's ``s`` parameter.
+
+    A well-formed ``s`` wins (a reload or a bookmark keeps one's runs); a missing or
+    hostile one is replaced by the session's token or a new one. The token is written
+    back on every run because a page switch clears the query parameters.
+    """
+    token = sessions.valid_token(st.query_params.get(OWNER_PARAM))
+    if token is None:
+        token = sessions.valid_token(st.session_state.get("app.owner")) or sessions.new_token()
+    st.session_state["app.owner"] = token
+    if st.query_params.get(OWNER_PARAM) != token:
+        st.query_params[OWNER_PARAM] = token
+    return token
 
 
 def upload_dir(owner: str) -> Path:
-    """Per-session folder for uploaded files (deleted when the session closes)."""
-    return Path(tempfile.gettempdir()) / "rnn_demo_uploads" / owner
+    """The owner's folder for uploaded files (kept until the owner's session folder expires)."""
+    return sessions.owner_uploads_dir(owner)
 
 
 @dataclass
 class SessionLease:
-    """Exists while the session is connected; its release schedules the session's cleanup."""
+    """Exists while the session is connected; its release schedules stopping the session's job."""
 
     owner: str
 
 
+_connected: Counter[str] = Counter()  # owner -> connected sessions (their folders are never swept)
+_connected_lock = threading.Lock()
+
+
 def _release(lease: SessionLease) -> None:
     # Runs on a server thread when the session disconnects: after a grace period (a reconnect
-    # cancels it) the session's job is stopped (best weights saved) and its uploads deleted.
-    shared_manager().release_owner(
-        lease.owner, on_expire=lambda: shutil.rmtree(upload_dir(lease.owner), ignore_errors=True)
-    )
+    # cancels it) the session's job is stopped (best weights saved). Runs and uploads stay
+    # (a reload must find them) until the sweep deletes the expired owner folder.
+    with _connected_lock:
+        _connected[lease.owner] -= 1
+        if _connected[lease.owner] <= 0:
+            del _connected[lease.owner]
+    shared_manager().release_owner(lease.owner)
 
 
 @st.cache_resource(scope="session", on_release=_release, show_spinner=False)
 def _lease(owner: str) -> SessionLease:
     shared_manager().claim_owner(owner)
+    with _connected_lock:
+        _connected[owner] += 1
     return SessionLease(owner)
 
 
@@ -142,19 +168,57 @@ def touch_session() -> None:
     owner = owner_id()
     _lease(owner)
     shared_manager().claim_owner(owner)
+    sessions.touch(owner)
+
+
+def sweep_expired_sessions() -> None:
+    """Deletes expired owner folders (at most every few minutes), sparing connected owners and running jobs."""
+    with _connected_lock:
+        keep = set(_connected)
+    keep.update(job.owner for job in shared_manager().active_jobs())
+    keep.add(owner_id())
+    sessions.maybe_sweep(keep)
+
+
+def reattach_job() -> None:
+    """After a reload the session has no job: shows the owner's latest job again (it kept running)."""
+    if current_job() is None:
+        job = shared_manager().job_of(owner_id())
+        if job is not None:
+            set_current_job(job)
 
 
 def save_upload(name: str, data: bytes) -> Path:
-    """Writes uploaded bytes to this session's upload folder (so a worker process can read them)."""
-    folder = upload_dir(owner_id())
-    folder.mkdir(parents=True, exist_ok=True)
+    """Writes uploaded bytes to the owner's upload folder (so a worker process can read them).
+
+    Raises:
+        rnn_demo.sessions.QuotaError: The file would take the owner's folder over its size limit.
+    """
+    owner = owner_id()
+    folder = upload_dir(owner)
     safe = "".join(c if c.isalnum() or c in "._-" else "_" for c in Path(name).name)[:80] or "upload.csv"
     path = folder / safe
-    if not path.is_file() or path.read_bytes() != data:
+    old_size = path.stat().st_size if path.is_file() else 0
+    if old_size != len(data) or path.read_bytes() != data:
+        sessions.check_quota(owner, new_bytes=len(data) - old_size)
+        sessions.ensure_owner_dir(owner)
+        folder.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{safe}.tmp")
         tmp.write_bytes(data)
         tmp.replace(path)
     return path
+
+
+def new_runs_dir(count: int) -> Path:
+    """The owner's runs folder for a job that will save ``count`` runs (created; quota checked).
+
+    Raises:
+        rnn_demo.sessions.QuotaError: The runs would not fit in the owner's quota.
+    """
+    owner = owner_id()
+    sessions.check_quota(owner, new_runs=count)
+    sessions.ensure_owner_dir(owner)
+    return sessions.owner_runs_dir(owner)
 
 
 # --------------------------------------------------------------------------------------
@@ -216,11 +280,17 @@ def default_run(available: list[RunInfo]) -> RunInfo:
 
 
 def current_run_path() -> str | None:
-    """The current model's run directory; a run of the current dataset until the user picks one."""
-    if st.session_state.get(RUN_KEY) is None:
-        available = runs()
+    """The current model's run directory; a run of the current dataset until the user picks one.
+
+    The stored path is checked against the runs this owner may see on every call, so a
+    stale (deleted, renamed, withdrawn) or forged path falls back to the default run.
+    """
+    available = runs()
+    if st.session_state.get(RUN_KEY) not in {str(run.path) for run in available}:
         if available:
             set_current_run(default_run(available).path)
+        else:
+            st.session_state.pop(RUN_KEY, None)
     return st.session_state.get(RUN_KEY)
 
 
@@ -308,19 +378,38 @@ def _split_records(path: str, mtime: float, split: str) -> tuple[list[dict[str, 
     return result.records(), result.source
 
 
+def may_read_run_data(info: RunInfo) -> bool:
+    """Whether this owner may load the run's own dataset (never another owner's uploaded file)."""
+    return sessions.may_read_dataset(owner_id(), (info.config.get("dataset") or {}).get("spec"))
+
+
 def split_records(info: RunInfo, split: str) -> tuple[list[dict[str, Any]], str]:
     """Per-example predictions of a run on its own validation/test split, and where they came from.
 
     Raises:
+        rnn_demo.sessions.SessionError: The run's data is another owner's upload (check
+            :func:`may_read_run_data` first to show a friendlier note).
         rnn_demo.data.DatasetError, rnn_demo.checkpoints.CheckpointError: Data or run unavailable.
     """
+    if not may_read_run_data(info):
+        raise sessions.SessionError(sessions.PRIVATE_DATA_MESSAGE)
     path = Path(info.path)
     return _split_records(str(path), (path / "model.safetensors").stat().st_mtime, split)
 
 
+def visible_runs() -> dict[str, sessions.VisibleRun]:
+    """Run path -> run, for every run this owner may see (see ``rnn_demo.sessions.visible_runs``)."""
+    return {str(run.path): run for run in sessions.visible_runs(owner_id())[0]}
+
+
 def runs() -> list[RunInfo]:
-    """Shipped runs then the user's runs (newest first)."""
-    return list_runs()
+    """Every run this owner may see: shipped, the server's, their own, then shared ones."""
+    return [run.info for run in visible_runs().values()]
+
+
+def damaged_runs() -> list[sessions.DamagedRun]:
+    """The owner's own runs that cannot be read, with the reason."""
+    return sessions.own_runs(owner_id())[1]
 
 
 def dataset_title(spec: DatasetSpec) -> str:

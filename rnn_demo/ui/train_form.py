@@ -14,11 +14,12 @@ from typing import Any
 
 import streamlit as st
 
+from rnn_demo import sessions
 from rnn_demo.experiment import default_configs
 from rnn_demo.jobs import JobError, shared_manager
-from rnn_demo.model import CELLS, POOLINGS, ModelConfig
-from rnn_demo.text import TOKENIZER_KINDS, TextConfig
-from rnn_demo.train import DEVICES, OPTIMIZERS, TrainConfig
+from rnn_demo.model import CELLS, MODEL_LIMITS, POOLINGS, ModelConfig
+from rnn_demo.text import TEXT_LIMITS, TOKENIZER_KINDS, TextConfig
+from rnn_demo.train import DEVICES, OPTIMIZERS, TRAIN_LIMITS, TrainConfig
 from rnn_demo.ui import state
 from rnn_demo.ui.widgets import md
 from rnn_demo.vectors import BUILTIN_VECTORS
@@ -40,24 +41,30 @@ class Field:
     format: str | None = None
 
 
+def _bounds(limits: dict[str, tuple[int, int]], name: str) -> dict[str, int]:
+    """A widget's ``min_value``/``max_value`` from its config's limits (written once, next to the config)."""
+    low, high = limits[name]
+    return {"min_value": low, "max_value": high}
+
+
 FIELDS: tuple[Field, ...] = (
     Field("text", "tokenizer", "Tokenizer", "word: words and punctuation; char: single characters", "select", TOKENIZER_KINDS),
     Field("text", "lowercase", "Lowercase", "fold case before tokenizing", "check"),
     Field("text", "min_freq", "Min. token count", "rarer training tokens become <unk>", "int", min_value=1, max_value=1000),
-    Field("text", "max_vocab", "Vocabulary cap", "keep the most frequent tokens; empty = no cap", "optint", min_value=3, max_value=1_000_000, step=1000),
-    Field("text", "max_tokens", "Length cap (tokens)", "cut longer texts; empty = no cap", "optint", min_value=1, max_value=100_000, step=50),
+    Field("text", "max_vocab", "Vocabulary cap", "keep the most frequent tokens; empty = no cap", "optint", **_bounds(TEXT_LIMITS, "max_vocab"), step=1000),
+    Field("text", "max_tokens", "Length cap (tokens)", "cut longer texts; empty = no cap", "optint", **_bounds(TEXT_LIMITS, "max_tokens"), step=50),
     Field("model", "cell", "Cell", "RNN (Elman), GRU or LSTM", "select", tuple(CELLS)),
-    Field("model", "embedding_dim", "Embedding size", "width of the word vectors", "int", min_value=1, max_value=1024, step=16),
-    Field("model", "hidden_size", "Hidden size", "units per direction in each recurrent layer", "int", min_value=1, max_value=2048, step=16),
-    Field("model", "num_layers", "Layers", "stacked recurrent layers", "int", min_value=1, max_value=6),
+    Field("model", "embedding_dim", "Embedding size", "width of the word vectors", "int", **_bounds(MODEL_LIMITS, "embedding_dim"), step=16),
+    Field("model", "hidden_size", "Hidden size", "units per direction in each recurrent layer", "int", **_bounds(MODEL_LIMITS, "hidden_size"), step=16),
+    Field("model", "num_layers", "Layers", "stacked recurrent layers", "int", **_bounds(MODEL_LIMITS, "num_layers")),
     Field("model", "bidirectional", "Bidirectional", "also read each text right to left", "check"),
     Field("model", "dropout", "Dropout", "on embeddings, between layers and before the head", "float", min_value=0.0, max_value=0.95, step=0.05, format="%.2f"),
     Field("model", "pooling", "Pooling", "how the token states become one vector", "select", POOLINGS),
-    Field("model", "head_hidden", "Head hidden units", "extra ReLU layer before the output; 0 = linear head", "int", min_value=0, max_value=2048, step=32),
+    Field("model", "head_hidden", "Head hidden units", "extra ReLU layer before the output; 0 = linear head", "int", **_bounds(MODEL_LIMITS, "head_hidden"), step=32),
     Field("model", "pretrained_vectors", "Word vectors", "start from pretrained vectors ('imdb' is learned offline from IMDB text; a new embedding size takes ~30 s the first time)", "select", (None, *BUILTIN_VECTORS)),
     Field("model", "freeze_embeddings", "Freeze word vectors", "keep pretrained vectors fixed during training", "check"),
-    Field("train", "epochs", "Epochs", "maximum passes over the training split", "int", min_value=1, max_value=200),
-    Field("train", "batch_size", "Batch size", "examples per step", "int", min_value=1, max_value=4096, step=16),
+    Field("train", "epochs", "Epochs", "maximum passes over the training split", "int", **_bounds(TRAIN_LIMITS, "epochs")),
+    Field("train", "batch_size", "Batch size", "examples per step", "int", **_bounds(TRAIN_LIMITS, "batch_size"), step=16),
     Field("train", "lr", "Learning rate", "initial step size", "float", min_value=1e-6, max_value=10.0, step=1e-4, format="%.5f"),
     Field("train", "optimizer", "Optimizer", "adam, adamw or sgd (momentum 0.9)", "select", OPTIMIZERS),
     Field("train", "weight_decay", "Weight decay", "L2 penalty", "float", min_value=0.0, max_value=1.0, step=1e-4, format="%.5f"),
@@ -167,9 +174,9 @@ def start_training_job() -> None:
     try:
         job = shared_manager().start_training(
             state.owner_id(), state.current_spec(), text_cfg, model_cfg, train_cfg,
-            run_name=st.session_state.get("train.run_name") or None,
+            run_name=st.session_state.get("train.run_name") or None, runs_dir=state.new_runs_dir(1),
         )
-    except JobError as exc:  # includes CapacityError: the message says when a slot frees up
+    except (JobError, sessions.QuotaError) as exc:  # CapacityError says when a slot frees up; quota what to delete
         st.session_state[START_ERROR] = md(exc)
         return
     state.set_current_job(job)

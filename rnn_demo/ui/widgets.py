@@ -8,6 +8,7 @@ from pathlib import Path
 
 import streamlit as st
 
+from rnn_demo import sessions
 from rnn_demo.checkpoints import RunInfo
 from rnn_demo.jobs import format_duration
 from rnn_demo.plots.results import probability_figure
@@ -29,8 +30,12 @@ _MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:])")
 
 
 def md(text: object) -> str:
-    """Escapes user-supplied text (class names, file names) for Markdown-rendering elements."""
-    return _MARKDOWN_SPECIAL.sub(r"\\\1", str(text))
+    """Escapes user-supplied text (class names, file names) for Markdown-rendering elements.
+
+    Owner folders in it become ``<session>``: an error about a shared run must not show
+    its owner's token, the key to their runs.
+    """
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", sessions.hide_session_paths(str(text)))
 
 
 SIDEBAR_POLL_SECONDS = 2.0
@@ -44,6 +49,8 @@ def sidebar() -> None:
         st.markdown("**Current model**")
         run = state.current_run_path()
         st.caption(md(Path(run).name) if run else "none yet: pick one on Predict or train one")
+        if run:
+            _own_run_controls(run)
         job = state.current_job()
         if job is not None:
             st.markdown("**Your job**")
@@ -60,34 +67,85 @@ def sidebar() -> None:
             job_status()
 
 
-def run_picker(label: str = "Model") -> RunInfo | None:
-    """A selectbox over every run (shipped and trained) whose value is the current model (``app.run``).
+_CONFIRM_DELETE = "app.confirm_delete"  # the own run whose deletion awaits a confirmation
+_RUN_ERROR = "app.run_error"  # why the last share/delete failed (shown once)
 
-    Every page that picks a model shares it, so a model chosen once stays chosen.
+
+def _toggle_share(path: str, key: str) -> None:
+    try:
+        sessions.set_shared(state.owner_id(), Path(path).name, bool(st.session_state.get(key)))
+    except (sessions.SessionError, OSError) as exc:
+        st.session_state[_RUN_ERROR] = f"Could not change the sharing of this run: {exc}"
+
+
+def _delete_run(path: str) -> None:
+    st.session_state.pop(_CONFIRM_DELETE, None)
+    try:
+        sessions.delete_own_run(state.owner_id(), path)
+    except (sessions.SessionError, OSError) as exc:
+        st.session_state[_RUN_ERROR] = f"Could not delete this run: {exc}"
+
+
+def _own_run_controls(path: str) -> None:
+    """For one's own current run: the "Share with the class" toggle and "Delete this run" (confirmed)."""
+    owner = state.owner_id()
+    if error := st.session_state.pop(_RUN_ERROR, None):
+        st.error(md(error))
+    if not sessions.is_own_run(owner, path):
+        return  # shipped, the server's or shared by someone else: read-only
+    name = Path(path).name
+    if sessions.sharing_enabled():
+        key = f"app.share.{name}"
+        st.session_state[key] = name in sessions.shared_names(owner)  # the file is the truth, not the widget
+        st.toggle("Share with the class", key=key, on_change=_toggle_share, args=(path, key),
+                  help="Others on this server can then pick this run (never your uploaded texts). Off by default.")
+    if st.session_state.get(_CONFIRM_DELETE) != path:
+        st.button("Delete this run", key="app.delete_run", on_click=st.session_state.__setitem__,
+                  args=(_CONFIRM_DELETE, path), help="Frees room in your quota of runs and megabytes.")
+        return
+    st.warning(f"Delete {md(name)} for good?")
+    yes, no = st.columns(2)
+    yes.button("Yes, delete it", key="app.delete_yes", type="primary", on_click=_delete_run, args=(path,))
+    no.button("Cancel", key="app.delete_no", on_click=st.session_state.pop, args=(_CONFIRM_DELETE, None))
+
+
+def run_picker(label: str = "Model") -> RunInfo | None:
+    """A selectbox over the runs this owner may see whose value is the current model (``app.run``).
+
+    Every page that picks a model shares it, so a model chosen once stays chosen. Each
+    run is labelled by origin (shipped, server, yours, shared by the class); damaged
+    runs of one's own are listed below with the reason.
 
     Returns:
         The chosen run, or None when there are no runs.
     """
-    runs = {str(run.path): run for run in state.runs()}
+    runs = state.visible_runs()
+    damaged_runs_caption()
     if not runs:
         st.info("No trained models yet. Train one on the **Train** page (the quick demo preset takes under a minute).")
         return None
     paths = list(runs)
-    default = str(state.default_run(list(runs.values())).path)
+    default = str(state.default_run([run.info for run in runs.values()]).path)
     state.persist(state.RUN_KEY, default)
     state.keep_choice_valid(state.RUN_KEY, paths, default)
     path = st.selectbox(label, paths, key=state.RUN_KEY, format_func=lambda p: runs[p].title())
-    return runs[path]
+    return runs[path].info
 
 
-def prediction_view(prediction: Prediction, max_tokens: int | None) -> None:
+def damaged_runs_caption() -> None:
+    """One caption per damaged run of the owner's own, with why it cannot be used."""
+    for run in state.damaged_runs():
+        st.caption(f"Damaged run {md(run.name)} (not listed): {md(run.reason)}")
+
+
+def prediction_view(prediction: Prediction) -> None:
     """The predicted label, its probability and the probability of every class."""
     confidence = prediction.probabilities[prediction.label]
-    st.metric("Predicted label", prediction.label, f"{confidence:.1%} confident", delta_color="off", delta_arrow="off")
+    st.metric("Predicted label", md(prediction.label), f"{confidence:.1%} confident", delta_color="off", delta_arrow="off")
     st.plotly_chart(probability_figure(prediction.probabilities), config={"displayModeBar": False})
     if prediction.truncated:
         st.warning(
-            f"Your text is longer than this model's length cap: it read only the first {max_tokens} tokens. "
+            f"Your text is longer than this model's length cap: it read only the first {prediction.num_tokens:,} tokens. "
             "Shorten the text to have all of it taken into account."
         )
     st.caption(f"The model read {prediction.num_tokens} token{'s' if prediction.num_tokens != 1 else ''}.")
