@@ -32,9 +32,9 @@ PREDICT_MAX_TOKENS = 10_000
 # Raw characters kept per token of the cap before tokenizing, so a 100 MB string is never
 # tokenized whole. Generous: ordinary text has ~5 characters per word-level token.
 CHARS_PER_TOKEN = 64
-# Most values of one per-token tensor (texts x padded length x width) in a forward pass: 64 MB, so
+# Most values of one per-token tensor (texts x padded length x width) in a forward pass: 128 MB, so
 # its memory stays bounded whatever the texts' lengths and the model's size (see tokens_per_pass).
-PREDICT_BATCH_VALUES = 2**24
+PREDICT_BATCH_VALUES = 2**25
 
 
 @dataclass

@@ -22,7 +22,7 @@ import torch
 from rnn_demo import explain
 from rnn_demo.cli import main
 from rnn_demo.model import MODEL_LIMITS, ModelConfig
-from rnn_demo.predict import PREDICT_MAX_TOKENS, Predictor
+from rnn_demo.predict import PREDICT_BATCH_VALUES, PREDICT_MAX_TOKENS, Predictor
 from rnn_demo.text import TEXT_LIMITS, TextConfig
 from rnn_demo.train import TRAIN_LIMITS, TrainConfig
 
@@ -141,9 +141,9 @@ def test_predict_proba_never_runs_more_than_the_token_budget_at_once(uncapped, m
 
 def test_the_token_budget_of_a_pass_shrinks_as_the_model_widens():
     shipped = Predictor.load(ROOT / "checkpoints" / "rotten_tomatoes-gru")  # GRU, 128 units: 4 x 128 values a token
-    assert shipped.tokens_per_pass == 2**24 // 512
+    assert shipped.tokens_per_pass == PREDICT_BATCH_VALUES // 512
     shipped.model.config.hidden_size = 2048
-    assert shipped.tokens_per_pass == 2**24 // (4 * 2048)
+    assert shipped.tokens_per_pass == PREDICT_BATCH_VALUES // (4 * 2048)
 
 
 @pytest.mark.parametrize("run", ["shipped", "tiny-gru", "tiny-rnn"])
