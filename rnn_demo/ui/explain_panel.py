@@ -26,6 +26,7 @@ import streamlit as st
 from rnn_demo import explain
 from rnn_demo.plots import explanations as plots
 from rnn_demo.predict import Predictor
+from rnn_demo.ui.widgets import md
 
 logger = logging.getLogger(__name__)
 
@@ -88,11 +89,11 @@ def _guard(what: str, body: Callable[[], None]) -> None:
     try:
         body()
     except explain.ExplainError as exc:
-        st.warning(f"{str(exc)[:1].upper()}{str(exc)[1:]}.")
+        st.warning(md(f"{str(exc)[:1].upper()}{str(exc)[1:]}."))
     except Exception as exc:  # noqa: BLE001 - logged for the operator; the user gets what to do
         logger.exception("%s failed", what)
         st.error(
-            f"Could not compute {what} ({type(exc).__name__}: {exc}). Try a shorter text or fewer LIME samples; "
+            f"Could not compute {what} ({type(exc).__name__}: {md(exc)}). Try a shorter text or fewer LIME samples; "
             "if it keeps failing, reload the model on the Predict page or train it again."
         )
 
@@ -172,7 +173,7 @@ def _word_importance(
     if method == "lime":
         extra = f" · {result.details['num_samples']:,} samples · fit R² = {result.details['score']:.2f}"
     st.caption(
-        f"Green words push towards **{_md(result.label)}** (p = {prob:.2f}), red words away from it"
+        f"Green words push towards **{md(result.label)}** (p = {prob:.2f}), red words away from it"
         f"{extra} · computed in {result.seconds:.2f} s"
     )
     st.plotly_chart(plots.token_weight_bars(result.tokens, result.weights, top_k=15), key=p + "bars")
@@ -182,7 +183,7 @@ def _comparison(predictor: Predictor, text: str, class_index: int | None, sample
     with st.spinner("Running LIME, occlusion and gradients …"):
         result = compute("compare", predictor, text, class_index=class_index, num_samples=samples, seed=seed)
     st.caption(
-        f"Weights towards **{_md(result.label)}**, each method scaled to its largest weight. Spearman ρ near 1 "
+        f"Weights towards **{md(result.label)}**, each method scaled to its largest weight. Spearman ρ near 1 "
         "means two methods rank the words alike; near 0, they disagree."
     )
     st.plotly_chart(plots.method_comparison(result.tokens, result.weights, result.agreement))
@@ -237,7 +238,7 @@ def _bptt(predictor: Predictor, text: str, class_index: int | None) -> None:
             dashes[f"c, {name}"] = "dot"
     st.plotly_chart(plots.gradient_through_time_chart(series, tokens=result.tokens, dashes=dashes))
     st.caption(
-        f"How much the loss against **{_md(result.label)}** (loss = {result.loss:.3f}) depends on the state after "
+        f"How much the loss against **{md(result.label)}** (loss = {result.loss:.3f}) depends on the state after "
         "each token, relative to the largest. A steep fall towards the start means early words barely reach the "
         "gradient (vanishing gradients)."
     )
@@ -251,14 +252,6 @@ def _attention(predictor: Predictor, text: str, joiner: str) -> None:
     st.html(plots.token_html(result.tokens, result.attention, joiner=joiner))
     st.plotly_chart(plots.attention_bars(result.tokens, result.attention))
     st.caption("How the attention pooling weighs each token's state (the weights sum to 1).")
-
-
-def _md(text: str) -> str:
-    """Escapes Markdown (class names come from user files)."""
-    out = []
-    for ch in str(text):
-        out.append("\\" + ch if ch in "\\`*_{}[]()#+-.!|<>~$:" else ch)
-    return "".join(out)
 
 
 # --------------------------------------------------------------------------------------
