@@ -47,8 +47,17 @@ STEP = re.compile(r"step \d+/\d+")
 OUT = ROOT / "benchmarks" / "out"  # screenshots (gitignored)
 
 
+SESSIONS = ".sessions"  # the app saves each browser's runs in <sessions>/<browser>/runs
+
+
+def saved_runs(runs: Path) -> list[Path]:
+    """Every run the app saved for any browser, oldest first."""
+    return sorted(runs.glob(f"{SESSIONS}/*/runs/*"), key=lambda p: p.stat().st_mtime)
+
+
 def start_server(runs: Path, port: int) -> subprocess.Popen:
-    env = {**os.environ, "RNN_DEMO_RUNS": str(runs), "RNN_DEMO_MAX_JOBS": "2", "RNN_DEMO_SESSION_GRACE": "5"}
+    env = {**os.environ, "RNN_DEMO_RUNS": str(runs), "RNN_DEMO_SESSIONS": str(runs / SESSIONS),
+           "RNN_DEMO_MAX_JOBS": "2", "RNN_DEMO_SESSION_GRACE": "5"}
     process = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true", "--server.port", str(port),
          "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
@@ -189,7 +198,7 @@ def measure(url: str, repeats: int, runs: Path | None, predict_only: bool = Fals
         results["two_sessions_wall_s"] = time.perf_counter() - t_first
 
         # Closing a session stops its job after the grace period; the best weights are saved.
-        earlier = {p.name for p in runs.iterdir()} if runs is not None else set()
+        earlier = {p.name for p in saved_runs(runs)} if runs is not None else set()
         leaving = open_page(browser, url)
         start_training(leaving, long=True)  # longer than the grace period (5 s here)
         expect(leaving.get_by_text(STEP).first).to_be_visible(timeout=180_000)
@@ -201,7 +210,7 @@ def measure(url: str, repeats: int, runs: Path | None, predict_only: bool = Fals
 
     deadline = time.time() + 240
     while runs is not None and time.time() < deadline:  # only when this script started the server
-        newest = sorted(runs.iterdir(), key=lambda p: p.stat().st_mtime)
+        newest = saved_runs(runs)
         done = [p for p in newest if p.name not in earlier and not p.name.startswith(".") and (p / "config.json").exists()]
         if done:
             summary = json.loads((done[-1] / "config.json").read_text())["summary"]

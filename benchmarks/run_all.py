@@ -28,9 +28,9 @@ from typing import Any
 
 import common
 
-BENCHMARKS = ("training", "profile_costs", "inference", "memory", "threads_probe")
+BENCHMARKS = ("training", "profile_costs", "inference", "memory", "threads_probe", "worst_inputs")
 EXTERNAL = ("explain_latency", "app_latency")  # written by others; run when present
-TARGETS = {"ratio_rt_gru": 0.40, "efficiency": 0.50, "p95_ms": 20.0}
+TARGETS = {"ratio_rt_gru": 0.40, "efficiency": 0.50, "p95_ms": 20.0, "worst_input_rss_mb": 1024.0}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -277,6 +277,17 @@ def memory_section(result: dict[str, Any]) -> list[str]:
     return lines + [""]
 
 
+def worst_inputs_section(result: dict[str, Any]) -> list[str]:
+    lines = ["## Worst inputs (fresh process each, its own peak RSS)", ""]
+    rows = []
+    for name, case in result["cases"].items():
+        note = f"{case['growth_over_file']}× the {case['file_mb']} MB file over the process after imports" \
+            if "growth_over_file" in case else (case["stderr_last_line"][:100] if case["exit"] else "")
+        rows.append([name, str(case["exit"]), f"{case['seconds']:.2f}", f"{case['peak_rss_mb']:.0f}",
+                     "yes" if case["traceback"] else "no", note.replace("|", "/")])
+    return lines + _table(["input", "exit", "s", "peak RSS MB", "traceback", "note"], rows) + [""]
+
+
 def probe_section(result: dict[str, Any]) -> list[str]:
     lines = [
         "## Threads and OpenMP waiting (fresh process per variant, rounds interleaved)",
@@ -507,6 +518,12 @@ def unmet(results: dict[str, dict[str, Any]]) -> list[str]:
         for threads, s in inference["latency"]["by_threads"].items():
             if s["p95"]["median"] > TARGETS["p95_ms"]:
                 out.append(f"single-sentence p95 {s['p95']['median']:.1f} ms at {threads} thread(s) (target ≤ 20 ms).")
+    worst = results.get("worst_inputs", {}).get("result")
+    if worst:
+        for name, case in worst["cases"].items():
+            if case["traceback"] or case["peak_rss_mb"] > TARGETS["worst_input_rss_mb"]:
+                out.append(f"worst input `{name}`: peak {case['peak_rss_mb']:.0f} MB"
+                           f"{', printed a traceback' if case['traceback'] else ''} (target ≤ 1 GB, one-line errors).")
     for name, rec in results.items():
         if rec.get("status") not in ("ok", None):
             out.append(f"`{name}`: {rec['status']}.")
@@ -578,7 +595,8 @@ def write_report(results: dict[str, dict[str, Any]], args: argparse.Namespace, s
             target_rows.append([k, f"{v:.2f}", "≤ 20", _ok(v, 20.0)])
     lines += _table(["figure (median)", "value", "target", ""], target_rows) + [""]
     sections = [("training", training_section), ("training", efficiency_section), ("inference", inference_section),
-                ("memory", memory_section), ("threads_probe", probe_section), ("profile_costs", profile_section)]
+                ("memory", memory_section), ("threads_probe", probe_section), ("profile_costs", profile_section),
+                ("worst_inputs", worst_inputs_section)]
     for name, section in sections:
         rec = results.get(name)
         if rec and rec.get("result"):
