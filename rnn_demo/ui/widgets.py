@@ -148,7 +148,7 @@ def prediction_view(prediction: Prediction) -> None:
             f"Your text is longer than this model's length cap: it read only the first {prediction.num_tokens:,} tokens. "
             "Shorten the text to have all of it taken into account."
         )
-    st.caption(f"The model read {prediction.num_tokens} token{'s' if prediction.num_tokens != 1 else ''}.")
+    st.caption(f"The model read {prediction.num_tokens:,} token{'s' if prediction.num_tokens != 1 else ''}.")
 
 
 def explanations(predictor: object, text: str, key: str) -> None:
