@@ -101,7 +101,9 @@ def test_cap_reached_names_the_limit_and_when_a_slot_frees(tmp_path):
     manager = JobManager(max_jobs=1, cores=1, runs_dir=tmp_path)
     try:
         text, model, train = configs()
-        long_job = manager.start_training("carol", SPEC, text, model, dataclasses.replace(train, epochs=200))
+        # Long enough that its estimated end stays well beyond "freeing up now" (epochs are capped at 200).
+        long_job = manager.start_training("carol", DatasetSpec(name="negation", params={"n": 4000}), text, model,
+                                          dataclasses.replace(train, epochs=200, patience=0))
         with pytest.raises(CapacityError) as first:
             manager.start_training("dave", SPEC, *configs())
         assert "All 1 training slots" in str(first.value) and "RNN_DEMO_MAX_JOBS" in str(first.value)
