@@ -38,7 +38,7 @@ with left:
     st.caption("Click a cell to list its examples.")
 with right:
     chosen = select_examples(records, **mistakes_view.filters(labels))
-record = mistakes_view.example_table(chosen)
+record = mistakes_view.example_table(chosen, scope=f"{info.path}:{split}")
 if record is None:
     st.info("No example matches these filters; choose other classes or clear the text filter.")
     st.stop()

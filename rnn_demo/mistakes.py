@@ -7,6 +7,7 @@ still has the fingerprint it had then; otherwise they are recomputed through the
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -93,6 +94,22 @@ def confusion_counts(records: Sequence[Record], label_names: Sequence[str]) -> n
     return counts
 
 
+def text_pattern(query: str, *, whole_words: bool = True) -> re.Pattern[str] | None:
+    """A case-insensitive regex finding ``query`` as a phrase (None for a blank query).
+
+    Its words may be separated by any whitespace; with ``whole_words``, an end of the query
+    that is a word character must not touch another word character in the text.
+    """
+    words = query.split()
+    if not words:
+        return None
+    phrase = r"\s+".join(re.escape(w) for w in words)
+    if whole_words:
+        phrase = (r"(?<!\w)" if re.match(r"\w", words[0]) else "") + phrase
+        phrase += r"(?!\w)" if re.search(r"\w$", words[-1]) else ""
+    return re.compile(phrase, re.IGNORECASE)
+
+
 def select_examples(
     records: Sequence[Record],
     *,
@@ -100,6 +117,7 @@ def select_examples(
     predicted_label: str | None = None,
     mistakes_only: bool = False,
     query: str = "",
+    whole_words: bool = True,
     limit: int | None = None,
 ) -> list[Record]:
     """Filters example records and puts the most confident mistakes first.
@@ -109,20 +127,22 @@ def select_examples(
         true_label: Keep only this true class (None = any).
         predicted_label: Keep only this predicted class (None = any).
         mistakes_only: Keep only wrong predictions.
-        query: Keep only texts containing every word of it (case-insensitive).
+        query: Keep only texts containing it as a phrase (case-insensitive, any spacing between its words).
+        whole_words: The query's ends must fall on word boundaries, so "not" finds "not." but not
+            "nothing" (a student filtering for a negation means the word); False matches inside words.
         limit: Return at most this many.
 
     Returns:
         Mistakes first, each group by descending confidence (ties by original order).
     """
-    words = [w for w in query.casefold().split() if w]
+    pattern = text_pattern(query, whole_words=whole_words)
     kept = [
         r
         for r in records
         if (true_label is None or r["true"] == true_label)
         and (predicted_label is None or r["predicted"] == predicted_label)
         and not (mistakes_only and r["correct"])
-        and all(w in r["text"].casefold() for w in words)
+        and (pattern is None or pattern.search(r["text"]))
     ]
     kept.sort(key=lambda r: (r["correct"], -r["confidence"], r["index"]))
     return kept if limit is None else kept[:limit]
