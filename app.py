@@ -6,11 +6,15 @@ and uploads are its own (see ``rnn_demo.sessions``).
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import streamlit as st
 
 from rnn_demo.ui import state, widgets
 
-st.set_page_config(page_title="RNN Playground", page_icon=":material/neurology:", layout="wide")
+# A local file: a Material icon as page icon is fetched from Google's font server (fails offline).
+PAGE_ICON = Path(__file__).resolve().parent / "rnn_demo" / "ui" / "page_icon.svg"
+st.set_page_config(page_title="RNN Playground", page_icon=PAGE_ICON, layout="wide")
 state.configure_server_process()
 state.keep_persistent_widgets()
 state.touch_session()  # also fixes the owner: the browser's token in the URL (rnn_demo.sessions)

@@ -14,6 +14,7 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -35,6 +36,15 @@ PAGES = {
     "Mistakes": "Selected example",
     "Compare": "Start race",
 }
+
+
+LOCAL_HOSTS = {"127.0.0.1", "localhost"}
+
+
+def _foreign_requests(urls: list[str]) -> list[str]:
+    """The URLs that would leave the machine (``data:``/``blob:`` URLs stay in the browser)."""
+    parts = [(url, urlsplit(url)) for url in urls]
+    return [url for url, part in parts if part.scheme not in ("data", "blob") and part.hostname not in LOCAL_HOSTS]
 
 
 def _require_browser() -> None:
@@ -114,6 +124,8 @@ def test_predict_in_a_real_browser_and_screenshot_every_page(server, tiny_runs_d
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1800})
+            requests: list[str] = []  # every URL the page asks for (the favicon too): a classroom may be offline
+            page.on("request", lambda request: requests.append(request.url))
             # A deep link straight after the server started: the page must still run inside app.py.
             page.goto(f"{server}/predict")
             expect(page.get_by_text("Current dataset")).to_be_visible(timeout=60_000)
@@ -132,6 +144,9 @@ def test_predict_in_a_real_browser_and_screenshot_every_page(server, tiny_runs_d
                 expect(page.get_by_text(marker).first).to_be_visible(timeout=90_000)
                 page.wait_for_timeout(1500)  # let Plotly finish drawing
                 page.screenshot(path=SCREENSHOTS / f"{title.lower()}.png")
+            assert requests
+            foreign = _foreign_requests(requests)
+            assert not foreign, sorted(set(foreign))
         finally:
             browser.close()
     assert len(list(SCREENSHOTS.glob("*.png"))) >= len(pages)
@@ -175,3 +190,42 @@ def test_live_training_view_keeps_the_sidebar_progress_current(server):
             expect(page.get_by_text("Test accuracy")).to_be_visible(timeout=120_000)
         finally:
             browser.close()
+
+
+def test_enter_in_a_settings_box_never_starts_a_job(server, tmp_path):
+    """Enter in a number box of the race or Train form keeps the value and starts nothing; Start starts one job."""
+    from playwright.sync_api import expect, sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1400})
+            stop = page.get_by_role("button", name="Stop training")
+            page.goto(f"{server}/compare")
+            race_epochs = page.get_by_role("spinbutton", name="Epochs (same budget for each)")
+            expect(race_epochs).to_be_visible(timeout=60_000)
+            race_epochs.fill("3")
+            race_epochs.press("Enter")
+            page.wait_for_timeout(3000)  # a started job shows its Stop button within a rerun
+            expect(stop).to_have_count(0)
+            expect(race_epochs).to_have_value("3")
+
+            page.get_by_test_id("stSidebarNav").get_by_role("link", name="Train").click()
+            expect(page.get_by_role("button", name="Quick demo")).to_be_visible(timeout=60_000)
+            page.get_by_role("button", name="Quick demo").click()
+            epochs = page.get_by_role("spinbutton", name="Epochs", exact=True)
+            expect(epochs).to_have_value("2", timeout=30_000)
+            epochs.fill("1")
+            epochs.press("Enter")
+            page.wait_for_timeout(3000)
+            expect(stop).to_have_count(0)
+            expect(epochs).to_have_value("1")
+
+            page.get_by_role("button", name="Start training").click()
+            expect(stop.first).to_be_visible(timeout=60_000)
+            stop.first.click()
+            expect(page.get_by_text("Test accuracy")).to_be_visible(timeout=120_000)
+        finally:
+            browser.close()
+    saved = [path for path in (tmp_path / "sessions").glob("*/runs/*") if path.is_dir()]
+    assert len(saved) == 1, saved

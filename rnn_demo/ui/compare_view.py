@@ -88,10 +88,13 @@ METRICS_COLUMNS = {
 
 
 def race_form(disabled: bool) -> TrainingJob | None:
-    """Cells and epoch budget of a race on the current dataset and settings; starts it on submit."""
+    """Cells and epoch budget of a race on the current dataset and settings; starts it on submit.
+
+    Only the button submits: Enter in the epochs box would otherwise start a race.
+    """
     state.persist("compare.race_cells", list(CELLS))
     state.persist("compare.race_epochs", 2)
-    with st.form("compare.race_form"):
+    with st.form("compare.race_form", enter_to_submit=False):
         left, right = st.columns([2, 1])
         cells = left.multiselect("Cells", list(CELLS), key="compare.race_cells", format_func=str.upper)
         epochs = right.number_input("Epochs (same budget for each)", min_value=1, max_value=50,

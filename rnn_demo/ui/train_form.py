@@ -150,8 +150,11 @@ START_ERROR = "train.start_error"  # why the last Start did not start a job (sho
 
 
 def training_form(*, disabled: bool, submit_label: str = "Start training", key: str = "train.form") -> None:
-    """The whole settings form with a run-name box; submitting it starts a job (see ``start_training_job``)."""
-    with st.form(key, border=True):
+    """The whole settings form with a run-name box; submitting it starts a job (see ``start_training_job``).
+
+    Only the button submits: Enter in a setting box would otherwise start a run.
+    """
+    with st.form(key, border=True, enter_to_submit=False):
         settings_widgets(("model", "train", "text"))
         state.persist("train.run_name", "")
         st.text_input("Run name (optional)", key="train.run_name", placeholder="e.g. my-first-gru",
