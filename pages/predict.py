@@ -27,9 +27,12 @@ if examples:
     for col, example in zip(cols, examples):
         col.button(f"Try: “{example}”", key=f"predict.example_{example}", width="stretch",
                    on_click=st.session_state.__setitem__, args=(text_key, example))
-text = st.text_area("Text", key=text_key, height=110, placeholder="Type a sentence, then press Ctrl+Enter",
-                    max_chars=MAX_TEXT_CHARS,  # the browser never sends more
-                    help="The prediction updates when you press Ctrl+Enter or click outside the box.")
+box, send = st.columns([6, 1], vertical_alignment="bottom")
+text = box.text_area("Text", key=text_key, height=110, placeholder="Type a sentence, then press Predict",
+                     max_chars=MAX_TEXT_CHARS,  # the browser never sends more
+                     help="The prediction updates when you press Predict or Ctrl+Enter, or click outside the box.")
+# The click reruns the page, which predicts the text just sent (leaving the box sends it first).
+send.button("Predict", key="predict.go", type="primary", width="stretch")
 if not text.strip():
     st.info("Type a sentence above (or try an example) to see the predicted label.")
     st.stop()

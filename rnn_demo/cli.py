@@ -313,6 +313,8 @@ def cmd_predict(args: argparse.Namespace) -> None:
     prediction = predictor.predict(text)
     if prediction.truncated:  # on stderr, with or without --json
         print(_truncation_note(predictor, text, prediction.num_tokens), file=sys.stderr)
+    if note := prediction.unknown_note():
+        print(f"({note})", file=sys.stderr)
 
     def human() -> None:
         print(prediction.label)

@@ -75,6 +75,24 @@ class Prediction:
     probabilities: dict[str, float]  # label -> probability
     num_tokens: int  # tokens the model read
     truncated: bool  # True when the text was cut (see Predictor.read)
+    num_unknown: int = 0  # tokens read that are not in the vocabulary (read as <unk>)
+
+    @property
+    def mostly_unknown(self) -> bool:
+        """True when more than half of the tokens read are unknown to the model."""
+        return 2 * self.num_unknown > self.num_tokens
+
+    def unknown_note(self) -> str | None:
+        """A warning when the prediction rests mostly on unknown tokens, else None.
+
+        A model still outputs confident-looking probabilities for a text it cannot read
+        (all ``<unk>``), so the reader has to be told the number means little.
+        """
+        if not self.mostly_unknown:
+            return None
+        amount = "none" if self.num_unknown == self.num_tokens else "few"
+        return (f"The model knows {amount} of these words: {self.num_unknown:,} of {self.num_tokens:,} tokens "
+                "are unknown to it; the prediction means little.")
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -82,6 +100,7 @@ class Prediction:
             "probabilities": self.probabilities,
             "num_tokens": self.num_tokens,
             "truncated": self.truncated,
+            "unknown_tokens": self.num_unknown,
         }
 
 
@@ -159,6 +178,10 @@ class Predictor:
         ids = torch.tensor(self.vocab.encode(tokens) or [UNK_ID], dtype=torch.long)
         return TokenizedText(tokens=tokens, ids=ids, truncated=cut)
 
+    def unknown_mask(self, tokens: Sequence[str]) -> list[bool]:
+        """Per token, whether the vocabulary lacks it (the model reads it as ``<unk>``)."""
+        return [i == UNK_ID for i in self.vocab.encode(tokens)]
+
     def tokenize(self, text: str, max_tokens: int | None = None) -> list[str]:
         """The tokens the model reads for ``text`` (after truncation, see :meth:`read`)."""
         return self.read(text, max_tokens).tokens
@@ -214,4 +237,5 @@ class Predictor:
             probabilities={name: float(p) for name, p in zip(self.label_names, probs)},
             num_tokens=int(encoded.lengths[0]),
             truncated=bool(encoded.truncated[0]),
+            num_unknown=int((encoded.sequences[0] == UNK_ID).sum()),
         )

@@ -161,7 +161,7 @@ def test_mistakes_filter_by_cell_and_text():
     assert [r["index"] for r in cell] == [1, 5]
     assert all(r["true"] == "neg" and r["predicted"] == "pos" for r in cell)
     assert [r["index"] for r in select_examples(RECORDS, query="great")] == [1, 4, 0]  # case-insensitive
-    assert [r["index"] for r in select_examples(RECORDS, query="great film")] == [0]  # every word must appear
+    assert [r["index"] for r in select_examples(RECORDS, query="great film")] == [0]  # the words as a phrase
     assert select_examples(RECORDS, predicted_label="neu", mistakes_only=True) == []
     assert len(select_examples(RECORDS, limit=2)) == 2
 
@@ -201,3 +201,45 @@ def test_split_predictions_recompute_when_the_data_changed(tiny_runs_dir, tmp_pa
     assert result.source == "recomputed" and calls == [len(result.texts)]
     with pytest.raises(ValueError, match="unknown split"):
         load_split_predictions(run, "train", predict)
+
+
+# ---- numeric class names are categories (issue #18) -------------------------------------
+
+NUMERIC_LABELS = ["0", "1"]
+
+
+def _assert_category_axis(axis, labels):
+    """A category axis whose ticks are exactly the class names, in the given order."""
+    assert axis.type == "category"
+    assert list(axis.categoryarray) == labels and axis.categoryorder == "array"
+
+
+def test_probability_chart_treats_numeric_labels_as_categories():
+    fig = probability_figure({"0": 0.3, "1": 0.7})
+    _assert_category_axis(fig.layout.yaxis, NUMERIC_LABELS)  # ranked: the most likely class on top
+    assert list(fig.data[0].y) == NUMERIC_LABELS
+
+
+def test_confusion_matrix_treats_numeric_labels_as_categories():
+    fig = confusion_matrix_figure([[3, 1], [0, 4]], NUMERIC_LABELS)
+    _assert_category_axis(fig.layout.xaxis, NUMERIC_LABELS)
+    _assert_category_axis(fig.layout.yaxis, NUMERIC_LABELS)
+
+
+def test_per_class_figures_treat_numeric_labels_as_categories():
+    per_class = {"0": {"f1": 0.5}, "1": {"f1": 0.75}}
+    _assert_category_axis(per_class_f1_figure({"run-a": per_class}).layout.xaxis, NUMERIC_LABELS)
+    balance = class_balance_figure({"train": {"0": 5, "1": 3}, "test": {"0": 1, "1": 2}})
+    _assert_category_axis(balance.layout.xaxis, NUMERIC_LABELS)
+
+
+def test_unknown_tokens_are_struck_through_in_token_views_and_labelled_in_bars():
+    from rnn_demo.plots.explanations import UNKNOWN_NOTE, token_html, token_weight_bars
+
+    html = token_html(["good", "zzxq", "film"], [0.5, 0.1, -0.2], unknown=[False, True, False])
+    spans = html.split("<span")[1:]
+    assert ["line-through" in span for span in spans] == [False, True, False]
+    assert UNKNOWN_NOTE.replace("<", "&lt;").replace(">", "&gt;").replace("'", "&#x27;") in spans[1]
+    assert "line-through" not in token_html(["good"], [0.5])  # nothing marked without the mask
+    labels = token_weight_bars(["good", "zzxq"], [0.5, 0.1], unknown=[False, True]).layout.yaxis.ticktext
+    assert [("&lt;unk&gt;" in label) for label in labels] == [True, False]  # smallest weight first

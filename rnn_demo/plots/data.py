@@ -7,7 +7,7 @@ from collections.abc import Mapping
 import numpy as np
 import plotly.graph_objects as go
 
-from rnn_demo.plots.results import plain
+from rnn_demo.plots.results import class_axis, plain
 
 
 def class_balance_figure(class_counts: Mapping[str, Mapping[str, int]]) -> go.Figure:
@@ -16,13 +16,14 @@ def class_balance_figure(class_counts: Mapping[str, Mapping[str, int]]) -> go.Fi
     Args:
         class_counts: split name -> class name -> examples.
     """
+    classes = list(dict.fromkeys(plain(c) for counts in class_counts.values() for c in counts))
     fig = go.Figure()
     for split, counts in class_counts.items():
         fig.add_bar(x=[plain(c) for c in counts], y=list(counts.values()), name=split)
     fig.update_layout(
         barmode="group",
         title="Class balance",
-        xaxis_title="class",
+        xaxis=dict(title="class", **class_axis(classes)),
         yaxis_title="examples",
         height=340,
         margin=dict(l=10, r=10, t=40, b=10),

@@ -48,8 +48,17 @@ def _layout(fig: go.Figure, title: str | None, height: int) -> go.Figure:
 # --------------------------------------------------------------------------------------
 
 
+UNKNOWN_NOTE = "not in the model's vocabulary: read as <unk>"
+_UNKNOWN_STYLE = "text-decoration: line-through dotted; color: #777; "
+
+
 def token_html(
-    tokens: Sequence[str], weights: Sequence[float], *, max_abs: float | None = None, joiner: str = " "
+    tokens: Sequence[str],
+    weights: Sequence[float],
+    *,
+    max_abs: float | None = None,
+    joiner: str = " ",
+    unknown: Sequence[bool] | None = None,
 ) -> str:
     """Tokens as coloured spans (green = supports the class, red = against), for ``st.html``.
 
@@ -61,6 +70,8 @@ def token_html(
         weights: One weight per token.
         max_abs: Weight of full colour; default the largest ``|weight|``.
         joiner: Put between tokens (``""`` for character models).
+        unknown: Per token, whether the model read it as ``<unk>``: struck through and grey,
+            because the model saw the same vector for every such word.
 
     Returns:
         An HTML fragment.
@@ -68,25 +79,36 @@ def token_html(
     w = np.asarray(weights, dtype=np.float64)
     if len(w) != len(tokens):
         raise ValueError(f"{len(tokens)} tokens but {len(w)} weights")
+    unknown = unknown if unknown is not None else [False] * len(tokens)
     scale = float(max_abs) if max_abs else float(np.abs(w).max(initial=0.0))
     spans = []
-    for token, weight in zip(tokens, w):
+    for token, weight, unk in zip(tokens, w, unknown):
         alpha = min(1.0, abs(weight) / scale) if scale > 0 else 0.0
         rgb = "26,127,55" if weight >= 0 else "207,34,46"
+        title = f"{weight:+.4f}" + (f" ({UNKNOWN_NOTE})" if unk else "")
         spans.append(
-            f'<span title="{_safe(f"{weight:+.4f}")}" style="background: rgba({rgb},{alpha * 0.75:.3f}); '
+            f'<span title="{_safe(title)}" style="{_UNKNOWN_STYLE if unk else ""}'
+            f'background: rgba({rgb},{alpha * 0.75:.3f}); '
             f'padding: 1px 3px; border-radius: 3px; line-height: 1.9">{_safe(token)}</span>'
         )
     return f'<div style="font-size: 1.05rem">{_safe(joiner).join(spans)}</div>'
 
 
 def token_weight_bars(
-    tokens: Sequence[str], weights: Sequence[float], *, top_k: int = 15, title: str | None = None
+    tokens: Sequence[str],
+    weights: Sequence[float],
+    *,
+    top_k: int = 15,
+    title: str | None = None,
+    unknown: Sequence[bool] | None = None,
 ) -> go.Figure:
-    """Horizontal bars of the ``top_k`` tokens with the largest ``|weight|``, largest on top."""
+    """Horizontal bars of the ``top_k`` tokens with the largest ``|weight|``, largest on top
+    (tokens the model read as ``<unk>`` are labelled so)."""
     w = np.asarray(weights, dtype=np.float64)
     order = np.argsort(-np.abs(w), kind="stable")[:top_k][::-1]
-    labels = [f"{_safe(tokens[i])} <span style='color:#888'>#{i + 1}</span>" for i in order]
+    unk = unknown if unknown is not None else [False] * len(tokens)
+    labels = [f"{_safe(tokens[i])} <span style='color:#888'>#{i + 1}{' &lt;unk&gt;' if unk[i] else ''}</span>"
+              for i in order]
     fig = go.Figure(
         go.Bar(
             x=w[order],

@@ -14,6 +14,15 @@ def plain(text: object) -> str:
     return html.escape(str(text), quote=False)
 
 
+def class_axis(names: Sequence[str]) -> dict:
+    """Axis settings that show exactly ``names``, in this order, as categories.
+
+    Class names are categories even when they look like numbers: Plotly would otherwise
+    draw labels "0" and "1" on a numeric axis running from -0.5 to 1.5.
+    """
+    return {"type": "category", "categoryorder": "array", "categoryarray": list(names)}
+
+
 def confusion_matrix_figure(matrix: Sequence[Sequence[int]] | np.ndarray, label_names: Sequence[str]) -> go.Figure:
     """Heatmap of counts, rows = true class (top to bottom), columns = predicted class.
 
@@ -58,9 +67,8 @@ def confusion_matrix_figure(matrix: Sequence[Sequence[int]] | np.ndarray, label_
     )
     size = 120 + 60 * len(names)
     fig.update_layout(
-        xaxis_title="predicted class",
-        yaxis_title="true class",
-        yaxis_autorange="reversed",
+        xaxis=dict(title="predicted class", **class_axis(names)),
+        yaxis=dict(title="true class", autorange="reversed", **class_axis(names)),
         height=min(max(size, 300), 560),
         margin=dict(l=10, r=10, t=30, b=10),
         clickmode="event+select",
@@ -88,6 +96,7 @@ def probability_figure(probabilities: Mapping[str, float]) -> go.Figure:
     )
     fig.update_layout(
         xaxis=dict(range=[0, 1], tickformat=".0%", title="probability"),
+        yaxis=class_axis(names),
         height=80 + 40 * len(names),
         margin=dict(l=10, r=10, t=10, b=10),
     )
@@ -115,7 +124,7 @@ def per_class_f1_figure(per_class_by_run: Mapping[str, Mapping[str, Mapping[str,
         title="Per-class F1 on the test split",
         barmode="group",
         yaxis=dict(range=[0, 1], title="F1"),
-        xaxis_title="class",
+        xaxis=dict(title="class", **class_axis([plain(c) for c in classes])),
         height=380,
         margin=dict(l=10, r=10, t=40, b=10),
         legend=dict(orientation="h", yanchor="top", y=-0.25, x=0),

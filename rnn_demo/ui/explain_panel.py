@@ -168,15 +168,17 @@ def _word_importance(
         result = compute("tokens", predictor, text, method=method, class_index=class_index,
                          num_samples=samples, seed=seed)  # fmt: skip
     prob = result.probabilities[result.class_index]
-    st.html(plots.token_html(result.tokens, result.weights, joiner=joiner))
+    unknown = predictor.unknown_mask(result.tokens)
+    st.html(plots.token_html(result.tokens, result.weights, joiner=joiner, unknown=unknown))
     extra = ""
     if method == "lime":
         extra = f" · {result.details['num_samples']:,} samples · fit R² = {result.details['score']:.2f}"
     st.caption(
         f"Green words push towards **{md(result.label)}** (p = {prob:.2f}), red words away from it"
         f"{extra} · computed in {result.seconds:.2f} s"
+        + (" · struck-through words are unknown to the model (read as `<unk>`)" if any(unknown) else "")
     )
-    st.plotly_chart(plots.token_weight_bars(result.tokens, result.weights, top_k=15), key=p + "bars")
+    st.plotly_chart(plots.token_weight_bars(result.tokens, result.weights, top_k=15, unknown=unknown), key=p + "bars")
 
 
 def _comparison(predictor: Predictor, text: str, class_index: int | None, samples: int, seed: int) -> None:
@@ -249,7 +251,8 @@ def _attention(predictor: Predictor, text: str, joiner: str) -> None:
     if result.attention is None:
         st.info("This model does not pool with attention.")
         return
-    st.html(plots.token_html(result.tokens, result.attention, joiner=joiner))
+    st.html(plots.token_html(result.tokens, result.attention, joiner=joiner,
+                             unknown=predictor.unknown_mask(result.tokens)))
     st.plotly_chart(plots.attention_bars(result.tokens, result.attention))
     st.caption("How the attention pooling weighs each token's state (the weights sum to 1).")
 

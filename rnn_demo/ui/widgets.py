@@ -139,7 +139,11 @@ def damaged_runs_caption() -> None:
 
 
 def prediction_view(prediction: Prediction) -> None:
-    """The predicted label, its probability and the probability of every class."""
+    """The predicted label, the probability of every class, and what the model could not read.
+
+    Warns when the text was cut and when most of its tokens are unknown to the model: a
+    prediction from ``<unk>`` alone still looks confident.
+    """
     confidence = prediction.probabilities[prediction.label]
     st.metric("Predicted label", md(prediction.label), f"{confidence:.1%} confident", delta_color="off", delta_arrow="off")
     st.plotly_chart(probability_figure(prediction.probabilities), config={"displayModeBar": False})
@@ -148,6 +152,8 @@ def prediction_view(prediction: Prediction) -> None:
             f"Your text is longer than this model's length cap: it read only the first {prediction.num_tokens:,} tokens. "
             "Shorten the text to have all of it taken into account."
         )
+    if note := prediction.unknown_note():
+        st.warning(note)
     st.caption(f"The model read {prediction.num_tokens:,} token{'s' if prediction.num_tokens != 1 else ''}.")
 
 
