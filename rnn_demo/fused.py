@@ -232,9 +232,12 @@ def cells() -> tuple[type, ...]:
 
 def usable(layer: torch.nn.Module, x: torch.Tensor) -> bool:
     """Whether ``run(layer, x)`` can replace ``layer(x)[0]`` here: a one-layer, one-way float32
-    layer of ``cells()`` with biases, on the CPU, while gradients are recorded, and the kernels build."""
+    layer of ``cells()`` with biases, on the CPU, training (in train mode, recording gradients), and
+    the kernels build. Explanations record gradients in eval mode: they keep torch's layers and
+    never compile the kernels."""
     return (
         type(layer) in cells()
+        and layer.training
         and torch.is_grad_enabled()
         and x.device.type == "cpu"
         and x.dtype == torch.float32

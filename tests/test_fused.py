@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from pathlib import Path
 
 import pytest
 import torch
@@ -76,6 +77,30 @@ def test_the_kernels_are_used_only_for_training_one_way_float_layers(kernel, mon
     assert not fused.usable(torch.nn.LSTM(4, 5, batch_first=True, proj_size=2), x)
     assert not fused.usable(torch.nn.GRU(4, 5, batch_first=True, bidirectional=True), x)
     assert not fused.usable(torch.nn.GRU(4, 5, batch_first=True).double(), x.double())
+
+
+def test_explanations_and_predictions_never_load_the_training_kernels(monkeypatch):
+    # Issue #18: the first gradient x input explanation compiled the training kernels inside the
+    # server (48.8 s): an explanation records gradients, but on a model in eval mode.
+    from rnn_demo import explain
+    from rnn_demo.predict import Predictor
+
+    def no_kernels() -> None:
+        raise AssertionError("inference loaded the training kernels")
+
+    monkeypatch.setattr(fused, "load", no_kernels)
+    root = Path(__file__).resolve().parent.parent / "checkpoints"
+    for run in ("rotten_tomatoes-gru", "rotten_tomatoes-lstm"):
+        predictor = Predictor.load(root / run)
+        predictor.model.embedding.weight.requires_grad_(False)  # a frozen table also takes the kernel path
+        text = "a gripping , funny and beautifully acted film"
+        assert predictor.predict(text).label
+        for method in ("grad", "occlusion"):
+            assert len(explain.explain_tokens(predictor, text, method).weights) == 8
+        assert explain.gradient_through_time(predictor, text).hidden_grad_norms.shape[-1] == 8
+        assert len(explain.internal_states(predictor, text).tokens) == 8
+    gru = torch.nn.GRU(4, 5, batch_first=True).eval()
+    assert not fused.usable(gru, torch.randn(2, 3, 4))  # gradients on, eval mode: torch's layer
 
 
 def test_without_a_kernel_training_falls_back_to_torch(monkeypatch):
