@@ -63,7 +63,7 @@ LAST_SEEN = "last_seen"
 SHARED_FILE = "shared.json"
 RUNS = "runs"
 UPLOADS = "uploads"
-_MAX_SHARED_BYTES = 64 * 1024  # a longer shared.json is not ours: ignored
+_MAX_JSON_BYTES = 64 * 1024  # a longer shared.json (or choices file) is not ours: ignored
 _TOKEN = re.compile(r"[A-Za-z0-9_-]{16,64}")
 
 # Where a visible run comes from (the pickers show it).
@@ -79,9 +79,7 @@ class QuotaError(SessionError):
     """The owner's folder is full (runs or bytes); the message names the limit and what to do."""
 
 
-# --------------------------------------------------------------------------------------
-# Tokens, folders and settings
-# --------------------------------------------------------------------------------------
+# ---- Tokens, folders and settings --------------------------------------------------------
 
 
 def new_token() -> str:
@@ -201,9 +199,7 @@ def ttl_seconds() -> float:
     return _env_number(TTL_ENV, DEFAULT_TTL_HOURS) * 3600
 
 
-# --------------------------------------------------------------------------------------
-# Who sees what
-# --------------------------------------------------------------------------------------
+# ---- Who sees what -----------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -224,16 +220,29 @@ class VisibleRun:
         return f"{self.info.name} ({self.info.dataset_name}, {self.info.cell.upper()}{acc_text}, {self.origin})"
 
 
-def shared_names(owner: str) -> list[str]:
-    """Names of the runs the owner published (a malformed or foreign ``shared.json`` counts as none)."""
-    path = owner_dir(owner) / SHARED_FILE
+def read_owner_json(owner: str, name: str) -> Any:
+    """A small JSON file of the owner's folder; None when missing, not a regular file, over 64 KB or malformed."""
+    path = owner_dir(owner) / name
     try:
         info = path.lstat()
-        if not stat.S_ISREG(info.st_mode) or info.st_size > _MAX_SHARED_BYTES:
-            return []
-        data = json.loads(path.read_text(encoding="utf-8"))
+        if not stat.S_ISREG(info.st_mode) or info.st_size > _MAX_JSON_BYTES:
+            return None
+        return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError):
-        return []
+        return None
+
+
+def write_owner_json(owner: str, name: str, data: Any) -> None:
+    """Writes ``data`` as ``name`` in the owner's folder (created if needed), atomically."""
+    path = ensure_owner_dir(owner) / name
+    tmp = path.with_name(f".{name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    tmp.write_text(json.dumps(data), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def shared_names(owner: str) -> list[str]:
+    """Names of the runs the owner published (a malformed or foreign ``shared.json`` counts as none)."""
+    data = read_owner_json(owner, SHARED_FILE)
     if not isinstance(data, list):
         return []
     names: list[str] = []
@@ -318,13 +327,6 @@ def _own_run(owner: str, path: str | Path) -> Path:
     return Path(path)
 
 
-def _write_shared(owner: str, names: list[str]) -> None:
-    path = owner_dir(owner) / SHARED_FILE
-    tmp = path.with_name(f".{SHARED_FILE}.{os.getpid()}.{threading.get_ident()}.tmp")
-    tmp.write_text(json.dumps(names), encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def set_shared(owner: str, run_name: str, shared: bool) -> None:
     """Publishes one of the owner's runs to the class, or withdraws it.
 
@@ -333,7 +335,7 @@ def set_shared(owner: str, run_name: str, shared: bool) -> None:
     """
     _own_run(owner, owner_runs_dir(owner) / run_name)  # a name with "/" or ".." is not directly inside
     names = [n for n in shared_names(owner) if n != run_name]
-    _write_shared(owner, names + [run_name] if shared else names)
+    write_owner_json(owner, SHARED_FILE, names + [run_name] if shared else names)
 
 
 def rename_own_run(owner: str, path: str | Path, new_name: str) -> Path:
@@ -347,7 +349,7 @@ def rename_own_run(owner: str, path: str | Path, new_name: str) -> Path:
     new = rename_run(old, new_name)
     names = shared_names(owner)
     if new != old and old.name in names:
-        _write_shared(owner, [new.name if n == old.name else n for n in names])
+        write_owner_json(owner, SHARED_FILE, [new.name if n == old.name else n for n in names])
     return new
 
 
@@ -360,7 +362,7 @@ def delete_own_run(owner: str, path: str | Path) -> None:
     run = _own_run(owner, path)
     names = shared_names(owner)
     if run.name in names:
-        _write_shared(owner, [n for n in names if n != run.name])
+        write_owner_json(owner, SHARED_FILE, [n for n in names if n != run.name])
     shutil.rmtree(run)
 
 
@@ -394,9 +396,7 @@ def may_read_dataset(owner: str, spec: DatasetSpec | Mapping[str, Any] | None) -
     return True
 
 
-# --------------------------------------------------------------------------------------
-# Quota and clean-up
-# --------------------------------------------------------------------------------------
+# ---- Quota and clean-up ------------------------------------------------------------------
 
 
 def usage(owner: str) -> tuple[int, int]:

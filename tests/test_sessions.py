@@ -437,3 +437,21 @@ def test_a_reload_reattaches_the_running_job(_app_env, folders, monkeypatch):
     assert any("GRU on Negation" in c.value for c in at.sidebar.caption)
     bob = browser(BOB)
     assert "app.job" not in bob.session_state or bob.session_state["app.job"] is None
+
+
+def test_a_reload_keeps_the_dataset_choice_and_a_foreign_upload_is_never_restored(_app_env, folders):
+    at = browser(ALICE, "pages/data.py")
+    at.radio(key="data.source").set_value("Synthetic task").run()
+    assert not at.exception and at.session_state["app.dataset"]["name"] == "negation"
+    reloaded = browser(ALICE)  # a reload: a new websocket session, same URL
+    assert reloaded.session_state["app.dataset"]["name"] == "negation"
+    assert any("Negation" in c.value for c in reloaded.sidebar.caption)
+    assert browser(BOB).session_state["app.dataset"]["name"] == "rotten_tomatoes"  # not Bob's choice
+
+    # A choice file naming another owner's upload (or junk) falls back to the default dataset.
+    theirs = sessions.ensure_owner_dir(BOB) / "uploads" / "theirs.csv"
+    theirs.write_text("text,label\na,b\n")
+    sessions.write_owner_json(ALICE, "choices.json", {"dataset": DatasetSpec(csv=str(theirs)).to_dict()})
+    assert browser(ALICE).session_state["app.dataset"]["name"] == "rotten_tomatoes"
+    sessions.write_owner_json(ALICE, "choices.json", {"dataset": {"name": 5, "params": "x"}})
+    assert browser(ALICE).session_state["app.dataset"]["name"] == "rotten_tomatoes"

@@ -226,12 +226,42 @@ def new_runs_dir(count: int) -> Path:
 # --------------------------------------------------------------------------------------
 
 
+CHOICES_FILE = "choices.json"  # the owner's last dataset choice, so that a reload finds it again
+
+
+def _saved_spec() -> DatasetSpec:
+    """The owner's last dataset choice; the default when there is none or it is not usable (any more).
+
+    Only a built-in dataset or a file in the owner's own uploads folder is restored: the
+    file is written by the app, but a reload must never open another owner's upload.
+    """
+    owner = owner_id()
+    saved = sessions.read_owner_json(owner, CHOICES_FILE)
+    try:
+        spec = DatasetSpec.from_dict(saved["dataset"])
+    except (TypeError, KeyError, ValueError, AttributeError):
+        return DEFAULT_DATASET
+    if spec.csv is None and spec.name in DATASETS and all(isinstance(v, int) for v in spec.params.values()):
+        return spec
+    uploads = upload_dir(owner).resolve()
+
+    def own_upload(path: object) -> bool:
+        return isinstance(path, str) and Path(path).resolve().parent == uploads and Path(path).is_file()
+
+    if own_upload(spec.csv) and (spec.test_csv is None or own_upload(spec.test_csv)):
+        return spec
+    return DEFAULT_DATASET
+
+
 def current_spec() -> DatasetSpec:
-    return DatasetSpec.from_dict(st.session_state.setdefault("app.dataset", DEFAULT_DATASET.to_dict()))
+    if "app.dataset" not in st.session_state:
+        st.session_state["app.dataset"] = _saved_spec().to_dict()
+    return DatasetSpec.from_dict(st.session_state["app.dataset"])
 
 
 def set_current_spec(spec: DatasetSpec) -> None:
     st.session_state["app.dataset"] = spec.to_dict()
+    sessions.write_owner_json(owner_id(), CHOICES_FILE, {"dataset": spec.to_dict()})
     apply_dataset_defaults()
 
 
