@@ -243,3 +243,51 @@ def test_unknown_tokens_are_struck_through_in_token_views_and_labelled_in_bars()
     assert "line-through" not in token_html(["good"], [0.5])  # nothing marked without the mask
     labels = token_weight_bars(["good", "zzxq"], [0.5, 0.1], unknown=[False, True]).layout.yaxis.ticktext
     assert [("&lt;unk&gt;" in label) for label in labels] == [True, False]  # smallest weight first
+
+
+def _run_events(epochs: int = 8, best_epoch: int = 3, done: bool = True, cell: str | None = None) -> list[dict]:
+    """A run of ``epochs`` epochs of 10 steps whose validation loss was lowest after ``best_epoch``."""
+    tag = {"cell": cell} if cell else {}
+    events = [{"type": "start", "steps_per_epoch": 10, "epochs": epochs, **tag}]
+    for epoch in range(1, epochs + 1):
+        events.append({"type": "step", "step": epoch * 10, "epoch": epoch, "loss": 1.0 / epoch, **tag})
+        events.append({"type": "eval", "step": epoch * 10, "epoch": epoch, "val_loss": abs(epoch - best_epoch) + 0.5,
+                       "val_accuracy": 0.8, "val_macro_f1": 0.8, "improved": epoch <= best_epoch, **tag})
+    if done:
+        events.append({"type": "done", "reason": "completed", "best_epoch": best_epoch, "best_step": best_epoch * 10,
+                       **tag})
+    return events
+
+
+def test_epoch_axes_are_whole_epochs_over_the_whole_run():
+    figures = [loss_figure(_run_events()), validation_metrics_figure(_run_events())]
+    race = _run_events(cell="gru") + _run_events(cell="lstm")
+    figures += [race_figure(race, "val_accuracy"), compare_figure({"a": _run_events(), "b": _run_events(5)})]
+    for fig in figures:
+        assert fig.layout.xaxis.dtick == 1 and fig.layout.xaxis.tick0 == 0
+        assert list(fig.layout.xaxis.range) == [0, 8]
+    long = loss_figure(_run_events(epochs=60))
+    assert long.layout.xaxis.dtick == 6 and list(long.layout.xaxis.range) == [0, 60]
+
+
+def test_accuracy_axes_run_from_0_to_100_percent_everywhere():
+    race = _run_events(cell="gru") + _run_events(cell="lstm")
+    for fig in (validation_metrics_figure(_run_events()), race_figure(race, "val_accuracy"),
+                compare_figure({"a": _run_events()}, "val_macro_f1")):
+        assert list(fig.layout.yaxis.range) == [0, 1.02] and fig.layout.yaxis.tickformat == ".0%"
+
+
+def test_accuracy_and_macro_f1_stay_two_distinct_lines_when_equal():
+    fig = validation_metrics_figure(_run_events())
+    styles = {trace.name: (trace.line.dash, trace.marker.symbol) for trace in fig.data}
+    assert len(set(styles.values())) == 2
+
+
+def test_the_epoch_whose_weights_were_kept_is_marked():
+    for fig in (loss_figure(_run_events(best_epoch=3)), validation_metrics_figure(_run_events(best_epoch=3))):
+        lines = [shape for shape in fig.layout.shapes if shape.type == "line"]
+        assert len(lines) == 1 and lines[0].x0 == lines[0].x1 == 3.0
+        assert any("kept" in (a.text or "") for a in fig.layout.annotations)
+    live = loss_figure(_run_events(best_epoch=2, done=False))  # still training: the best so far
+    assert [s.x0 for s in live.layout.shapes] == [2.0] and any("best so far" in (a.text or "")
+                                                               for a in live.layout.annotations)

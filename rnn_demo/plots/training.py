@@ -2,11 +2,13 @@
 
 Events are the dicts described in ``rnn_demo.train`` (``start``, ``step``, ``eval`` …),
 either streamed from a job or read from a run's history.json. The x axis is in
-epochs (fractional), so runs with different batch sizes line up.
+epochs (fractional), so runs with different batch sizes line up; its ticks are whole
+epochs over the whole planned run, so a curve's length shows how far training got.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -76,7 +78,38 @@ def curves_by_cell(events: Sequence[Event]) -> dict[str, Curves]:
     return {cell: training_curves(cell_events) for cell, cell_events in grouped.items()}
 
 
-def _layout(fig: go.Figure, title: str, y_title: str, height: int = 360) -> go.Figure:
+ACCURACY_METRICS = ("val_accuracy", "val_macro_f1")  # shares: always drawn on a 0-100 % axis
+
+
+def planned_epochs(events: Sequence[Event]) -> int:
+    """The epochs a run was set to train for (the largest of a race's), 0 when unknown yet."""
+    return max((int(e.get("epochs") or 0) for e in events if e.get("type") == "start"), default=0)
+
+
+def kept_epoch(events: Sequence[Event]) -> tuple[float, bool] | None:
+    """(x in epochs, final) of the weights a run keeps: the last evaluation that improved the validation
+    loss; ``final`` once the run is done (until then, the best so far). None before any improvement."""
+    steps_per_epoch, kept, done = 0, None, False
+    for event in events:
+        kind = event.get("type")
+        if kind == "start":
+            steps_per_epoch = int(event.get("steps_per_epoch") or 0)
+        elif kind == "eval" and event.get("improved") and steps_per_epoch:
+            kept = float(event["step"]) / steps_per_epoch
+        done = done or kind == "done"
+    return None if kept is None else (kept, done)
+
+
+def _mark_kept(fig: go.Figure, events: Sequence[Event]) -> None:
+    kept = kept_epoch(events)
+    if kept is not None:
+        x, final = kept
+        fig.add_vline(x=x, line=dict(color="#888", dash="dot", width=1),
+                      annotation_text="kept weights" if final else "best so far", annotation_position="top")
+
+
+def _layout(fig: go.Figure, title: str, y_title: str, epochs: int = 0, height: int = 360) -> go.Figure:
+    """Titles, legend below, and an x axis of whole epochs from 0 to ``epochs`` (when known)."""
     fig.update_layout(
         title=title,
         xaxis_title="epoch",
@@ -86,7 +119,15 @@ def _layout(fig: go.Figure, title: str, y_title: str, height: int = 360) -> go.F
         legend=dict(orientation="h", yanchor="top", y=-0.22, x=0),
         hovermode="x unified",
     )
+    fig.update_xaxes(tick0=0, dtick=max(1, math.ceil(epochs / 10)), rangemode="tozero")
+    if epochs:
+        fig.update_xaxes(range=[0, epochs])
     return fig
+
+
+def _share_axis(fig: go.Figure, metric: str) -> None:
+    if metric in ACCURACY_METRICS:
+        fig.update_yaxes(range=[0, 1.02], tickformat=".0%")
 
 
 def loss_figure(events: Sequence[Event]) -> go.Figure:
@@ -95,18 +136,22 @@ def loss_figure(events: Sequence[Event]) -> go.Figure:
     fig = go.Figure()
     fig.add_scatter(x=curves.train_loss[0], y=curves.train_loss[1], mode="lines", name="training loss")
     fig.add_scatter(x=curves.val_loss[0], y=curves.val_loss[1], mode="lines+markers", name="validation loss")
-    return _layout(fig, "Loss", "cross-entropy")
+    _mark_kept(fig, events)
+    return _layout(fig, "Loss", "cross-entropy", planned_epochs(events))
 
 
 def validation_metrics_figure(events: Sequence[Event]) -> go.Figure:
     """Validation accuracy and macro-F1 of one run."""
     curves = training_curves(events)
     fig = go.Figure()
-    for metric in ("val_accuracy", "val_macro_f1"):
+    # On balanced data the two are often equal: a dashed line with other markers keeps both visible.
+    for metric, dash, symbol in (("val_accuracy", "solid", "circle"), ("val_macro_f1", "dash", "diamond-open")):
         x, y = curves.series(metric)
-        fig.add_scatter(x=x, y=y, mode="lines+markers", name=METRIC_LABELS[metric])
-    fig.update_yaxes(range=[0, 1.02], tickformat=".0%")
-    return _layout(fig, "Validation accuracy and macro-F1", "score")
+        fig.add_scatter(x=x, y=y, mode="lines+markers", name=METRIC_LABELS[metric], line=dict(dash=dash),
+                        marker=dict(symbol=symbol, size=8))
+    _share_axis(fig, "val_accuracy")
+    _mark_kept(fig, events)
+    return _layout(fig, "Validation accuracy and macro-F1", "score", planned_epochs(events))
 
 
 def race_figure(events: Sequence[Event], metric: str = "val_loss") -> go.Figure:
@@ -116,10 +161,9 @@ def race_figure(events: Sequence[Event], metric: str = "val_loss") -> go.Figure:
         x, y = curves.series(metric)
         mode = "lines" if metric == "train_loss" else "lines+markers"
         fig.add_scatter(x=x, y=y, mode=mode, name=cell.upper(), line=dict(color=CELL_COLORS.get(cell)))
-    if metric in ("val_accuracy", "val_macro_f1"):
-        fig.update_yaxes(tickformat=".0%")  # autorange: the cells' differences are what matters
+    _share_axis(fig, metric)
     label = METRIC_LABELS.get(metric, metric)
-    return _layout(fig, label.capitalize(), label)
+    return _layout(fig, label.capitalize(), label, planned_epochs(events))
 
 
 def compare_figure(histories: Mapping[str, Sequence[Event]], metric: str = "val_loss") -> go.Figure:
@@ -128,7 +172,7 @@ def compare_figure(histories: Mapping[str, Sequence[Event]], metric: str = "val_
     for name, events in histories.items():
         x, y = training_curves(events).series(metric)
         fig.add_scatter(x=x, y=y, mode="lines" if metric == "train_loss" else "lines+markers", name=name)
-    if metric in ("val_accuracy", "val_macro_f1"):
-        fig.update_yaxes(tickformat=".0%")
+    _share_axis(fig, metric)
     label = METRIC_LABELS.get(metric, metric)
-    return _layout(fig, label.capitalize(), label, height=360)
+    epochs = max((planned_epochs(events) for events in histories.values()), default=0)
+    return _layout(fig, label.capitalize(), label, epochs)
