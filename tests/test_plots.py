@@ -291,3 +291,23 @@ def test_the_epoch_whose_weights_were_kept_is_marked():
     live = loss_figure(_run_events(best_epoch=2, done=False))  # still training: the best so far
     assert [s.x0 for s in live.layout.shapes] == [2.0] and any("best so far" in (a.text or "")
                                                                for a in live.layout.annotations)
+
+
+def test_every_gate_heat_map_has_a_colour_bar_beside_its_own_row():
+    from rnn_demo.plots.explanations import gate_heatmaps
+
+    rng = np.random.default_rng(0)
+    gates = {"input": rng.random((6, 4)), "forget": rng.random((6, 4)), "candidate": rng.random((6, 4)) * 2 - 1,
+             "cell": rng.random((6, 4)) * 4 - 2}
+    fig = gate_heatmaps(gates, ["a", "b", "c", "d"])
+    assert all(trace.showscale for trace in fig.data)
+    for row, trace in enumerate(fig.data, start=1):
+        low, high = fig.layout[f"yaxis{row if row > 1 else ''}"].domain
+        assert low <= trace.colorbar.y <= high and trace.colorbar.len <= high - low + 1e-9
+
+
+def test_the_confusion_matrix_keeps_square_cells_up_to_ten_classes():
+    names = [f"class {i}" for i in range(10)]
+    fig = confusion_matrix_figure(np.eye(10, dtype=int) * 5, names)
+    assert fig.layout.yaxis.scaleanchor == "x" and fig.layout.yaxis.scaleratio == 1
+    assert fig.layout.height >= 560

@@ -245,6 +245,13 @@ def hidden_state_heatmap(
     return _layout(fig, title, height=min(900, 160 + 6 * len(order)))
 
 
+def _row_colorbar(fig: go.Figure, row: int, title: str) -> dict:
+    """A colour bar beside subplot ``row`` only (each gate has its own scale: [0, 1] or signed)."""
+    low, high = fig.layout[f"yaxis{row if row > 1 else ''}"].domain
+    return dict(y=(low + high) / 2, len=high - low, yanchor="middle", thickness=12,
+                title=dict(text=title, side="right"))
+
+
 def gate_heatmaps(
     gates: Mapping[str, np.ndarray],
     tokens: Sequence[str],
@@ -270,7 +277,7 @@ def gate_heatmaps(
             go.Heatmap(
                 z=values[units], x=list(range(len(tokens))), y=list(range(len(units))),
                 zmin=-limit if signed else 0.0, zmax=limit, colorscale="RdBu" if signed else "Viridis",
-                reversescale=signed, showscale=False,
+                reversescale=signed, showscale=True, colorbar=_row_colorbar(fig, row, "value" if signed else "open"),
                 hovertext=[[_safe(t) for t in tokens] for _ in units],
                 hovertemplate=f"{name}, unit %{{y}}, “%{{hovertext}}”: %{{z:.3f}}<extra></extra>",
             ),  # fmt: skip

@@ -67,8 +67,9 @@ def confusion_matrix_figure(matrix: Sequence[Sequence[int]] | np.ndarray, label_
     )
     size = 120 + 60 * len(names)
     fig.update_layout(
-        xaxis=dict(title="predicted class", **class_axis(names)),
-        yaxis=dict(title="true class", autorange="reversed", **class_axis(names)),
+        xaxis=dict(title="predicted class", constrain="domain", **class_axis(names)),
+        yaxis=dict(title="true class", autorange="reversed", scaleanchor="x", scaleratio=1,  # square cells
+                   constrain="domain", **class_axis(names)),
         height=min(max(size, 300), 560),
         margin=dict(l=10, r=10, t=30, b=10),
         clickmode="event+select",
