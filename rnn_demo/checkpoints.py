@@ -210,11 +210,12 @@ class RunInfo:
         accuracy = _as_dict(self.metrics.get("test")).get("accuracy")
         return float(accuracy) if _is_number(accuracy) else None
 
-    def title(self) -> str:
-        """A one-line label for pickers: name, dataset, cell and test accuracy."""
+    def title(self, origin: str | None = None) -> str:
+        """A one-line label for pickers: name, dataset, cell, test accuracy and where the run comes from
+        (default "shipped" or "yours")."""
         acc = self.test_accuracy()
         acc_text = f", test acc {acc:.1%}" if acc is not None else ""
-        where = "shipped" if self.shipped else "yours"
+        where = origin or ("shipped" if self.shipped else "yours")
         return f"{self.name} ({self.dataset_name}, {self.cell.upper()}{acc_text}, {where})"
 
 

@@ -215,9 +215,7 @@ class VisibleRun:
 
     def title(self) -> str:
         """A one-line label for pickers: name, dataset, cell, test accuracy and origin."""
-        acc = self.info.test_accuracy()
-        acc_text = f", test acc {acc:.1%}" if isinstance(acc, (int, float)) else ""
-        return f"{self.info.name} ({self.info.dataset_name}, {self.info.cell.upper()}{acc_text}, {self.origin})"
+        return self.info.title(self.origin)
 
 
 def read_owner_json(owner: str, name: str) -> Any:
