@@ -91,6 +91,18 @@ def _build_lock(folder: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+def _source_copy(folder: Path) -> Path:
+    """The kernel source, copied into its build folder: torch's build records the source's absolute path, so
+    compiling the checkout's own file made two checkouts on one machine rebuild each other's kernels."""
+    copy = folder / SOURCE.name
+    source = SOURCE.read_bytes()
+    if not copy.is_file() or copy.read_bytes() != source:
+        partial = folder / f".{SOURCE.name}.{os.getpid()}"
+        partial.write_bytes(source)
+        partial.replace(copy)
+    return copy
+
+
 def is_built() -> bool:
     """Whether a compiled kernel for this machine and torch version is on disk."""
     return (_build_dir() / f"{NAME}.so").is_file()
@@ -112,7 +124,7 @@ def load() -> Any:
             folder = _build_dir()
             folder.mkdir(parents=True, exist_ok=True)
             with _build_lock(folder):
-                _module = load_extension(NAME, sources=[str(SOURCE)], extra_cflags=CFLAGS,
+                _module = load_extension(NAME, sources=[str(_source_copy(folder))], extra_cflags=CFLAGS,
                                          build_directory=str(folder), verbose=False)
         except Exception as exc:  # no compiler, no ninja, a failed build: torch's GRU does the work
             _error = f"{type(exc).__name__}: {str(exc).strip().splitlines()[-1] if str(exc).strip() else exc}"

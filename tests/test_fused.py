@@ -121,20 +121,34 @@ def test_the_environment_variable_turns_the_kernel_off(monkeypatch):
     assert fused.load() is None and "RNN_DEMO_FUSED=0" in fused.error()
 
 
-def test_a_build_killed_midway_does_not_block_later_loads(kernel, tmp_path):
+def test_a_build_killed_midway_does_not_block_later_loads(kernel):
     # A server stopped while compiling leaves torch's lock file; the next load must not wait for it forever.
+    import subprocess
+    import sys
+
+    (fused._build_dir() / "lock").touch()
+    code = "from rnn_demo import fused; print(fused.load() is not None, fused.error())"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=180)
+    assert proc.stdout.split()[0] == "True", proc.stdout + proc.stderr
+    assert not (fused._build_dir() / "lock").exists()
+
+
+def test_a_second_checkout_reuses_the_built_kernels_instead_of_rebuilding_them(kernel, tmp_path):
+    # torch's build records the source's absolute path: two checkouts on one machine used to rebuild in turn.
     import shutil
     import subprocess
     import sys
 
-    home = tmp_path / "home"
-    built = fused._build_dir()
-    shutil.copytree(built, home / "cache" / "kernels" / built.name)
-    (home / "cache" / "kernels" / built.name / "lock").touch()
-    code = "from rnn_demo import fused; print(fused.load() is not None, fused.error())"
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=180,
-                          env={**os.environ, "RNN_DEMO_HOME": str(home)})
-    assert proc.stdout.split()[0] == "True", proc.stdout + proc.stderr
+    checkout = tmp_path / "other-checkout"
+    shutil.copytree(Path(fused.__file__).parent, checkout / "rnn_demo", ignore=shutil.ignore_patterns("__pycache__"))
+    library = fused._build_dir() / f"{fused.NAME}.so"
+    before = library.stat().st_mtime_ns
+    code = "from rnn_demo import fused; print(fused.load() is not None, fused._build_dir(), fused.error())"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=checkout,
+                          env={**os.environ, "PYTHONPATH": str(checkout)})
+    loaded, folder = proc.stdout.split()[:2]
+    assert loaded == "True" and Path(folder) == fused._build_dir(), proc.stdout + proc.stderr
+    assert library.stat().st_mtime_ns == before, "the other checkout rebuilt the kernels"
 
 
 def test_fast_dropout_drops_a_fraction_p_and_scales_what_it_keeps(kernel):
