@@ -75,3 +75,22 @@ def test_cli_predict_reports_unknown_tokens(gru_run, capsys):
 def test_unknown_mask_marks_the_tokens_the_vocabulary_lacks():
     predictor = Predictor.load(ROOT / "checkpoints" / "rotten_tomatoes-gru")
     assert predictor.unknown_mask(["good", "zzxqvv", "film", "!!!"]) == [False, True, False, True]
+
+
+def test_a_cached_explanation_does_not_claim_its_first_compute_time(predict_page, monkeypatch):
+    # The first explanation once took 48.8 s (a kernel build); its cached copy kept saying "computed in 48.80 s".
+    import dataclasses
+
+    from rnn_demo.ui import explain_panel
+
+    real = explain_panel._COMPUTE["tokens"]
+    monkeypatch.setitem(explain_panel._COMPUTE, "tokens",
+                        lambda *a, **k: dataclasses.replace(real(*a, **k), seconds=48.8))
+    at = predict_page
+    at.text_area(key="predict.text").input("a film that stays with you").run()
+    first = " ".join(c.value for c in at.caption)
+    assert "computed in 48.80 s" in first, first
+    at.text_area(key="predict.text").input("a film that stays with you ").run()  # same tokens, a fresh run
+    at.text_area(key="predict.text").input("a film that stays with you").run()  # the cached explanation again
+    again = " ".join(c.value for c in at.caption)
+    assert "· computed in" not in again and "from the cache (first computed in 48.80 s)" in again, again
