@@ -229,3 +229,40 @@ def test_enter_in_a_settings_box_never_starts_a_job(server, tmp_path):
             browser.close()
     saved = [path for path in (tmp_path / "sessions").glob("*/runs/*") if path.is_dir()]
     assert len(saved) == 1, saved
+
+
+def test_a_reload_keeps_the_dataset_choice_and_reattaches_the_running_job(server):
+    """Refreshing the browser mid-training: the same dataset and the live job are on the page again."""
+    import re
+
+    from playwright.sync_api import expect, sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1400})
+            page.goto(f"{server}/data")
+            page.get_by_text("Synthetic task").click()
+            expect(page.get_by_text(re.compile(r"Current dataset: Negation"))).to_be_visible(timeout=60_000)
+            page.get_by_test_id("stSidebarNav").get_by_role("link", name="Train").click()
+            expect(page.get_by_role("button", name="Quick demo")).to_be_visible(timeout=60_000)
+            page.get_by_role("button", name="Quick demo").click()
+            epochs = page.get_by_role("spinbutton", name="Epochs", exact=True)
+            expect(epochs).to_have_value("2", timeout=30_000)
+            epochs.fill("30")  # still running after the reload
+            epochs.press("Tab")
+            expect(epochs).to_have_value("30", timeout=30_000)
+            page.get_by_role("button", name="Start training").click()
+            step = page.get_by_text(re.compile(r"step \d+/\d+")).first
+            expect(step).to_be_visible(timeout=120_000)
+            assert "s=" in page.url  # the session's token travels in the URL
+
+            page.reload()
+            expect(page.get_by_text(re.compile(r"Dataset: Negation"))).to_be_visible(timeout=60_000)
+            expect(page.get_by_role("button", name="Stop training").first).to_be_visible(timeout=60_000)
+            expect(page.get_by_text(re.compile(r"step \d+/\d+")).first).to_be_visible(timeout=60_000)
+            page.screenshot(path=SCREENSHOTS / "train_after_reload.png")
+            page.get_by_role("button", name="Stop training").first.click()
+            expect(page.get_by_text("Test accuracy")).to_be_visible(timeout=120_000)
+        finally:
+            browser.close()
