@@ -39,10 +39,9 @@ else:
     left.plotly_chart(plots.accuracy_vs_distractors(result.distractors, result.accuracy,
                                                     title="Test accuracy against sequence length"))
     weights = right.radio("Weights", ["trained", "untrained"], horizontal=True, key="internals.lab_weights")
-    curves = {cell.upper(): g[weights] for cell, g in result.gradients.items() if weights in g}
-    right.plotly_chart(plots.gradient_through_time_chart(
-        curves, colors={c.upper(): plots.CELL_COLORS[c] for c in result.gradients},
-        title=f"Gradient reaching each step ({result.gradient_distractors} distractors)"))
+    curves = {cell: g[weights] for cell, g in result.gradients.items() if weights in g}
+    right.plotly_chart(plots.cell_gradient_chart(
+        curves, title=f"Gradient reaching each step ({result.gradient_distractors} distractors)"))
     st.caption(
         "Right: ‖∂loss/∂hₜ‖ relative to the last step, log scale. "
         f"{lab.n:,} sequences per run, {lab.hidden_size} hidden units, {lab.epochs} epochs of Adam (lr {lab.lr}); "

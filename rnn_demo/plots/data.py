@@ -7,11 +7,12 @@ from collections.abc import Mapping
 import numpy as np
 import plotly.graph_objects as go
 
+from rnn_demo.plots import palette
 from rnn_demo.plots.results import class_axis, plain
 
 
 def class_balance_figure(class_counts: Mapping[str, Mapping[str, int]]) -> go.Figure:
-    """Grouped bars: examples per class (x) for each split (one colour per split).
+    """Grouped bars: examples per class (x) for each split (in the split's palette colour).
 
     Args:
         class_counts: split name -> class name -> examples.
@@ -19,7 +20,8 @@ def class_balance_figure(class_counts: Mapping[str, Mapping[str, int]]) -> go.Fi
     classes = list(dict.fromkeys(plain(c) for counts in class_counts.values() for c in counts))
     fig = go.Figure()
     for split, counts in class_counts.items():
-        fig.add_bar(x=[plain(c) for c in counts], y=list(counts.values()), name=split)
+        fig.add_bar(x=[plain(c) for c in counts], y=list(counts.values()), name=plain(split),
+                    marker_color=palette.SPLIT.get(split, palette.GUIDE))
     fig.update_layout(
         barmode="group",
         title="Class balance",
@@ -35,9 +37,10 @@ def class_balance_figure(class_counts: Mapping[str, Mapping[str, int]]) -> go.Fi
 def length_histogram_figure(lengths: np.ndarray, max_tokens: int | None = None, bins: int = 50) -> go.Figure:
     """Histogram of tokens per text, with the length cap (if any) as a dashed line."""
     lengths = np.asarray(lengths)
-    fig = go.Figure(go.Histogram(x=lengths, nbinsx=bins, name="texts", hovertemplate="%{x} tokens: %{y} texts<extra></extra>"))
+    fig = go.Figure(go.Histogram(x=lengths, nbinsx=bins, name="texts", marker_color=palette.SPLIT["train"],
+                                 hovertemplate="%{x} tokens: %{y} texts<extra></extra>"))
     if max_tokens:
-        fig.add_vline(x=max_tokens, line_dash="dash", line_color="#d62728",
+        fig.add_vline(x=max_tokens, line_dash="dash", line_color=palette.GUIDE,
                       annotation_text=f"cap {max_tokens}", annotation_position="top right")
     median = float(np.median(lengths)) if len(lengths) else 0.0
     fig.update_layout(

@@ -15,12 +15,8 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-POSITIVE = "#1a7f37"  # supports the explained class
-NEGATIVE = "#cf222e"  # speaks against it
-CELL_COLORS = {"rnn": "#cf222e", "gru": "#0969da", "lstm": "#8250df"}
-CLASS_COLORS = (
-    "#0969da", "#cf222e", "#1a7f37", "#bf8700", "#8250df", "#57606a", "#e16f24", "#1b7c83", "#bc4c00", "#6e7781",
-)  # fmt: skip
+from rnn_demo.plots import palette
+
 METHOD_TITLES = {"lime": "LIME", "occlusion": "Occlusion", "grad": "Gradient × input"}
 
 
@@ -49,7 +45,7 @@ def _layout(fig: go.Figure, title: str | None, height: int) -> go.Figure:
 
 
 UNKNOWN_NOTE = "not in the model's vocabulary: read as <unk>"
-_UNKNOWN_STYLE = "text-decoration: line-through dotted; color: #777; "
+_UNKNOWN_STYLE = f"text-decoration: line-through dotted; color: {palette.UNKNOWN_TOKEN}; "
 
 
 def token_html(
@@ -60,7 +56,7 @@ def token_html(
     joiner: str = " ",
     unknown: Sequence[bool] | None = None,
 ) -> str:
-    """Tokens as coloured spans (green = supports the class, red = against), for ``st.html``.
+    """Tokens as coloured spans (``palette.SUPPORTS``: supports the class, ``AGAINST``: against), for ``st.html``.
 
     Every token goes through ``html.escape``: a text containing ``<script>`` is shown as
     text, never run.
@@ -84,14 +80,32 @@ def token_html(
     spans = []
     for token, weight, unk in zip(tokens, w, unknown):
         alpha = min(1.0, abs(weight) / scale) if scale > 0 else 0.0
-        rgb = "26,127,55" if weight >= 0 else "207,34,46"
+        background = palette.rgba(palette.SUPPORTS if weight >= 0 else palette.AGAINST, alpha * 0.75)
         title = f"{weight:+.4f}" + (f" ({UNKNOWN_NOTE})" if unk else "")
         spans.append(
             f'<span title="{_safe(title)}" style="{_UNKNOWN_STYLE if unk else ""}'
-            f'background: rgba({rgb},{alpha * 0.75:.3f}); '
+            f'background: {background}; '
             f'padding: 1px 3px; border-radius: 3px; line-height: 1.9">{_safe(token)}</span>'
         )
     return f'<div style="font-size: 1.05rem">{_safe(joiner).join(spans)}</div>'
+
+
+def _direction_names(class_name: str) -> tuple[str, str]:
+    """Legend entries of the two attribution colours, naming the class explained."""
+    return f"supports {_safe(class_name)}", f"against {_safe(class_name)}"
+
+
+def _direction_legend(fig: go.Figure, class_name: str) -> None:
+    """Legend-only entries (no data) for the two attribution colours, after the data traces."""
+    for name, color in zip(_direction_names(class_name), (palette.SUPPORTS, palette.AGAINST)):
+        fig.add_trace(go.Bar(x=[None], y=[None], orientation="h", name=name, marker_color=color, hoverinfo="skip"))
+    fig.update_layout(legend=dict(orientation="h", yanchor="bottom", y=1.0, x=0), showlegend=True)
+
+
+def _direction_key(class_name: str) -> str:
+    """The two attribution colours as a line of text naming the class (for titles of crowded figures)."""
+    return "   ".join(f"<span style='color:{color}'>■</span> {name}" for name, color in
+                      zip(_direction_names(class_name), (palette.SUPPORTS, palette.AGAINST)))
 
 
 def token_weight_bars(
@@ -101,27 +115,34 @@ def token_weight_bars(
     top_k: int = 15,
     title: str | None = None,
     unknown: Sequence[bool] | None = None,
+    class_name: str = "the class",
 ) -> go.Figure:
     """Horizontal bars of the ``top_k`` tokens with the largest ``|weight|``, largest on top
-    (tokens the model read as ``<unk>`` are labelled so)."""
+    (tokens the model read as ``<unk>`` are labelled so).
+
+    Bars are ``palette.SUPPORTS`` or ``AGAINST``; the legend names the class they refer to
+    ("supports <class_name>", "against <class_name>").
+    """
     w = np.asarray(weights, dtype=np.float64)
     order = np.argsort(-np.abs(w), kind="stable")[:top_k][::-1]
     unk = unknown if unknown is not None else [False] * len(tokens)
-    labels = [f"{_safe(tokens[i])} <span style='color:#888'>#{i + 1}{' &lt;unk&gt;' if unk[i] else ''}</span>"
-              for i in order]
+    labels = [f"{_safe(tokens[i])} <span style='color:{palette.GUIDE}'>#{i + 1}{' &lt;unk&gt;' if unk[i] else ''}"
+              "</span>" for i in order]
     fig = go.Figure(
         go.Bar(
             x=w[order],
             y=list(range(len(order))),
             orientation="h",
-            marker_color=[POSITIVE if w[i] >= 0 else NEGATIVE for i in order],
+            marker_color=[palette.SUPPORTS if w[i] >= 0 else palette.AGAINST for i in order],
             hovertemplate="%{customdata}: %{x:+.4f}<extra></extra>",
             customdata=[_safe(tokens[i]) for i in order],
+            showlegend=False,
         )
     )
+    _direction_legend(fig, class_name)
     fig.update_yaxes(tickmode="array", tickvals=list(range(len(order))), ticktext=labels)
-    fig.update_xaxes(title="weight (→ supports the class)", zeroline=True, zerolinecolor="#999")
-    return _layout(fig, title, height=120 + 24 * len(order))
+    fig.update_xaxes(title=f"weight (→ supports {_safe(class_name)})", zeroline=True, zerolinecolor=palette.GUIDE)
+    return _layout(fig, title, height=150 + 24 * len(order))
 
 
 def method_comparison(
@@ -130,11 +151,13 @@ def method_comparison(
     agreement: Mapping[str, float | None] | None = None,
     *,
     title: str | None = None,
+    class_name: str = "the class",
 ) -> go.Figure:
     """The weights of several methods side by side, tokens in text order (top to bottom).
 
     Each method's weights are scaled to a largest ``|weight|`` of 1 so they can be compared;
-    the subtitle lists the Spearman rank agreement of each pair.
+    the subtitle lists the Spearman rank agreement of each pair. Bars are ``palette.SUPPORTS``
+    or ``AGAINST``; a colour key in the title says which, naming ``class_name``.
     """
     names = list(weights)
     fig = make_subplots(
@@ -149,17 +172,17 @@ def method_comparison(
         fig.add_trace(
             go.Bar(
                 x=scaled, y=positions, orientation="h", showlegend=False,
-                marker_color=[POSITIVE if v >= 0 else NEGATIVE for v in w],
+                marker_color=[palette.SUPPORTS if v >= 0 else palette.AGAINST for v in w],
                 customdata=np.stack([w], axis=-1), hovertext=[_safe(t) for t in tokens],
                 hovertemplate="%{hovertext}: %{customdata[0]:+.4f}<extra></extra>",
             ),  # fmt: skip
             row=1,
             col=col,
         )
-        fig.update_xaxes(range=[-1.05, 1.05], row=1, col=col, zeroline=True, zerolinecolor="#999")
+        fig.update_xaxes(range=[-1.05, 1.05], row=1, col=col, zeroline=True, zerolinecolor=palette.GUIDE)
     fig.update_yaxes(autorange="reversed", **_token_ticks(tokens), row=1, col=1)
     fig = _layout(fig, None, height=160 + 22 * len(tokens))
-    lines = [_safe(title)] if title else []
+    lines = ([_safe(title)] if title else []) + [f"<span style='font-size: 13px'>{_direction_key(class_name)}</span>"]
     if agreement:
         parts = [
             f"{METHOD_TITLES.get(a, a)} ~ {METHOD_TITLES.get(b, b)}: " + ("n/a" if rho is None else f"ρ = {rho:+.2f}")
@@ -167,8 +190,8 @@ def method_comparison(
             for a, b in [key.split("~", 1)]
         ]
         lines.append(f"<span style='font-size: 12px'>Spearman rank agreement: {_safe(' · '.join(parts))}</span>")
-    if lines:
-        fig.update_layout(title={"text": "<br>".join(lines), "y": 0.99, "yanchor": "top"}, margin={"t": 80})
+    fig.update_layout(title={"text": "<br>".join(lines), "y": 1, "yref": "container", "yanchor": "top",
+                             "pad": {"t": 12}}, margin={"t": 40 + 25 * len(lines)})
     return fig
 
 
@@ -183,20 +206,20 @@ def prediction_trace_chart(
         fig.add_trace(
             go.Scatter(
                 x=x, y=probs[:, c], mode="lines+markers", name=_safe(name),
-                line={"color": CLASS_COLORS[c % len(CLASS_COLORS)]},
+                line={"color": palette.class_color(c)},
                 hovertext=[_safe(t) for t in tokens],
-                hovertemplate="after “%{hovertext}”: %{y:.3f}<extra>" + _safe(name) + "</extra>",
+                hovertemplate="after “%{hovertext}”: %{y:.1%}<extra>" + _safe(name) + "</extra>",
             )  # fmt: skip
         )
     fig.update_xaxes(**_token_ticks(tokens), tickangle=-45)
-    fig.update_yaxes(range=[0, 1], title="probability")
+    fig.update_yaxes(range=[0, 1], tickformat=".0%", title="probability")
     return _layout(fig, title, height=360)
 
 
 def attention_bars(tokens: Sequence[str], attention: Sequence[float], *, title: str | None = None) -> go.Figure:
     """Attention weight of every token, in text order."""
     weights = np.asarray(attention, dtype=np.float64)
-    fig = go.Figure(go.Bar(x=list(range(len(tokens))), y=weights, marker_color="#0969da"))
+    fig = go.Figure(go.Bar(x=list(range(len(tokens))), y=weights, marker_color=palette.MAGNITUDE))
     fig.update_xaxes(**_token_ticks(tokens), tickangle=-45)
     fig.update_yaxes(title="attention weight")
     return _layout(fig, title, height=320)
@@ -216,7 +239,7 @@ def hidden_state_heatmap(
     title: str | None = None,
     zmin: float = -1.0,
     zmax: float = 1.0,
-    colorscale: str = "RdBu",
+    colorscale: str = palette.DIVERGING,
 ) -> go.Figure:
     """Units (rows, in ``order``) × tokens (columns) of one layer/direction.
 
@@ -234,7 +257,7 @@ def hidden_state_heatmap(
         go.Heatmap(
             z=values[order], x=list(range(len(tokens))), y=list(range(len(order))),
             zmin=zmin, zmax=zmax, zmid=0 if zmin < 0 < zmax else None,
-            colorscale=colorscale, reversescale=colorscale == "RdBu",  # red = high
+            colorscale=colorscale, showscale=True, colorbar={"title": {"text": "value", "side": "right"}},
             customdata=np.array([[f"unit {u}" for _ in tokens] for u in order]),
             hovertext=[[_safe(t) for t in tokens] for _ in order],
             hovertemplate="%{customdata}, “%{hovertext}”: %{z:.3f}<extra></extra>",
@@ -276,8 +299,9 @@ def gate_heatmaps(
         fig.add_trace(
             go.Heatmap(
                 z=values[units], x=list(range(len(tokens))), y=list(range(len(units))),
-                zmin=-limit if signed else 0.0, zmax=limit, colorscale="RdBu" if signed else "Viridis",
-                reversescale=signed, showscale=True, colorbar=_row_colorbar(fig, row, "value" if signed else "open"),
+                zmin=-limit if signed else 0.0, zmax=limit,
+                colorscale=palette.DIVERGING if signed else palette.SEQUENTIAL, showscale=True,
+                colorbar=_row_colorbar(fig, row, "value" if signed else "open"),
                 hovertext=[[_safe(t) for t in tokens] for _ in units],
                 hovertemplate=f"{name}, unit %{{y}}, “%{{hovertext}}”: %{{z:.3f}}<extra></extra>",
             ),  # fmt: skip
@@ -309,11 +333,11 @@ def gradient_through_time_chart(
         norms: Series name -> (T,) norms.
         tokens: Token labels for the x axis (default: step numbers).
         relative: Divide each series by its largest value.
-        colors: Optional series name -> colour.
+        colors: Optional series name -> colour (default: ``palette.RUNS`` in order).
         dashes: Optional series name -> dash style ("dot", "dash" …).
     """
     fig = go.Figure()
-    for name, values in norms.items():
+    for i, (name, values) in enumerate(norms.items()):
         y = np.asarray(values, dtype=np.float64)
         if relative and y.size and y.max() > 0:
             y = y / y.max()
@@ -321,7 +345,8 @@ def gradient_through_time_chart(
         fig.add_trace(
             go.Scatter(
                 x=list(range(len(y))), y=y, mode="lines", name=_safe(name),
-                line={"color": (colors or {}).get(name), "dash": (dashes or {}).get(name, "solid")},
+                line={"color": (colors or {}).get(name, palette.RUNS[i % len(palette.RUNS)]),
+                      "dash": (dashes or {}).get(name, "solid")},
             )  # fmt: skip
         )
     axis_title = "‖∂loss/∂hₜ‖" + (" (relative)" if relative else "")
@@ -333,6 +358,16 @@ def gradient_through_time_chart(
     return _layout(fig, title, height=380)
 
 
+def cell_gradient_chart(
+    norms_by_cell: Mapping[str, Sequence[float]], *, relative: bool = True, title: str | None = None
+) -> go.Figure:
+    """``gradient_through_time_chart`` of one series per cell type (``"rnn"`` …), in the cells' colours."""
+    return gradient_through_time_chart(
+        {cell.upper(): values for cell, values in norms_by_cell.items()}, relative=relative, title=title,
+        colors={cell.upper(): palette.cell_color(cell) for cell in norms_by_cell},
+    )  # fmt: skip
+
+
 def accuracy_vs_distractors(
     distractors: Sequence[int], accuracy: Mapping[str, Sequence[float]], *, title: str | None = None
 ) -> go.Figure:
@@ -342,12 +377,12 @@ def accuracy_vs_distractors(
         fig.add_trace(
             go.Scatter(
                 x=list(distractors), y=list(values), mode="lines+markers", name=_safe(cell.upper()),
-                line={"color": CELL_COLORS.get(cell)},
+                line={"color": palette.cell_color(cell)},
             )  # fmt: skip
         )
-    fig.add_hline(y=0.5, line_dash="dot", line_color="#999", annotation_text="chance (2 classes)")
+    fig.add_hline(y=0.5, line_dash="dot", line_color=palette.GUIDE, annotation_text="chance (2 classes)")
     fig.update_xaxes(title="distractor words between the signal and the end", type="log", tickvals=list(distractors))
-    fig.update_yaxes(title="test accuracy", range=[0.3, 1.02])
+    fig.update_yaxes(title="test accuracy", range=[0, 1.02], tickformat=".0%")
     return _layout(fig, title, height=360)
 
 
@@ -383,7 +418,7 @@ def pca_scatter(
                 go.Scattergl(
                     x=xy[mask, 0], y=xy[mask, 1], mode="markers",
                     name=_safe(name) + (" (misclassified)" if wrong else ""),
-                    marker={"color": CLASS_COLORS[c % len(CLASS_COLORS)], "size": 9 if wrong else 6,
+                    marker={"color": palette.class_color(c), "size": 9 if wrong else 6,
                             "symbol": "x" if wrong else "circle", "opacity": 0.9 if wrong else 0.6},
                     hovertext=hover, hoverinfo="text" if hover else None,
                 )  # fmt: skip
@@ -410,9 +445,9 @@ def pca_trajectory(
         go.Scatter(
             x=xy[:, 0], y=xy[:, 1], mode="lines+markers+text", name="this text",
             text=[_safe(t) for t in tokens], textposition="top center",
-            marker={"color": np.arange(len(tokens)), "colorscale": "Viridis", "size": 10,
-                    "line": {"color": "black", "width": 1}},
-            line={"color": "rgba(0,0,0,0.6)", "width": 2},
+            marker={"color": np.arange(len(tokens)), "colorscale": palette.SEQUENTIAL, "size": 10,
+                    "line": {"color": palette.INK, "width": 1}},
+            line={"color": palette.INK, "width": 2},
             hovertext=[f"{i + 1}. {_safe(t)}" for i, t in enumerate(tokens)], hoverinfo="text",
         )  # fmt: skip
     )

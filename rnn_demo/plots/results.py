@@ -8,6 +8,10 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import plotly.graph_objects as go
 
+from rnn_demo.plots import palette
+
+TICK_CHARS = 16  # longer class names are shortened on the confusion matrix's axes (shown whole on hover)
+
 
 def plain(text: object) -> str:
     """Escapes a user-supplied name (a class from an uploaded CSV) so Plotly shows it as text, not markup."""
@@ -23,6 +27,14 @@ def class_axis(names: Sequence[str]) -> dict:
     return {"type": "category", "categoryorder": "array", "categoryarray": list(names)}
 
 
+def short_labels(names: Sequence[str], limit: int = TICK_CHARS) -> list[str]:
+    """Names cut to ``limit`` characters with "…" (before escaping), numbered if cutting makes two alike."""
+    short = [str(n) if len(str(n)) <= limit else str(n)[: limit - 1] + "…" for n in names]
+    if len(set(short)) < len(short):
+        short = [s if short.count(s) == 1 else f"{i + 1}: {s}"[: limit - 1] + "…" for i, s in enumerate(short)]
+    return [plain(s) for s in short]
+
+
 def confusion_matrix_figure(matrix: Sequence[Sequence[int]] | np.ndarray, label_names: Sequence[str]) -> go.Figure:
     """Heatmap of counts, rows = true class (top to bottom), columns = predicted class.
 
@@ -35,6 +47,8 @@ def confusion_matrix_figure(matrix: Sequence[Sequence[int]] | np.ndarray, label_
     row_sums = counts.sum(axis=1, keepdims=True)
     share = np.divide(counts, row_sums, out=np.zeros_like(counts), where=row_sums > 0)
     names = [plain(n) for n in label_names]
+    n = len(names)
+    ticks = {"tickmode": "array", "tickvals": names, "ticktext": short_labels(label_names)}
     hover = "true %{y}<br>predicted %{x}<br>%{text} examples (%{customdata:.1%} of the true class)<extra></extra>"
     fig = go.Figure(
         go.Heatmap(
@@ -43,8 +57,10 @@ def confusion_matrix_figure(matrix: Sequence[Sequence[int]] | np.ndarray, label_
             y=names,
             text=counts.astype(int).tolist(),
             customdata=share.tolist(),
-            texttemplate="%{text}",
-            colorscale="Blues",
+            # count and share while they fit; counts only from 7 classes on
+            texttemplate="%{text}<br>%{z:.0%}" if n <= 6 else "%{text}",
+            textfont=dict(size=14 if n <= 4 else 12 if n <= 7 else 10),
+            colorscale=palette.SEQUENTIAL,
             zmin=0,
             zmax=1,
             colorbar=dict(title="share of<br>true class", tickformat=".0%"),
@@ -58,18 +74,19 @@ def confusion_matrix_figure(matrix: Sequence[Sequence[int]] | np.ndarray, label_
         text=[int(counts[i, j]) for i, j in cells],
         customdata=[float(share[i, j]) for i, j in cells],
         mode="markers",
-        marker=dict(symbol="square", size=max(12, 240 // max(1, len(names))), opacity=0),
+        marker=dict(symbol="square", size=max(12, 240 // max(1, n)), opacity=0),
         selected=dict(marker=dict(opacity=0)),
         unselected=dict(marker=dict(opacity=0)),
         hovertemplate=hover,
         showlegend=False,
         name="cells",
     )
-    size = 120 + 60 * len(names)
+    size = 120 + 60 * n
     fig.update_layout(
-        xaxis=dict(title="predicted class", constrain="domain", **class_axis(names)),
+        xaxis=dict(title="predicted class", constrain="domain", tickangle=-45 if n > 4 else 0,
+                   **class_axis(names), **ticks),
         yaxis=dict(title="true class", autorange="reversed", scaleanchor="x", scaleratio=1,  # square cells
-                   constrain="domain", **class_axis(names)),
+                   constrain="domain", **class_axis(names), **ticks),
         height=min(max(size, 300), 560),
         margin=dict(l=10, r=10, t=30, b=10),
         clickmode="event+select",
@@ -79,17 +96,20 @@ def confusion_matrix_figure(matrix: Sequence[Sequence[int]] | np.ndarray, label_
 
 
 def probability_figure(probabilities: Mapping[str, float]) -> go.Figure:
-    """Horizontal bars of class probabilities, the most likely class on top and highlighted."""
+    """Horizontal bars of class probabilities, the most likely class on top and highlighted.
+
+    The top bar is ``palette.HIGHLIGHT``, the others ``MUTED``: no class colours here, because
+    this chart sits beside word attributions whose blue and orange mean "supports"/"against".
+    """
     ranked = sorted(probabilities.items(), key=lambda kv: kv[1])
     names = [plain(name) for name, _ in ranked]
     values = [float(p) for _, p in ranked]
-    colors = ["#1f77b4" if i == len(values) - 1 else "#9ecae1" for i in range(len(values))]
     fig = go.Figure(
         go.Bar(
             x=values,
             y=names,
             orientation="h",
-            marker_color=colors,
+            marker_color=[palette.HIGHLIGHT if i == len(values) - 1 else palette.MUTED for i in range(len(values))],
             text=[f"{p:.1%}" for p in values],
             textposition="auto",
             hovertemplate="%{y}: %{x:.1%}<extra></extra>",
@@ -104,27 +124,38 @@ def probability_figure(probabilities: Mapping[str, float]) -> go.Figure:
     return fig
 
 
-def per_class_f1_figure(per_class_by_run: Mapping[str, Mapping[str, Mapping[str, float]]]) -> go.Figure:
-    """Grouped bars: F1 per class (x) for each run (one colour per run).
+def per_class_f1_figure(
+    per_class_by_run: Mapping[str, Mapping[str, Mapping[str, float]]], cells: Mapping[str, str] | None = None
+) -> go.Figure:
+    """Grouped bars: F1 per class (x) for each run.
 
     Args:
         per_class_by_run: run name -> ``classification_summary(...)["per_class"]``.
+        cells: run name -> cell type: each run's bars take its cell's colour, runs of one cell
+            type are told apart by a bar pattern. Without it, runs take ``palette.RUNS``.
     """
     classes: list[str] = []
     for per_class in per_class_by_run.values():
         classes.extend(c for c in per_class if c not in classes)
     fig = go.Figure()
-    for run, per_class in per_class_by_run.items():
+    seen: dict[str, int] = {}
+    for i, (run, per_class) in enumerate(per_class_by_run.items()):
+        cell = (cells or {}).get(run)
+        k = seen.get(cell, 0) if cell else 0  # earlier runs of the same cell type
+        if cell:
+            seen[cell] = k + 1
         fig.add_bar(
             x=[plain(c) for c in classes],
             y=[per_class.get(c, {}).get("f1") for c in classes],
             name=plain(run),
-            hovertemplate="%{x}: F1 %{y:.3f}<extra>" + plain(run) + "</extra>",
+            marker=dict(color=palette.cell_color(cell) if cell else palette.RUNS[i % len(palette.RUNS)],
+                        pattern_shape=palette.PATTERNS[k % len(palette.PATTERNS)]),
+            hovertemplate="%{x}: F1 %{y:.1%}<extra>" + plain(run) + "</extra>",
         )
     fig.update_layout(
         title="Per-class F1 on the test split",
         barmode="group",
-        yaxis=dict(range=[0, 1], title="F1"),
+        yaxis=dict(range=[0, 1], tickformat=".0%", title="F1"),
         xaxis=dict(title="class", **class_axis([plain(c) for c in classes])),
         height=380,
         margin=dict(l=10, r=10, t=40, b=10),

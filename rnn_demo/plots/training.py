@@ -15,10 +15,11 @@ from typing import Any
 
 import plotly.graph_objects as go
 
+from rnn_demo.plots import palette
+from rnn_demo.plots.results import plain
+
 Event = Mapping[str, Any]
 
-# One colour per cell, used wherever cells are compared.
-CELL_COLORS = {"rnn": "#d62728", "gru": "#1f77b4", "lstm": "#2ca02c"}
 METRIC_LABELS = {
     "train_loss": "training loss",
     "val_loss": "validation loss",
@@ -68,14 +69,19 @@ def _append(series: tuple[list[float], list[float]], x: float, y: Any) -> None:
     series[1].append(float(y))
 
 
-def curves_by_cell(events: Sequence[Event]) -> dict[str, Curves]:
+def events_by_cell(events: Sequence[Event]) -> dict[str, list[Event]]:
     """Race events split by their ``cell`` tag, in order of first appearance."""
     grouped: dict[str, list[Event]] = {}
     for event in events:
         cell = event.get("cell")
         if cell:
             grouped.setdefault(str(cell), []).append(event)
-    return {cell: training_curves(cell_events) for cell, cell_events in grouped.items()}
+    return grouped
+
+
+def curves_by_cell(events: Sequence[Event]) -> dict[str, Curves]:
+    """The curves of each cell of a race, in order of first appearance."""
+    return {cell: training_curves(cell_events) for cell, cell_events in events_by_cell(events).items()}
 
 
 ACCURACY_METRICS = ("val_accuracy", "val_macro_f1")  # shares: always drawn on a 0-100 % axis
@@ -104,8 +110,29 @@ def _mark_kept(fig: go.Figure, events: Sequence[Event]) -> None:
     kept = kept_epoch(events)
     if kept is not None:
         x, final = kept
-        fig.add_vline(x=x, line=dict(color="#888", dash="dot", width=1),
+        fig.add_vline(x=x, line=dict(color=palette.GUIDE, dash="dot", width=1),
                       annotation_text="kept weights" if final else "best so far", annotation_position="top")
+
+
+def _add_run_curve(fig: go.Figure, events: Sequence[Event], metric: str, name: str, color: str,
+                   dash: str = "solid", symbol: str = "circle") -> None:
+    """One run's curve of ``metric`` among several, a star on the point of the weights it kept.
+
+    Evaluation metrics show a marker per evaluation; the training loss is a plain line with
+    only the kept point marked (its points are logging steps, the star sits on the nearest).
+    """
+    x, y = training_curves(events).series(metric)
+    size = 0 if metric == "train_loss" else 7
+    symbols, sizes, notes = [symbol] * len(x), [size] * len(x), [""] * len(x)
+    kept = kept_epoch(events)
+    if kept is not None and x:
+        i = min(range(len(x)), key=lambda j: abs(x[j] - kept[0]))
+        symbols[i], sizes[i] = palette.KEPT_SYMBOL, 15
+        notes[i] = " (kept weights)" if kept[1] else " (best so far)"
+    value = "%{y:.1%}" if metric in ACCURACY_METRICS else "%{y:.3f}"
+    fig.add_scatter(x=x, y=y, mode="lines+markers", name=name, line=dict(color=color, dash=dash),
+                    marker=dict(color=color, symbol=symbols, size=sizes), hovertext=notes,
+                    hovertemplate=value + "%{hovertext}<extra>%{fullData.name}</extra>")
 
 
 def _layout(fig: go.Figure, title: str, y_title: str, epochs: int = 0, height: int = 360) -> go.Figure:
@@ -134,8 +161,10 @@ def loss_figure(events: Sequence[Event]) -> go.Figure:
     """Training and validation loss of one run."""
     curves = training_curves(events)
     fig = go.Figure()
-    fig.add_scatter(x=curves.train_loss[0], y=curves.train_loss[1], mode="lines", name="training loss")
-    fig.add_scatter(x=curves.val_loss[0], y=curves.val_loss[1], mode="lines+markers", name="validation loss")
+    fig.add_scatter(x=curves.train_loss[0], y=curves.train_loss[1], mode="lines", name="training loss",
+                    line=dict(color=palette.SPLIT["train"]))
+    fig.add_scatter(x=curves.val_loss[0], y=curves.val_loss[1], mode="lines+markers", name="validation loss",
+                    line=dict(color=palette.SPLIT["validation"]))
     _mark_kept(fig, events)
     return _layout(fig, "Loss", "cross-entropy", planned_epochs(events))
 
@@ -147,31 +176,43 @@ def validation_metrics_figure(events: Sequence[Event]) -> go.Figure:
     # On balanced data the two are often equal: a dashed line with other markers keeps both visible.
     for metric, dash, symbol in (("val_accuracy", "solid", "circle"), ("val_macro_f1", "dash", "diamond-open")):
         x, y = curves.series(metric)
-        fig.add_scatter(x=x, y=y, mode="lines+markers", name=METRIC_LABELS[metric], line=dict(dash=dash),
-                        marker=dict(symbol=symbol, size=8))
+        fig.add_scatter(x=x, y=y, mode="lines+markers", name=METRIC_LABELS[metric],
+                        line=dict(color=palette.SPLIT["validation"], dash=dash), marker=dict(symbol=symbol, size=8))
     _share_axis(fig, "val_accuracy")
     _mark_kept(fig, events)
     return _layout(fig, "Validation accuracy and macro-F1", "score", planned_epochs(events))
 
 
 def race_figure(events: Sequence[Event], metric: str = "val_loss") -> go.Figure:
-    """One curve per cell of a race for ``metric`` (a ``Curves`` field)."""
+    """One curve per cell of a race for ``metric`` (a ``Curves`` field), in the cell's palette colour."""
     fig = go.Figure()
-    for cell, curves in curves_by_cell(events).items():
-        x, y = curves.series(metric)
-        mode = "lines" if metric == "train_loss" else "lines+markers"
-        fig.add_scatter(x=x, y=y, mode=mode, name=cell.upper(), line=dict(color=CELL_COLORS.get(cell)))
+    for cell, cell_events in events_by_cell(events).items():
+        _add_run_curve(fig, cell_events, metric, cell.upper(), palette.cell_color(cell))
     _share_axis(fig, metric)
     label = METRIC_LABELS.get(metric, metric)
     return _layout(fig, label.capitalize(), label, planned_epochs(events))
 
 
-def compare_figure(histories: Mapping[str, Sequence[Event]], metric: str = "val_loss") -> go.Figure:
-    """One curve per run for ``metric``; ``histories`` maps run name -> its history events."""
+def compare_figure(histories: Mapping[str, Sequence[Event]], metric: str = "val_loss",
+                   cells: Mapping[str, str] | None = None) -> go.Figure:
+    """One curve per run for ``metric``.
+
+    Args:
+        histories: Run name -> its history events.
+        metric: A ``Curves`` field.
+        cells: Run name -> cell type: each run is drawn in its cell's colour, and runs of one
+            cell type are told apart by line dash and marker. Without it, runs take ``palette.RUNS``.
+    """
     fig = go.Figure()
-    for name, events in histories.items():
-        x, y = training_curves(events).series(metric)
-        fig.add_scatter(x=x, y=y, mode="lines" if metric == "train_loss" else "lines+markers", name=name)
+    seen: dict[str, int] = {}
+    for i, (name, events) in enumerate(histories.items()):
+        cell = (cells or {}).get(name)
+        color = palette.cell_color(cell) if cell else palette.RUNS[i % len(palette.RUNS)]
+        k = seen.get(cell, 0) if cell else 0  # earlier runs of the same cell type
+        if cell:
+            seen[cell] = k + 1
+        _add_run_curve(fig, events, metric, plain(name), color, palette.DASHES[k % len(palette.DASHES)],
+                       palette.SYMBOLS[k % len(palette.SYMBOLS)])
     _share_axis(fig, metric)
     label = METRIC_LABELS.get(metric, metric)
     epochs = max((planned_epochs(events) for events in histories.values()), default=0)

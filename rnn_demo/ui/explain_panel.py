@@ -25,6 +25,7 @@ import streamlit as st
 
 from rnn_demo import explain
 from rnn_demo.plots import explanations as plots
+from rnn_demo.plots import palette
 from rnn_demo.predict import Predictor
 from rnn_demo.ui.widgets import md
 
@@ -183,21 +184,24 @@ def _word_importance(
     if method == "lime":
         extra = f" · {result.details['num_samples']:,} samples · fit R² = {result.details['score']:.2f}"
     st.caption(
-        f"Green words push towards **{md(result.label)}** (p = {prob:.2f}), red words away from it"
+        f"{palette.SUPPORTS_NAME.capitalize()} words support **{md(result.label)}** (p = {prob:.2f}), "
+        f"{palette.AGAINST_NAME} words speak against it"
         f"{extra} · {_timing(result.seconds, elapsed)}"
         + (" · struck-through words are unknown to the model (read as `<unk>`)" if any(unknown) else "")
     )
-    st.plotly_chart(plots.token_weight_bars(result.tokens, result.weights, top_k=15, unknown=unknown), key=p + "bars")
+    st.plotly_chart(plots.token_weight_bars(result.tokens, result.weights, top_k=15, unknown=unknown,
+                                            class_name=result.label), key=p + "bars")
 
 
 def _comparison(predictor: Predictor, text: str, class_index: int | None, samples: int, seed: int) -> None:
     with st.spinner("Running LIME, occlusion and gradients …"):
         result = compute("compare", predictor, text, class_index=class_index, num_samples=samples, seed=seed)
     st.caption(
-        f"Weights towards **{md(result.label)}**, each method scaled to its largest weight. Spearman ρ near 1 "
+        f"{palette.SUPPORTS_NAME.capitalize()} bars support **{md(result.label)}**, {palette.AGAINST_NAME} bars "
+        "speak against it; each method is scaled to its largest weight. Spearman ρ near 1 "
         "means two methods rank the words alike; near 0, they disagree."
     )
-    st.plotly_chart(plots.method_comparison(result.tokens, result.weights, result.agreement))
+    st.plotly_chart(plots.method_comparison(result.tokens, result.weights, result.agreement, class_name=result.label))
 
 
 def _trace(predictor: Predictor, text: str) -> None:
