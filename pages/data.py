@@ -17,13 +17,13 @@ if source == data_widgets.SOURCES[0]:
 elif source == data_widgets.SOURCES[1]:
     spec = data_widgets.synthetic_picker(current)
 else:
-    spec = data_widgets.csv_picker()
+    spec = data_widgets.csv_picker(current)
 if spec is None:
     st.stop()
 
 # Load (cached) before making it the current dataset, so a bad file never replaces a good choice.
 try:
-    state.check_dataset(spec)
+    spec = data_widgets.checked(spec)  # drops class names that no longer fit the labels
 except DatasetError as exc:
     st.error(widgets.md(exc))
     st.caption("Your choices above are kept: fix them and the dataset loads again.")
@@ -41,4 +41,8 @@ try:
 except (ValueError, DatasetError) as exc:
     st.error(widgets.md(exc))
     st.stop()
+named = data_widgets.class_names_editor(spec, stats.label_names)
+if named is not None:
+    state.set_current_spec(named)  # saved with the choice, so training and a reload use the names
+    st.rerun()
 data_widgets.overview(stats, text_config.max_tokens)

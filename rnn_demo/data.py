@@ -24,6 +24,7 @@ import functools
 import hashlib
 import html
 import importlib.resources
+import json
 import os
 import random
 import re
@@ -33,7 +34,7 @@ import urllib.error
 import urllib.request
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +63,7 @@ __all__ = [
     "load_csv",
     "load_dataset",
     "load_splits",
+    "name_classes",
     "read_table_preview",
     "split_dataset",
 ]
@@ -234,6 +236,7 @@ class DatasetSpec:
     label_col: str | None = None  # header name or 0-based position of the label column
     header: bool = True  # first row holds column names
     delimiter: str | None = None  # None = sniff
+    class_names: dict[str, str] = field(default_factory=dict)  # label value -> class name, e.g. {"0": "negative"}
     seed: int = 0  # seeds the train/validation/test split
     val_fraction: float = 0.1  # share of examples used for validation
     test_fraction: float = 0.1  # share used for test (ignored when the source has its own test split)
@@ -257,6 +260,7 @@ class DatasetSpec:
             )
         values = dict(data)
         values["params"] = dict(values.get("params") or {})
+        values["class_names"] = {str(key): str(name) for key, name in (values.get("class_names") or {}).items()}
         values["text_cols"] = [str(col) for col in values.get("text_cols") or []]
         if values.get("label_col") is not None:
             values["label_col"] = str(values["label_col"])
@@ -660,6 +664,8 @@ def _int_param(name: str, value: Any, *, minimum: int, maximum: int | None = Non
 # --------------------------------------------------------------------------------------
 
 _MAX_LABEL_VALUES = 100
+MAX_CLASS_NAME_CHARS = 40  # a class name is shown in legends, axes and tables
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 MAX_CSV_ROWS = 5_000_000  # rows read from one file: about 400 MB of texts, more than a playground model trains on
 _NUMERIC_ENTITY = re.compile(r"&?#(\d{1,7});")
 _BACKSLASH_BEFORE_SYMBOL = re.compile(r"\\(?=[$%&#'\"])")
@@ -977,17 +983,17 @@ def load_splits(spec: DatasetSpec) -> DatasetSplits:
             cache = default_cache_dir()
             train = _load_ag_news_split("train.csv", cache)
             test = _load_ag_news_split("test.csv", cache)
-            return split_dataset(
+            return _with_class_names(split_dataset(
                 train, val_fraction=spec.val_fraction, seed=spec.seed, test=test, name=spec.display_name()
-            )
+            ), spec.class_names)
         data = load_dataset(spec.name, **spec.params)
-        return split_dataset(
+        return _with_class_names(split_dataset(
             data,
             val_fraction=spec.val_fraction,
             test_fraction=spec.test_fraction,
             seed=spec.seed,
             name=spec.display_name(),
-        )
+        ), spec.class_names)
     if not spec.text_cols or spec.label_col is None:
         raise DatasetError(
             "Choose the text column(s) and the label column of the CSV (header names or 0-based positions)."
@@ -1005,7 +1011,7 @@ def load_splits(spec: DatasetSpec) -> DatasetSplits:
             delimiter=spec.delimiter,
             label_names=data.label_names,
         )
-    return split_dataset(
+    splits = split_dataset(
         data,
         val_fraction=spec.val_fraction,
         test_fraction=spec.test_fraction,
@@ -1013,6 +1019,61 @@ def load_splits(spec: DatasetSpec) -> DatasetSplits:
         test=test,
         name=spec.display_name(),
     )
+    return _with_class_names(splits, spec.class_names)  # after loading: a test file's labels match the values
+
+
+def name_classes(label_values: Sequence[str], class_names: dict[str, str]) -> list[str]:
+    """Class names for a dataset's label values: each value named in ``class_names`` is renamed.
+
+    Args:
+        label_values: The labels as loaded, in class order (e.g. ``["0", "1"]``).
+        class_names: Label value -> class name (e.g. ``{"0": "negative"}``); integer-equal keys
+            match ("1.0" names "1"); names are trimmed.
+
+    Returns:
+        The class names in class order (values not named keep their name).
+
+    Raises:
+        DatasetError: For a key that is not a label value, or a name that is empty, longer
+            than 40 characters, has control characters, or is not unique.
+    """
+    names = list(label_values)
+    exact = {value: position for position, value in enumerate(label_values)}
+    numeric = {_as_int(value): position for position, value in enumerate(label_values) if _as_int(value) is not None}
+    for value, name in class_names.items():
+        position = exact.get(value, numeric.get(_as_int(value)) if _as_int(value) is not None else None)
+        if position is None:
+            raise DatasetError(
+                f"Class names: there is no label {value} (the labels are {', '.join(label_values)}); "
+                "name only the values the label column has."
+            )
+        name = str(name).strip()
+        if not name or len(name) > MAX_CLASS_NAME_CHARS or _CONTROL.search(name):
+            problem = "is empty" if not name else "has control characters" if _CONTROL.search(name) else (
+                f"is longer than {MAX_CLASS_NAME_CHARS} characters")
+            raise DatasetError(
+                f"The name for label {value} {problem}; give each class a name of at most "
+                f"{MAX_CLASS_NAME_CHARS} characters on one line."
+            )
+        names[position] = name
+    repeated = sorted(name for name, count in Counter(names).items() if count > 1)
+    if repeated:
+        raise DatasetError(
+            f"Class names must be unique: {', '.join(repr(name) for name in repeated)} names more than one class; "
+            "give each class its own name."
+        )
+    return names
+
+
+def _with_class_names(splits: DatasetSplits, class_names: dict[str, str]) -> DatasetSplits:
+    """Renames the classes of loaded splits (the fingerprint then covers the names too)."""
+    if not class_names:
+        return splits
+    names = name_classes(splits.label_names, class_names)
+    for part in (splits.train, splits.validation, splits.test):
+        part.label_names = list(names)
+    digest = hashlib.sha256(f"{splits.fingerprint}\x1d{json.dumps(names)}".encode())
+    return replace(splits, label_names=names, fingerprint=digest.hexdigest()[:16])
 
 
 # --------------------------------------------------------------------------------------

@@ -6,7 +6,8 @@ a whole: it is decoded block by block (each line as UTF-8, else as Latin-1, coun
 parsed with :mod:`csv`, and only the chosen text and label cells of each row are kept,
 so loading costs a small multiple of the file size. What was read, kept, dropped and
 repaired goes into a :class:`~rnn_demo.data.LoadReport`; a quote that swallows a large
-share of the file is refused naming its line.
+share of the file is refused naming its line. Guesses about a file's header and columns
+are in :mod:`rnn_demo.table_guesses`.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ _LINE_END = re.compile(r"\r\n|\r|\n")
 _NON_ASCII_LINE = re.compile(r"[^\x00-\x7f][^\n]*")  # from a line's first non-ASCII character to its end
 # Control characters that no text in a single-byte encoding contains (tab, newlines and form feed are fine).
 _NOT_TEXT = re.compile(r"[\x00-\x08\x0e-\x1f\x7f-\x9f]")
+_GENERATED_NAME = re.compile(r"column (\d+)", re.IGNORECASE)  # "column 1" is position 0 in a file without header
 
 
 @dataclass
@@ -64,18 +66,8 @@ def read_labeled_cells(
     spreadsheet's "no value" (NaN, None, null, NA, N/A), or they are malformed (they lack
     the chosen cells, or a row has more non-empty cells than the header names).
 
-    Args:
-        source: Path of the file, or its raw bytes.
-        text_cols: Text columns (header names or 0-based positions); non-empty cells are joined with a space.
-        label_col: Label column (header name or 0-based position).
-        header: Whether the first row holds column names.
-        delimiter: Field delimiter, or ``None`` to sniff one of ``, TAB ; |``.
-        max_bytes: Refuse files larger than this.
-        max_rows: Read at most this many data rows (the report says when there were more).
-        clean: Turns a raw text cell into the text to keep.
-
-    Returns:
-        The kept texts and label strings with the load report.
+    The arguments are those of :func:`rnn_demo.data.load_csv` (text columns may also be
+    ``column 1``, ... without a header); ``clean`` turns a raw text cell into the text to keep.
 
     Raises:
         DatasetError: For a missing, empty, binary, undecodable or too-large file, an unknown
@@ -397,7 +389,8 @@ class _Columns:
         self.width = len(first_row)
 
     def position(self, column: str | int) -> int:
-        """Resolves a header name (exact, then ignoring case and spaces) or 0-based position."""
+        """Resolves a header name (exact, then ignoring case and spaces), a 0-based position or,
+        without a header, a generated name (``column 1`` is position 0)."""
         if isinstance(column, str) and self.header:
             if column in self.names:
                 return self.names.index(column)
@@ -405,8 +398,9 @@ class _Columns:
             if column.strip().casefold() in folded:
                 return folded.index(column.strip().casefold())
         text = str(column).strip()
-        if isinstance(column, int) or text.isdigit():
-            position = int(text)
+        generated = None if self.header else _GENERATED_NAME.fullmatch(text)
+        if isinstance(column, int) or text.isdigit() or (generated and int(generated.group(1)) > 0):
+            position = int(generated.group(1)) - 1 if generated else int(text)
             # Without a header a later row may be wider than the first: check_positions decides.
             if 0 <= position < self.width or (not self.header and position >= 0):
                 return position
@@ -460,13 +454,8 @@ def _sniff_delimiter(sample: str) -> str:
         return csv.Sniffer().sniff(sample, delimiters=_CANDIDATE_DELIMITERS).delimiter
     except csv.Error:
         pass
-    # Fallback: the candidate present on the most lines.
-    best, best_lines = ",", 0
-    for candidate in _CANDIDATE_DELIMITERS:
-        count = sum(candidate in line for line in lines)
-        if count > best_lines:
-            best, best_lines = candidate, count
-    return best
+    # Fallback: the candidate present on the most lines (the first, ',', on a tie).
+    return max(_CANDIDATE_DELIMITERS, key=lambda candidate: sum(candidate in line for line in lines))
 
 
 def _format_size(num_bytes: int) -> str:
