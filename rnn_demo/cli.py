@@ -66,6 +66,8 @@ def _add_dataset_flags(parser: argparse.ArgumentParser, required: bool) -> None:
                        help="text column by header name or 0-based position; repeat to join several (e.g. title and body)")
     group.add_argument("--label-col", metavar="C", help="label column by header name or 0-based position")
     group.add_argument("--no-header", action="store_true", help="the file has no header row")
+    group.add_argument("--class-names", metavar="VALUE=NAME,...",
+                       help="names for the label values of --csv, e.g. 0=negative,1=positive (saved with the run)")
     group.add_argument("--delimiter", metavar="D", help="field separator (default: detected); 'tab' or '\\t' for TSV")
     group.add_argument("--split-seed", type=int, default=0, help="seed of the train/validation/test split (default 0)")
 
@@ -75,7 +77,8 @@ def _dataset_spec(args: argparse.Namespace) -> DatasetSpec:
         if not args.text_col or args.label_col is None:
             raise DatasetError("--csv needs --text-col (one or more) and --label-col")
         return DatasetSpec(csv=args.csv, test_csv=args.test_csv, text_cols=args.text_col, label_col=args.label_col,
-                           header=not args.no_header, delimiter=args.delimiter, seed=args.split_seed)
+                           header=not args.no_header, delimiter=args.delimiter, seed=args.split_seed,
+                           class_names=_class_names(args.class_names))
     params: dict[str, Any] = {}
     for item in args.param:
         key, sep, value = item.partition("=")
@@ -83,6 +86,17 @@ def _dataset_spec(args: argparse.Namespace) -> DatasetSpec:
             raise DatasetError(f"--param {item!r} must look like KEY=VALUE, e.g. distractors=50")
         params[key.strip()] = int(value) if value.strip().lstrip("-").isdigit() else value.strip()
     return DatasetSpec(name=args.dataset, params=params, seed=args.split_seed)
+
+
+def _class_names(text: str | None) -> dict[str, str]:
+    """``"0=negative,1=positive"`` -> ``{"0": "negative", "1": "positive"}`` (names are checked on loading)."""
+    names: dict[str, str] = {}
+    for item in text.split(",") if text else []:
+        value, sep, name = item.partition("=")
+        if not sep or not value.strip():
+            raise DatasetError(f"--class-names item {item.strip()!r} must look like VALUE=NAME, e.g. 0=negative")
+        names[value.strip()] = name.strip()
+    return names
 
 
 def _add_train_flags(parser: argparse.ArgumentParser) -> None:
@@ -121,6 +135,9 @@ def _add_train_flags(parser: argparse.ArgumentParser) -> None:
     train.add_argument("--eval-every", type=int, help="also evaluate every N steps (0 = once per epoch)")
     train.add_argument("--seed", type=int, help="seed of initialisation, dropout and batch order")
     train.add_argument("--device", choices=DEVICES, help="auto uses CUDA when available")
+    train.add_argument("--pace", type=float, metavar="SECONDS",
+                       help="slow motion for demos: each step takes at least this long (0 = full speed)")
+    train.add_argument("--watch", metavar="TEXT", help="show the model's prediction for this sentence as it learns")
     parser.add_argument("--out", metavar="RUN_DIR", help="where to save the run (default: a new folder in the user runs directory)")
 
 
@@ -135,7 +152,8 @@ _FLAG_FIELDS: dict[str, tuple[str, str]] = {
     "epochs": ("train", "epochs"), "batch_size": ("train", "batch_size"), "lr": ("train", "lr"),
     "optimizer": ("train", "optimizer"), "weight_decay": ("train", "weight_decay"), "patience": ("train", "patience"),
     "clip": ("train", "clip"), "class_weights": ("train", "class_weights"), "eval_every": ("train", "eval_every"),
-    "seed": ("train", "seed"), "device": ("train", "device"),
+    "seed": ("train", "seed"), "device": ("train", "device"), "pace": ("train", "pace_seconds"),
+    "watch": ("train", "watch_text"),
 }  # fmt: skip
 
 
@@ -207,6 +225,11 @@ class _ProgressBar:
             self.bar.set_postfix(self.postfix, refresh=False)
         elif kind == "eval":
             self.postfix.update(val_loss=f"{event['val_loss']:.3f}", val_acc=f"{event['val_accuracy']:.3f}")
+            self.bar.set_postfix(self.postfix)
+        elif kind == "watch":  # --watch: the watched sentence's most likely class and its probability
+            probs, labels = event["probabilities"], event.get("labels") or []
+            top = max(range(len(probs)), key=probs.__getitem__)
+            self.postfix.update(watch=f"{labels[top] if top < len(labels) else top} {probs[top]:.0%}")
             self.bar.set_postfix(self.postfix)
         elif kind == "done":
             self.bar.close()

@@ -51,7 +51,7 @@ def check_field_types(config: Any) -> None:
 
 
 def check_limits(config: Any, limits: Limits) -> None:
-    """Checks that every field named in ``limits`` lies within its bounds (None passes).
+    """Checks that every field named in ``limits`` lies within its bounds (None passes, NaN does not).
 
     Raises:
         ValueError: A value is out of range; the message names the field and the bound.
@@ -60,7 +60,21 @@ def check_limits(config: Any, limits: Limits) -> None:
         value = getattr(config, name)
         if value is None:
             continue
+        if value != value:  # NaN passes both comparisons below
+            raise ValueError(f"{name} must be a number, got {value}")
         if value < low:
             raise ValueError(f"{name} must be at least {low:,}, got {value:,}")
         if value > high:
             raise ValueError(f"{name} must be at most {high:,}, got {value:,}")
+
+
+def check_lengths(config: Any, limits: dict[str, int]) -> None:
+    """Checks that every text field named in ``limits`` has at most that many characters.
+
+    Raises:
+        ValueError: A text is too long; the message names the field, the bound and the length.
+    """
+    for name, most in limits.items():
+        value = getattr(config, name)
+        if value is not None and len(value) > most:
+            raise ValueError(f"{name} must be at most {most:,} characters, got {len(value):,}")

@@ -21,6 +21,7 @@ from rnn_demo.checkpoints import claim_out_dir, lock_file, sanitize_run_name, sa
 from rnn_demo.data import DatasetSpec, DatasetSplits, load_splits
 from rnn_demo.metrics import classification_summary
 from rnn_demo.model import CELLS, ModelConfig, RecurrentClassifier
+from rnn_demo.pacing import Watch
 from rnn_demo.text import TextConfig, Tokenizer, Vocab
 from rnn_demo.train import EventCallback, StopSignal, Trainer, TrainConfig, evaluate, resolve_device, seed_everything
 from rnn_demo.vectors import default_binary_cache, load_vectors_into, resolve_vectors
@@ -248,7 +249,8 @@ def _train_and_save(
 
     train_loader = BatchLoader(data.train, train_config.batch_size, shuffle=True, seed=train_config.seed)
     val_loader = BatchLoader(data.validation, max(train_config.batch_size, 256))
-    trainer = Trainer(model, train_loader, val_loader, train_config, callback=record, stop=stop)
+    watch = Watch.build(train_config.watch_text, data.tokenizer, data.vocab, text_config.max_tokens, splits.label_names)
+    trainer = Trainer(model, train_loader, val_loader, train_config, callback=record, stop=stop, watch=watch)
     trainer.fit()
     return evaluate_and_save(
         trainer, data, spec, text_config, out_dir, history, vector_coverage=vector_coverage, on_stage=stage,

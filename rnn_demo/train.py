@@ -7,6 +7,7 @@ CLI can draw a progress bar and the app can stream events from a worker process:
 - ``step``: ``step, epoch, epoch_progress, loss, lr, grad_norm, tokens_per_second, elapsed``
 - ``eval``: ``step, epoch, val_loss, val_accuracy, val_macro_f1, improved``
 - ``epoch``: ``epoch, step, seconds`` (training wall time), ``train_loss, tokens, tokens_per_second``
+- ``watch`` (with ``watch_text``, see ``rnn_demo.pacing``): ``step, epoch, probabilities, labels, text``
 - ``done``: ``reason`` (completed | early_stopping | stopped | diverged), ``message, best_step,
   best_epoch, best_val_loss, epochs_run, seconds``
 """
@@ -21,7 +22,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import torch
@@ -32,6 +33,7 @@ from rnn_demo.batching import Batch, BatchLoader
 from rnn_demo.config_checks import Limits, check_field_types, check_limits
 from rnn_demo.metrics import macro_f1
 from rnn_demo.model import RecurrentClassifier
+from rnn_demo.pacing import Pacer, StopSignal, Watch, check_slow_motion
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 DEVICES = ("auto", "cpu", "cuda")
@@ -43,13 +45,6 @@ EventCallback = Callable[[Event], None]
 # A loss above this multiple of the first step's loss (or of log C, if higher) means training
 # diverged: a huge learning rate can blow the loss up to 1e30 and keep it finite.
 DIVERGED_LOSS_FACTOR = 1000.0
-
-
-
-class StopSignal(Protocol):
-    """Anything with ``is_set()``: ``threading.Event``, ``multiprocessing.Event`` …"""
-
-    def is_set(self) -> bool: ...
 
 
 class TrainingError(RuntimeError):
@@ -74,10 +69,13 @@ class TrainConfig:
     device: str = "auto"  # "auto" (CUDA when available), "cpu" or "cuda"
     eval_every: int = 0  # also evaluate every N steps; 0 = only at the end of each epoch
     log_every: int = 5  # emit a step event every N steps
+    pace_seconds: float = 0.0  # slow motion for demos: each step takes at least this long; 0 = full speed
+    watch_text: str = ""  # report the model's probabilities for this sentence as it learns; "" = none
 
     def __post_init__(self) -> None:
         check_field_types(self)
         check_limits(self, TRAIN_LIMITS)
+        check_slow_motion(self)  # pace_seconds and watch_text
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"unknown optimizer {self.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}")
         if self.device not in DEVICES:
@@ -225,6 +223,7 @@ class Trainer:
         callback: Receives every event; must be quick.
         stop: Optional signal; when set, training ends after the current step and the
             best weights so far are kept.
+        watch: The sentence of ``config.watch_text`` read by the run's vocabulary (``Watch.build``).
     """
 
     def __init__(
@@ -235,6 +234,7 @@ class Trainer:
         config: TrainConfig,
         callback: EventCallback | None = None,
         stop: StopSignal | None = None,
+        watch: Watch | None = None,
     ) -> None:
         self.config = config
         self.device = resolve_device(config.device)
@@ -242,6 +242,8 @@ class Trainer:
         self.train_loader = train_loader
         self.val_loader = val_loader
         self.callback = callback or (lambda event: None)
+        if watch is not None:  # a watch event after every step and eval event
+            self.callback = watch.follow(self.model, self.device, self.callback)
         self.stop = stop
         self.optimizer = self._make_optimizer()
         self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
@@ -336,18 +338,10 @@ class Trainer:
         self.train_loader.seed = c.seed
         model, device = self.model, self.device
         steps_per_epoch = len(self.train_loader)
-        self.callback(
-            {
-                "type": "start",
-                "total_steps": steps_per_epoch * c.epochs,
-                "steps_per_epoch": steps_per_epoch,
-                "epochs": c.epochs,
-                "n_train": len(self.train_loader.encoded),
-                "n_validation": len(self.val_loader.encoded),
-                "device": str(device),
-                "num_parameters": model.num_parameters(),
-            }
-        )
+        self.callback({"type": "start", "total_steps": steps_per_epoch * c.epochs, "steps_per_epoch": steps_per_epoch,
+                       "epochs": c.epochs, "n_train": len(self.train_loader.encoded),
+                       "n_validation": len(self.val_loader.encoded), "device": str(device),
+                       "num_parameters": model.num_parameters()})
         best_state = copy.deepcopy(model.state_dict())
         best = {"val_loss": math.inf, "step": 0, "epoch": 0}
         bad_evals = 0
@@ -393,6 +387,7 @@ class Trainer:
         model.train()
         kernel_layers = fused.trains_in_kernels(model.layers, device)
         stop_training = False
+        pacer = Pacer(c.pace_seconds, self.stop) if c.pace_seconds > 0 else None
         for epoch in range(1, c.epochs + 1):
             epoch_start = time.perf_counter()
             epoch_loss = torch.zeros((), dtype=torch.float64)
@@ -431,6 +426,8 @@ class Trainer:
                         }
                     )
                     window_loss, window_steps, window_tokens, window_start = 0.0, 0, 0, time.perf_counter()
+                if pacer is not None and (slept := pacer.wait()):  # a pause is neither training time nor speed
+                    eval_seconds, window_start = eval_seconds + slept, window_start + slept
                 if self._stop_requested():
                     reason, message = "stopped", f"stopped on request at step {step}"
                     stop_training = True

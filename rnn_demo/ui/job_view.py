@@ -20,6 +20,7 @@ from rnn_demo.checkpoints import CheckpointError, read_run_info
 from rnn_demo.jobs import FAILED, STOPPING, TrainingJob, format_duration
 from rnn_demo.plots.results import confusion_matrix_figure
 from rnn_demo.plots.training import loss_figure, race_figure, validation_metrics_figure
+from rnn_demo.plots.watch import watch_events, watch_figure
 from rnn_demo.ui import state
 from rnn_demo.ui.widgets import md
 
@@ -84,6 +85,11 @@ def live_panel(job: TrainingJob, *, race: bool = False) -> None:
         if race:
             left.plotly_chart(race_figure(events, "train_loss"), config=_CHART_CONFIG, key="race.loss")
             right.plotly_chart(race_figure(events, "val_accuracy"), config=_CHART_CONFIG, key="race.acc")
+        elif watch_events(events):  # slow motion with a watched sentence: its prediction beside the loss
+            left.plotly_chart(loss_figure(events), config=_CHART_CONFIG, key="train.loss_chart")
+            right.plotly_chart(watch_figure(events), config=_CHART_CONFIG, key="train.watch_chart")
+            st.columns(2)[0].plotly_chart(validation_metrics_figure(events), config=_CHART_CONFIG,
+                                          key="train.metrics_chart")
         else:
             left.plotly_chart(loss_figure(events), config=_CHART_CONFIG, key="train.loss_chart")
             right.plotly_chart(validation_metrics_figure(events), config=_CHART_CONFIG, key="train.metrics_chart")
