@@ -17,7 +17,7 @@ Looking inside:
 
 * :func:`prediction_trace` — class probabilities after every prefix of the text.
 * :func:`internal_states` — hidden states of every layer and direction, and the
-  LSTM/GRU gates, from a replay of the cell equations with the trained weights.
+  LSTM/GRU gates, from a replay of the cell equations (``rnn_demo.cells``) with the trained weights.
 * :func:`gradient_through_time` — ``‖∂loss/∂h_t‖`` for every time step.
 * :func:`hidden_state_map` / :func:`hidden_trajectory` — 2-D PCA pictures of states.
 * :func:`run_vanishing_lab` / :func:`load_vanishing_lab` — RNN vs GRU vs LSTM on
@@ -46,6 +46,7 @@ import numpy as np
 import torch
 from scipy.stats import spearmanr
 
+from rnn_demo import cells
 from rnn_demo.batching import EncodedTexts
 from rnn_demo.cachefiles import atomic_path
 from rnn_demo.data import DatasetSpec, default_cache_dir, load_splits
@@ -54,11 +55,8 @@ from rnn_demo.predict import Predictor, TokenizedText, encode_ids
 
 METHODS = ("lime", "occlusion", "grad")
 METHOD_TITLES = {"lime": "LIME", "occlusion": "Occlusion", "grad": "Gradient × input"}
-GATE_NAMES = {
-    "lstm": ("input", "forget", "candidate", "output", "cell"),  # "cell" is the cell state c_t
-    "gru": ("reset", "update", "candidate"),
-    "rnn": (),
-}
+# The gates of rnn_demo.cells, and for the LSTM its cell state c_t as "cell"
+GATE_NAMES = {name: (*gates, "cell") if name == "lstm" else gates for name, gates in cells.GATES.items()}
 UNIT_ORDERS = ("variance", "correlation", "none")
 # Tokens an explanation reads of a text. Occlusion and the prediction trace run T texts of up
 # to T tokens, so their work grows with T²: at 512 an explanation stays well under 1 GB, while
@@ -456,100 +454,13 @@ def prediction_trace(predictor: Predictor, text: str) -> PredictionTrace:
 
 
 # --------------------------------------------------------------------------------------
-# Replaying the recurrent cells
+# Hidden states and gates (the cells replayed by ``rnn_demo.cells``)
 # --------------------------------------------------------------------------------------
 
 
-@dataclass
-class _Replay:
-    """Per-step tensors of a replay; row ``layer * D + d``, step ``t`` (aligned to token t)."""
-
-    hidden: list[list[torch.Tensor]]  # [row][t] (B, H)
-    cell: list[list[torch.Tensor]] | None  # LSTM cell states, same layout
-    gates: dict[str, list[list[torch.Tensor]]]  # gate name -> [row][t] (B, H)
-    top_output: torch.Tensor  # (B, T, D*H) last layer, both directions
-    logits: torch.Tensor  # (B, C)
-
-
-def _replay(model: RecurrentClassifier, embedded: torch.Tensor) -> _Replay:
-    """Runs the model step by step with its own weights, keeping every state and gate.
-
-    PyTorch's equations (``nn.LSTM``/``nn.GRU``/``nn.RNN`` docs), gate order i,f,g,o and r,z,n:
-
-    * LSTM: ``i,f,o = σ(·)``, ``g = tanh(·)``, ``c_t = f*c + i*g``, ``h_t = o*tanh(c_t)``
-    * GRU: ``r,z = σ(W_i x + b_i + W_h h + b_h)``, ``n = tanh(W_in x + b_in + r*(W_hn h + b_hn))``,
-      ``h_t = (1 - z)*n + z*h``
-    * RNN: ``h_t = tanh(W_ih x + b_ih + W_hh h + b_hh)`` (or ReLU)
-
-    Args:
-        model: The classifier (eval mode; dropout is not replayed).
-        embedded: (B, T, E) word vectors of B texts that all have T real tokens.
-
-    Returns:
-        Every step's tensors, differentiable when grad is enabled.
-    """
-    cfg = model.config
-    H, D = cfg.hidden_size, cfg.num_directions
-    B, T, _ = embedded.shape
-    names = GATE_NAMES[cfg.cell]
-    hidden: list[list[torch.Tensor]] = []
-    cells: list[list[torch.Tensor]] | None = [] if cfg.cell == "lstm" else None
-    gates: dict[str, list[list[torch.Tensor]]] = {name: [] for name in names}
-    layer_input = embedded  # (B, T, in)
-    for layer in model.layers:
-        outputs = []
-        for d in range(D):
-            suffix = "_reverse" if d else ""
-            w_ih = getattr(layer, f"weight_ih_l0{suffix}")
-            w_hh = getattr(layer, f"weight_hh_l0{suffix}")
-            b_ih = getattr(layer, f"bias_ih_l0{suffix}")
-            b_hh = getattr(layer, f"bias_hh_l0{suffix}")
-            x_proj = layer_input @ w_ih.T + b_ih  # (B, T, G*H), all input projections at once
-            h = embedded.new_zeros(B, H)
-            c = embedded.new_zeros(B, H)
-            hs: list[torch.Tensor] = [h] * T
-            cs: list[torch.Tensor] = [c] * T
-            gs: dict[str, list[torch.Tensor]] = {name: [h] * T for name in names}
-            for t in range(T) if d == 0 else range(T - 1, -1, -1):
-                h_proj = h @ w_hh.T + b_hh  # (B, G*H)
-                if cfg.cell == "lstm":
-                    pre = x_proj[:, t] + h_proj
-                    i, f, g, o = pre.chunk(4, dim=-1)
-                    i, f, g, o = torch.sigmoid(i), torch.sigmoid(f), torch.tanh(g), torch.sigmoid(o)
-                    c = f * c + i * g
-                    h = o * torch.tanh(c)
-                    cs[t] = c
-                    for name, value in zip(names, (i, f, g, o, c)):
-                        gs[name][t] = value
-                elif cfg.cell == "gru":
-                    x_r, x_z, x_n = x_proj[:, t].chunk(3, dim=-1)
-                    h_r, h_z, h_n = h_proj.chunk(3, dim=-1)
-                    r = torch.sigmoid(x_r + h_r)
-                    z = torch.sigmoid(x_z + h_z)
-                    n = torch.tanh(x_n + r * h_n)
-                    h = (1 - z) * n + z * h
-                    for name, value in zip(names, (r, z, n)):
-                        gs[name][t] = value
-                else:
-                    pre = x_proj[:, t] + h_proj
-                    h = torch.relu(pre) if layer.nonlinearity == "relu" else torch.tanh(pre)
-                hs[t] = h
-            hidden.append(hs)
-            if cells is not None:
-                cells.append(cs)
-            for name in names:
-                gates[name].append(gs[name])
-            outputs.append(torch.stack(hs, dim=1))  # (B, T, H)
-        layer_input = torch.cat(outputs, dim=-1)  # (B, T, D*H): the next layer's input
-    top = layer_input
-    full = torch.full((top.shape[0],), top.shape[1], dtype=torch.long)  # replayed texts have no padding
-    logits = model.pool_and_classify(top, full)[0]
-    return _Replay(hidden=hidden, cell=cells, gates=gates, top_output=top, logits=logits)
-
-
-def _stack_rows(rows: list[list[torch.Tensor]], index: int = 0) -> np.ndarray:
-    """[row][t] (B, H) tensors -> (rows, H, T) array of example ``index``."""
-    return torch.stack([torch.stack(steps, dim=-1)[index] for steps in rows]).detach().cpu().double().numpy()
+def _rows_of_first_text(per_row: list[torch.Tensor]) -> np.ndarray:
+    """Per-row (B, T, H) tensors -> (rows, H, T) array of the first text."""
+    return torch.stack([values[0].T for values in per_row]).detach().cpu().double().numpy()
 
 
 def row_names(num_layers: int, bidirectional: bool) -> list[str]:
@@ -597,8 +508,12 @@ def internal_states(predictor: Predictor, text: str) -> InternalStates:
     ids_batch = ids[None, :].to(predictor.device)
     lengths = torch.tensor([len(ids)])
     details = model.forward_details(ids_batch, lengths)
-    replay = _replay(model, model.embedding(ids_batch))
-    states = _stack_rows(replay.hidden)  # (R, H, T)
+    cell = model.config.cell
+    replay = cells.run(model.layers, model.embedding(ids_batch), keep=True)  # dropout is not replayed
+    states = _rows_of_first_text([run.output for run in replay.runs])  # (R, H, T)
+    gates = {name: _rows_of_first_text([run.gates[name] for run in replay.runs]) for name in cells.GATES[cell]}
+    if cell == "lstm":
+        gates["cell"] = _rows_of_first_text([run.cell_states for run in replay.runs])  # c_t
     H = model.config.hidden_size
     torch_states = np.stack(
         [
@@ -612,7 +527,7 @@ def internal_states(predictor: Predictor, text: str) -> InternalStates:
         cell=model.config.cell,
         rows=row_names(model.config.num_layers, model.config.bidirectional),
         states=states,
-        gates={name: _stack_rows(rows) for name, rows in replay.gates.items()},
+        gates=gates,
         attention=None if details.attention is None else details.attention[0].cpu().double().numpy(),
         probabilities=torch.softmax(details.logits[0].float(), -1).cpu().double().numpy(),
         label_names=list(predictor.label_names),
@@ -692,12 +607,15 @@ def _bptt_norms(model: RecurrentClassifier, ids: torch.Tensor, targets: torch.Te
     """
     with torch.inference_mode(False), torch.enable_grad():
         embedded = model.embedding(ids).detach().clone().requires_grad_(True)  # (B, T, E)
-        replay = _replay(model, embedded)
-        losses = torch.nn.functional.cross_entropy(replay.logits.float(), targets, reduction="none")  # (B,)
-        flat_h = [h for row in replay.hidden for h in row]
-        flat_c = [c for row in replay.cell for c in row] if replay.cell is not None else []
+        replay = cells.run(model.layers, embedded, keep=True)  # every step's h_t (and c_t) as its own tensor
+        full = torch.full((ids.shape[0],), ids.shape[1], dtype=torch.long)  # the texts have no padding
+        logits = model.pool_and_classify(replay.output, full)[0]  # (B, C)
+        losses = torch.nn.functional.cross_entropy(logits.float(), targets, reduction="none")  # (B,)
+        steps = [step for run in replay.runs for step in run.steps]  # row-major: [row][t]
+        flat_h = [step.h for step in steps]
+        flat_c = [step.c for step in steps] if model.config.cell == "lstm" else []
         grads = torch.autograd.grad(losses.sum(), [embedded, *flat_h, *flat_c], allow_unused=True)
-    R, T = len(replay.hidden), ids.shape[1]
+    R, T = len(replay.runs), ids.shape[1]
 
     def norms(tensors: Sequence[torch.Tensor | None], like: list[torch.Tensor]) -> np.ndarray:
         values = [
