@@ -10,7 +10,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from rnn_demo.ui import state, widgets
+from rnn_demo.ui import presenter, state, widgets
 
 # A local file: a Material icon as page icon is fetched from Google's font server (fails offline).
 PAGE_ICON = Path(__file__).resolve().parent / "rnn_demo" / "ui" / "page_icon.svg"
@@ -21,6 +21,7 @@ state.touch_session()  # also fixes the owner: the browser's token in the URL (r
 state.reattach_job()
 state.sweep_expired_sessions()
 state.apply_dataset_defaults()
+presenter.apply()  # before any page draws: the whole page is enlarged in this run
 
 pages = [
     st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),

@@ -4,7 +4,7 @@ import streamlit as st
 
 from rnn_demo.plots.results import per_class_f1_figure
 from rnn_demo.plots.training import METRIC_LABELS, compare_figure
-from rnn_demo.ui import compare_view, job_view, state, widgets
+from rnn_demo.ui import compare_view, job_view, presenter, state, widgets
 
 state.require_app_frame()
 st.title("Compare")
@@ -26,13 +26,13 @@ else:
     metric = left.selectbox("Loss curve", ["val_loss", "train_loss"], format_func=METRIC_LABELS.get,
                             key=state.persist("compare.loss", "val_loss"))
     cells = {run.name: run.cell for run in picked}  # each run in its cell's colour
-    left.plotly_chart(compare_figure(histories, metric, cells), key="compare.curve")
+    presenter.chart(compare_figure(histories, metric, cells), key="compare.curve", container=left)
     score = right.selectbox("Score curve", ["val_accuracy", "val_macro_f1"], format_func=METRIC_LABELS.get,
                             key=state.persist("compare.score", "val_accuracy"))
-    right.plotly_chart(compare_figure(histories, score, cells), key="compare.accuracy")
+    presenter.chart(compare_figure(histories, score, cells), key="compare.accuracy", container=right)
     st.dataframe(compare_view.metrics_table(picked), hide_index=True, column_config=compare_view.METRICS_COLUMNS)
     per_class = {run.name: (run.metrics.get("test") or {}).get("per_class", {}) for run in picked}
-    st.plotly_chart(per_class_f1_figure(per_class, cells), key="compare.f1")
+    presenter.chart(per_class_f1_figure(per_class, cells), key="compare.f1")
     if len({run.dataset_name for run in picked}) > 1:
         st.caption("These runs were trained on different datasets; their numbers are not directly comparable.")
 

@@ -6,7 +6,7 @@ from rnn_demo import explain, sessions
 from rnn_demo.checkpoints import CheckpointError
 from rnn_demo.plots import explanations as plots
 from rnn_demo.ui import explain_panel as panel
-from rnn_demo.ui import state, widgets
+from rnn_demo.ui import presenter, state, widgets
 
 state.require_app_frame()
 st.title("Internals")
@@ -36,12 +36,12 @@ if result is None:
             f"{', '.join(map(str, lab.distractors))} distractors (results are kept for next time).")
 else:
     left, right = st.columns(2)
-    left.plotly_chart(plots.accuracy_vs_distractors(result.distractors, result.accuracy,
-                                                    title="Test accuracy against sequence length"))
+    presenter.chart(plots.accuracy_vs_distractors(result.distractors, result.accuracy,
+                                                  title="Test accuracy against sequence length"), container=left)
     weights = right.radio("Weights", ["trained", "untrained"], horizontal=True, key="internals.lab_weights")
     curves = {cell: g[weights] for cell, g in result.gradients.items() if weights in g}
-    right.plotly_chart(plots.cell_gradient_chart(
-        curves, title=f"Gradient reaching each step ({result.gradient_distractors} distractors)"))
+    presenter.chart(plots.cell_gradient_chart(
+        curves, title=f"Gradient reaching each step ({result.gradient_distractors} distractors)"), container=right)
     st.caption(
         "Right: ‖∂loss/∂hₜ‖ relative to the last step, log scale. "
         f"{lab.n:,} sequences per run, {lab.hidden_size} hidden units, {lab.epochs} epochs of Adam (lr {lab.lr}); "
@@ -78,7 +78,7 @@ if text.strip():
         figure = plots.pca_trajectory(path.coords, path.tokens, background=figure)
     except explain.ExplainError as exc:
         st.warning(f"{widgets.md(exc)}.")
-st.plotly_chart(figure, key="internals.map")
+presenter.chart(figure, key="internals.map")
 st.caption(f"{len(state_map.texts):,} validation texts; crosses are misclassified. "
            + ("For a bidirectional model the path shows both directions' states at each word, so it need not end "
               "at the text's point." if predictor.model.config.bidirectional else

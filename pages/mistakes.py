@@ -7,7 +7,7 @@ from rnn_demo.checkpoints import CheckpointError
 from rnn_demo.data import DatasetError
 from rnn_demo.mistakes import SPLITS, confusion_counts, select_examples
 from rnn_demo.plots.results import confusion_matrix_figure
-from rnn_demo.ui import mistakes_view, state, widgets
+from rnn_demo.ui import mistakes_view, presenter, state, widgets
 
 state.require_app_frame()
 st.title("Mistakes")
@@ -32,7 +32,7 @@ st.caption(f"{len(records):,} {split} examples · accuracy {accuracy:.1%} · "
 
 left, right = st.columns([1, 1])
 with left:
-    st.plotly_chart(confusion_matrix_figure(confusion_counts(records, labels), labels), key="mistakes.matrix",
+    presenter.chart(confusion_matrix_figure(confusion_counts(records, labels), labels), key="mistakes.matrix",
                     on_select=lambda: mistakes_view.select_cell("mistakes.matrix", labels), selection_mode="points",
                     config={"displayModeBar": False})
     st.caption("Click a cell to list its examples.")

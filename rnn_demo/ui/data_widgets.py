@@ -17,7 +17,7 @@ from rnn_demo.dataset_stats import DatasetStats
 from rnn_demo.delimited_files import read_preview_rows
 from rnn_demo.table_guesses import first_row_is_data, generated_names, guess_columns
 from rnn_demo.plots.data import class_balance_figure, length_histogram_figure
-from rnn_demo.ui import state
+from rnn_demo.ui import presenter, state
 from rnn_demo.ui.widgets import md
 
 MAX_UPLOAD_MB = 200  # keep equal to server.maxUploadSize in .streamlit/config.toml and data.load_csv's max_bytes
@@ -233,7 +233,7 @@ def overview(stats: DatasetStats, max_tokens: int | None) -> None:
     if max_tokens and stats.truncated_fraction:
         st.caption(f"{stats.truncated_fraction:.1%} of training texts are longer than the {max_tokens}-token cap.")
     left, right = st.columns(2)
-    left.plotly_chart(class_balance_figure(stats.class_counts), key="data.balance")
-    right.plotly_chart(length_histogram_figure(stats.train_lengths, max_tokens), key="data.lengths")
+    presenter.chart(class_balance_figure(stats.class_counts), key="data.balance", container=left)
+    presenter.chart(length_histogram_figure(stats.train_lengths, max_tokens), key="data.lengths", container=right)
     st.markdown("**Sample rows** (training split)")
     st.dataframe(pd.DataFrame(stats.samples, columns=["text", "label"]), hide_index=True)

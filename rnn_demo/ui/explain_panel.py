@@ -28,6 +28,7 @@ from rnn_demo.plots import explanations as plots
 from rnn_demo.plots import palette
 from rnn_demo.predict import Predictor
 from rnn_demo.ui.widgets import md
+from rnn_demo.ui import presenter
 
 logger = logging.getLogger(__name__)
 
@@ -189,7 +190,7 @@ def _word_importance(
         f"{extra} · {_timing(result.seconds, elapsed)}"
         + (" · struck-through words are unknown to the model (read as `<unk>`)" if any(unknown) else "")
     )
-    st.plotly_chart(plots.token_weight_bars(result.tokens, result.weights, top_k=15, unknown=unknown,
+    presenter.chart(plots.token_weight_bars(result.tokens, result.weights, top_k=15, unknown=unknown,
                                             class_name=result.label), key=p + "bars")
 
 
@@ -201,12 +202,12 @@ def _comparison(predictor: Predictor, text: str, class_index: int | None, sample
         "speak against it; each method is scaled to its largest weight. Spearman ρ near 1 "
         "means two methods rank the words alike; near 0, they disagree."
     )
-    st.plotly_chart(plots.method_comparison(result.tokens, result.weights, result.agreement, class_name=result.label))
+    presenter.chart(plots.method_comparison(result.tokens, result.weights, result.agreement, class_name=result.label))
 
 
 def _trace(predictor: Predictor, text: str) -> None:
     result = compute("trace", predictor, text)
-    st.plotly_chart(plots.prediction_trace_chart(result.tokens, result.probabilities, result.label_names))
+    presenter.chart(plots.prediction_trace_chart(result.tokens, result.probabilities, result.label_names))
     st.caption(result.note)
 
 
@@ -226,7 +227,7 @@ def _states(predictor: Predictor, text: str, p: str) -> None:
     )  # fmt: skip
     target = trace.probabilities[:, result.predicted]
     order = explain.order_units(result.states[row], by, target)
-    st.plotly_chart(
+    presenter.chart(
         plots.hidden_state_heatmap(result.states[row], result.tokens, order=order,
                                    title=f"Hidden state hₜ, {result.rows[row]}"),
         key=p + "heatmap",
@@ -238,7 +239,7 @@ def _states(predictor: Predictor, text: str, p: str) -> None:
     if result.gates:
         st.markdown("**Gates** (same unit order, first 64 units)")
         gates = {name: values[row] for name, values in result.gates.items()}
-        st.plotly_chart(plots.gate_heatmaps(gates, result.tokens, order=order, max_units=64), key=p + "gates")
+        presenter.chart(plots.gate_heatmaps(gates, result.tokens, order=order, max_units=64), key=p + "gates")
     else:
         st.info("A plain RNN has no gates: every step overwrites the whole state.")
 
@@ -251,7 +252,7 @@ def _bptt(predictor: Predictor, text: str, class_index: int | None) -> None:
         for i, name in enumerate(result.rows):
             series[f"c, {name}"] = result.cell_grad_norms[i]
             dashes[f"c, {name}"] = "dot"
-    st.plotly_chart(plots.gradient_through_time_chart(series, tokens=result.tokens, dashes=dashes))
+    presenter.chart(plots.gradient_through_time_chart(series, tokens=result.tokens, dashes=dashes))
     st.caption(
         f"How much the loss against **{md(result.label)}** (loss = {result.loss:.3f}) depends on the state after "
         "each token, relative to the largest. A steep fall towards the start means early words barely reach the "
@@ -266,7 +267,7 @@ def _attention(predictor: Predictor, text: str, joiner: str) -> None:
         return
     st.html(plots.token_html(result.tokens, result.attention, joiner=joiner,
                              unknown=predictor.unknown_mask(result.tokens)))
-    st.plotly_chart(plots.attention_bars(result.tokens, result.attention))
+    presenter.chart(plots.attention_bars(result.tokens, result.attention))
     st.caption("How the attention pooling weighs each token's state (the weights sum to 1).")
 
 

@@ -21,7 +21,7 @@ from rnn_demo.jobs import FAILED, STOPPING, TrainingJob, format_duration
 from rnn_demo.plots.results import confusion_matrix_figure
 from rnn_demo.plots.training import loss_figure, race_figure, validation_metrics_figure
 from rnn_demo.plots.watch import watch_events, watch_figure
-from rnn_demo.ui import state
+from rnn_demo.ui import presenter, state
 from rnn_demo.ui.widgets import md
 
 POLL_SECONDS = 1.0
@@ -83,16 +83,17 @@ def live_panel(job: TrainingJob, *, race: bool = False) -> None:
         events = job.events()
         left, right = st.columns(2)
         if race:
-            left.plotly_chart(race_figure(events, "train_loss"), config=_CHART_CONFIG, key="race.loss")
-            right.plotly_chart(race_figure(events, "val_accuracy"), config=_CHART_CONFIG, key="race.acc")
+            presenter.chart(race_figure(events, "train_loss"), config=_CHART_CONFIG, key="race.loss", container=left)
+            presenter.chart(race_figure(events, "val_accuracy"), config=_CHART_CONFIG, key="race.acc", container=right)
         elif watch_events(events):  # slow motion with a watched sentence: its prediction beside the loss
-            left.plotly_chart(loss_figure(events), config=_CHART_CONFIG, key="train.loss_chart")
-            right.plotly_chart(watch_figure(events), config=_CHART_CONFIG, key="train.watch_chart")
-            st.columns(2)[0].plotly_chart(validation_metrics_figure(events), config=_CHART_CONFIG,
-                                          key="train.metrics_chart")
+            presenter.chart(loss_figure(events), config=_CHART_CONFIG, key="train.loss_chart", container=left)
+            presenter.chart(watch_figure(events), config=_CHART_CONFIG, key="train.watch_chart", container=right)
+            presenter.chart(validation_metrics_figure(events), config=_CHART_CONFIG, key="train.metrics_chart",
+                            container=st.columns(2)[0])
         else:
-            left.plotly_chart(loss_figure(events), config=_CHART_CONFIG, key="train.loss_chart")
-            right.plotly_chart(validation_metrics_figure(events), config=_CHART_CONFIG, key="train.metrics_chart")
+            presenter.chart(loss_figure(events), config=_CHART_CONFIG, key="train.loss_chart", container=left)
+            presenter.chart(validation_metrics_figure(events), config=_CHART_CONFIG, key="train.metrics_chart",
+                            container=right)
         if not job.done and not any(e.get("type") == "eval" for e in events):
             st.caption("Validation points appear after each epoch (or every N steps: see 'Evaluate every N steps').")
         for event in events:
@@ -146,7 +147,7 @@ def result_panel(job: TrainingJob) -> None:
     c.metric("Training time", format_duration(sum(summary["epoch_seconds"])))
     try:
         info = read_run_info(path)
-        st.plotly_chart(confusion_matrix_figure(info.metrics["test"]["confusion_matrix"], info.label_names),
+        presenter.chart(confusion_matrix_figure(info.metrics["test"]["confusion_matrix"], info.label_names),
                         config=_CHART_CONFIG, key="train.confusion")
     except (CheckpointError, KeyError) as exc:
         st.warning(f"The saved run could not be read ({md(exc)}).")

@@ -13,7 +13,7 @@ from rnn_demo.checkpoints import RunInfo
 from rnn_demo.jobs import format_duration
 from rnn_demo.plots.results import probability_figure
 from rnn_demo.predict import Prediction
-from rnn_demo.ui import state
+from rnn_demo.ui import presenter, state
 
 logger = logging.getLogger(__name__)
 
@@ -42,14 +42,17 @@ SIDEBAR_POLL_SECONDS = 2.0
 
 
 def sidebar() -> None:
-    """The shared sidebar: current dataset, current model and the session's job."""
+    """The shared sidebar: current dataset, current model, the session's job and presenter mode.
+
+    Presenter mode hides the run management (share, delete): a projected sidebar shows what runs.
+    """
     with st.sidebar:
         st.markdown("**Current dataset**")
         st.caption(md(state.dataset_title(state.current_spec())))
         st.markdown("**Current model**")
         run = state.current_run_path()
         st.caption(md(Path(run).name) if run else "none yet: pick one on Predict or train one")
-        if run:
+        if run and not presenter.is_on():
             _own_run_controls(run)
         job = state.current_job()
         if job is not None:
@@ -65,6 +68,7 @@ def sidebar() -> None:
                     st.caption(f"{md(job.description)}: {progress.fraction:.0%}{eta}")
 
             job_status()
+        presenter.controls()
 
 
 _CONFIRM_DELETE = "app.confirm_delete"  # the own run whose deletion awaits a confirmation
@@ -146,7 +150,8 @@ def prediction_view(prediction: Prediction) -> None:
     """
     confidence = prediction.probabilities[prediction.label]
     st.metric("Predicted label", md(prediction.label), f"{confidence:.1%} confident", delta_color="off", delta_arrow="off")
-    st.plotly_chart(probability_figure(prediction.probabilities), config={"displayModeBar": False})
+    presenter.chart(probability_figure(prediction.probabilities), config={"displayModeBar": False},
+                    filename="class-probabilities")
     if prediction.truncated:
         st.warning(
             f"Your text is longer than this model's length cap: it read only the first {prediction.num_tokens:,} tokens. "
