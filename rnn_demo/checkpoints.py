@@ -32,7 +32,7 @@ import safetensors
 import torch
 from safetensors.torch import load_file, save_file
 
-from rnn_demo import __version__
+from rnn_demo import TRAINING_VERSION, __version__
 from rnn_demo.model import ModelConfig, RecurrentClassifier
 from rnn_demo.run_folders import (  # noqa: F401  (re-exported: callers import run names from here)
     FORMAT_VERSION,
@@ -66,9 +66,11 @@ def shipped_runs_dir() -> Path:
     return Path(__file__).resolve().parent.parent / "checkpoints"
 
 
-def package_versions() -> dict[str, str]:
+def package_versions() -> dict[str, Any]:
+    """The versions a run was made with (``training``: ``rnn_demo.TRAINING_VERSION``)."""
     return {
         "rnn_demo": __version__,
+        "training": TRAINING_VERSION,
         "torch": torch.__version__,
         "numpy": np.__version__,
         "safetensors": safetensors.__version__,
