@@ -1,4 +1,4 @@
-"""Train: every model and training setting, presets, a background training job with live curves."""
+"""Train: the basic settings (the rest under Advanced), presets, an estimated duration, a background training job."""
 
 import streamlit as st
 

@@ -166,6 +166,7 @@ def test_live_training_view_keeps_the_sidebar_progress_current(server):
             expect(page.get_by_role("button", name="Quick demo")).to_be_visible(timeout=60_000)
             page.get_by_role("button", name="Quick demo").click()
             expect(page.get_by_role("spinbutton", name="Epochs")).to_have_value("2", timeout=30_000)
+            page.get_by_text("Advanced settings").click()  # patience is an advanced setting
             for name, value in (("Epochs", "30"), ("Early-stopping patience", "0")):  # still running when read
                 box = page.get_by_role("spinbutton", name=name)
                 box.fill(value)
