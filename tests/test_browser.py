@@ -267,3 +267,38 @@ def test_a_reload_keeps_the_dataset_choice_and_reattaches_the_running_job(server
             expect(page.get_by_text("Test accuracy")).to_be_visible(timeout=120_000)
         finally:
             browser.close()
+
+
+def test_slow_motion_plots_the_watched_sentence_live(server):
+    """A demo run: paced steps, and the watched sentence's probabilities drawn beside the loss while it trains."""
+    import re
+
+    from playwright.sync_api import expect, sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1400})
+            page.goto(f"{server}/train")
+            expect(page.get_by_role("button", name="Quick demo")).to_be_visible(timeout=60_000)
+            page.get_by_role("button", name="Quick demo").click()
+            expect(page.get_by_role("spinbutton", name="Epochs", exact=True)).to_have_value("2", timeout=30_000)
+            page.get_by_text("Slow motion for a demo").click()
+            pace = page.get_by_role("spinbutton", name="Slow motion (seconds per step)")
+            pace.fill("0.3")
+            pace.press("Tab")
+            watch = page.get_by_role("textbox", name="Watch a sentence")
+            watch.fill("not good at all")
+            watch.press("Tab")
+            page.get_by_role("button", name="Start training").click()
+            expect(page.get_by_text("Watching: “not good at all”")).to_be_visible(timeout=120_000)
+            progress = page.get_by_text(re.compile(r"step \d+/\d+")).first
+            first = int(re.search(r"step (\d+)/", progress.inner_text()).group(1))
+            page.wait_for_timeout(3000)
+            later = int(re.search(r"step (\d+)/", progress.inner_text()).group(1))
+            assert 3 <= later - first <= 12, (first, later)  # ~10 steps in 3 s at 0.3 s per step (not ~150)
+            page.screenshot(path=SCREENSHOTS / "train_slow_motion.png")
+            page.get_by_role("button", name="Stop training").first.click()
+            expect(page.get_by_text("Test accuracy")).to_be_visible(timeout=120_000)
+        finally:
+            browser.close()
