@@ -311,3 +311,12 @@ def test_the_confusion_matrix_keeps_square_cells_up_to_ten_classes():
     fig = confusion_matrix_figure(np.eye(10, dtype=int) * 5, names)
     assert fig.layout.yaxis.scaleanchor == "x" and fig.layout.yaxis.scaleratio == 1
     assert fig.layout.height >= 560
+
+
+@pytest.mark.parametrize("n", [2, 5, 10])
+def test_the_confusion_matrix_cells_fill_the_plot_not_the_click_markers(n):
+    # The invisible click markers (size 120 for two classes) widened Plotly's autorange, so on
+    # Mistakes two classes drew as a 40-pixel square with overlapping labels.
+    fig = confusion_matrix_figure(np.eye(n, dtype=int) * 3, [f"c{i}" for i in range(n)])
+    assert list(fig.layout.xaxis.range) == [-0.5, n - 0.5]
+    assert list(fig.layout.yaxis.range) == [n - 0.5, -0.5]  # first class on top

@@ -83,9 +83,10 @@ def confusion_matrix_figure(matrix: Sequence[Sequence[int]] | np.ndarray, label_
     )
     size = 120 + 60 * n
     fig.update_layout(
+        # Fixed ranges: the invisible click markers would otherwise widen the autorange and shrink the cells.
         xaxis=dict(title="predicted class", constrain="domain", tickangle=-45 if n > 4 else 0,
-                   **class_axis(names), **ticks),
-        yaxis=dict(title="true class", autorange="reversed", scaleanchor="x", scaleratio=1,  # square cells
+                   **class_axis(names), **ticks, range=[-0.5, n - 0.5]),
+        yaxis=dict(title="true class", range=[n - 0.5, -0.5], scaleanchor="x", scaleratio=1,  # square cells
                    constrain="domain", **class_axis(names), **ticks),
         height=min(max(size, 300), 560),
         margin=dict(l=10, r=10, t=30, b=10),
