@@ -101,7 +101,9 @@ def server(tiny_runs_dir, tmp_path):
     except subprocess.TimeoutExpired:
         process.kill()
     log.close()
-    server_log = (tmp_path / "server.log").read_text()
+    # Up to "Stopping...": a worker process that the server was spawning when it was terminated dies
+    # inside multiprocessing's start-up (EOFError on its pipe) and prints a traceback nobody sees.
+    server_log = (tmp_path / "server.log").read_text().split("Stopping...")[0]
     assert "Traceback" not in server_log, server_log[-3000:]
 
 
