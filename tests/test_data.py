@@ -666,26 +666,26 @@ def test_download_ag_news_offline(tmp_path: Path) -> None:
 
 @pytest.fixture
 def fresh_corpus_cache(tmp_path, monkeypatch):
-    from rnn_demo import data as data_module
+    from rnn_demo.data import corpora
 
     monkeypatch.setenv("RNN_DEMO_HOME", str(tmp_path))
-    data_module._movie_reviews.cache_clear()
-    data_module._bbc_news.cache_clear()
+    corpora.movie_reviews.cache_clear()
+    corpora.bbc_news.cache_clear()
     yield tmp_path / "cache" / "corpora"
-    data_module._movie_reviews.cache_clear()  # no test after this one may see the doctored copies
-    data_module._bbc_news.cache_clear()
+    corpora.movie_reviews.cache_clear()  # no test after this one may see the doctored copies
+    corpora.bbc_news.cache_clear()
 
 
 def test_builtin_corpora_are_cached_in_binary_form_and_read_back_identically(fresh_corpus_cache) -> None:
     import numpy as np
 
-    from rnn_demo import data as data_module
+    from rnn_demo.data import corpora
 
     parsed = load_dataset("rotten_tomatoes")
     bbc = load_dataset("bbc_news")
     assert sorted(p.name.split("-")[0] for p in fresh_corpus_cache.glob("*.npz")) == ["bbc_news", "rotten_tomatoes"]
-    data_module._movie_reviews.cache_clear()
-    data_module._bbc_news.cache_clear()
+    corpora.movie_reviews.cache_clear()
+    corpora.bbc_news.cache_clear()
     cached, bbc_cached = load_dataset("rotten_tomatoes"), load_dataset("bbc_news")
     assert cached.texts == parsed.texts and cached.labels == parsed.labels and len(cached) == 8530
     assert bbc_cached.texts == bbc.texts and bbc_cached.labels == bbc.labels
@@ -693,19 +693,19 @@ def test_builtin_corpora_are_cached_in_binary_form_and_read_back_identically(fre
     # The copy is what is read: a doctored copy shows up (a corrupt one is rebuilt).
     copy = next(fresh_corpus_cache.glob("rotten_tomatoes-*.npz"))
     np.savez(copy, blob=np.frombuffer("só".encode(), dtype=np.uint8), ends=np.array([3]), labels=np.array([1]))
-    data_module._movie_reviews.cache_clear()
+    corpora.movie_reviews.cache_clear()
     assert load_dataset("rotten_tomatoes").texts == ["só"]
     copy.write_bytes(b"not an npz")
-    data_module._movie_reviews.cache_clear()
+    corpora.movie_reviews.cache_clear()
     assert load_dataset("rotten_tomatoes").texts == parsed.texts
 
 
 def test_a_writer_left_behind_by_another_process_does_not_block_the_corpus_cache(fresh_corpus_cache) -> None:
-    from rnn_demo import data as data_module
+    from rnn_demo.data import corpora
 
     # Two workers may build the same cache at once; each must write its own temporary file.
     version = __import__("importlib.metadata").metadata.version("movie-reviews")
-    name = f"rotten_tomatoes-movie-reviews-{version}-v{data_module.CORPUS_CACHE_FORMAT}.npz"
+    name = f"rotten_tomatoes-movie-reviews-{version}-v{corpora.CORPUS_CACHE_FORMAT}.npz"
     fresh_corpus_cache.mkdir(parents=True)
     (fresh_corpus_cache / (name + ".tmp.npz")).mkdir()  # what a fixed temporary name would collide with
     assert len(load_dataset("rotten_tomatoes")) == 8530

@@ -11,8 +11,8 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from rnn_demo.data import DatasetError, DatasetSpec, load_splits, name_classes
-from rnn_demo.delimited_files import read_preview_rows
-from rnn_demo.table_guesses import first_row_is_data, guess_columns
+from rnn_demo.data.csv_reader import read_preview_rows
+from rnn_demo.data.table_guesses import first_row_is_data, guess_columns
 
 APP = str(Path(__file__).resolve().parent.parent / "app.py")
 GOOD = ["a wonderful film with a moving story", "great acting and a lovely score", "i loved every minute of it"]

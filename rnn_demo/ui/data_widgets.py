@@ -13,9 +13,9 @@ from rnn_demo import sessions
 from rnn_demo.data import (
     DATASETS, MAX_CLASS_NAME_CHARS, DatasetError, DatasetSpec, download_ag_news, is_ag_news_cached, name_classes,
 )
+from rnn_demo.data.csv_reader import read_preview_rows
+from rnn_demo.data.table_guesses import first_row_is_data, generated_names, guess_columns
 from rnn_demo.dataset_stats import DatasetStats
-from rnn_demo.delimited_files import read_preview_rows
-from rnn_demo.table_guesses import first_row_is_data, generated_names, guess_columns
 from rnn_demo.plots.data import class_balance_figure, length_histogram_figure
 from rnn_demo.ui import presenter, state
 from rnn_demo.ui.widgets import md
