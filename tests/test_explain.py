@@ -437,7 +437,7 @@ def test_internals_page_shows_cached_lab_results(tmp_path, monkeypatch):
         gradients={c: {"untrained": [0.1] * 41, "trained": [0.5] * 41} for c in settings.cells},
         seconds=1.0, created="now",
     )  # fmt: skip
-    explain._write_json_atomic(explain.lab_result_path(settings), fake.to_dict())
+    explain.lab._write_json_atomic(explain.lab_result_path(settings), fake.to_dict())
     at = AppTest.from_file(page, default_timeout=120).run()
     assert not at.exception and not at.error
     assert [b.label for b in at.button] == ["Run them again"]

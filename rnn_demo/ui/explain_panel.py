@@ -23,6 +23,7 @@ from typing import Any
 
 import streamlit as st
 
+import rnn_demo
 from rnn_demo import explain
 from rnn_demo.plots import explanations as plots
 from rnn_demo.plots import palette
@@ -343,7 +344,7 @@ def start_vanishing_lab(settings: explain.LabSettings) -> None:
     A plain subprocess rather than ``multiprocessing``: a spawned child would re-import
     ``__main__``, which under Streamlit is the page being run.
     """
-    root = Path(explain.__file__).resolve().parent.parent  # makes ``rnn_demo`` importable in the child
+    root = Path(rnn_demo.__file__).resolve().parent.parent  # makes ``rnn_demo`` importable in the child
     code = (
         "import json, sys; from rnn_demo import explain; "
         "explain.run_vanishing_lab_worker(explain.LabSettings.from_dict(json.loads(sys.argv[1])))"

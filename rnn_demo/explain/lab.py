@@ -1,0 +1,215 @@
+"""The vanishing-gradient lab: RNN vs GRU vs LSTM on the ``long_range`` task, cached on disk,
+with a progress file any process can read and the entry point of its background process."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from rnn_demo.batching import EncodedTexts
+from rnn_demo.cachefiles import atomic_path
+from rnn_demo.data import DatasetSpec, default_cache_dir, load_splits
+from rnn_demo.explain.through_time import _bptt_norms
+from rnn_demo.model import RecurrentClassifier
+
+
+@dataclass(frozen=True)
+class LabSettings:
+    """Quick runs of the vanishing-gradient lab. Small on purpose: the sweep takes ~1–2 min on 2 cores."""
+
+    cells: tuple[str, ...] = ("rnn", "gru", "lstm")  # cells compared
+    distractors: tuple[int, ...] = (5, 10, 20, 40)  # noise words after the signal word, one run each
+    n: int = 2000  # sequences per run (80/10/10 split)
+    embedding_dim: int = 16  # word vector width
+    hidden_size: int = 32  # units of the single recurrent layer
+    epochs: int = 6  # passes over the training split
+    lr: float = 3e-3  # Adam learning rate
+    batch_size: int = 32  # sequences per step
+    memory_gate_bias: float = 2.0  # initial LSTM forget / GRU update gate bias (keep memory at the start)
+    seed: int = 0  # data, initialisation and batch order
+    gradient_examples: int = 32  # validation sequences averaged for the ∂loss/∂h_t curves
+
+    def key(self) -> str:
+        """Short hash naming the cache file of these settings."""
+        text = json.dumps(dataclasses.asdict(self), sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> LabSettings:
+        values = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items() if k in cls.__dataclass_fields__}
+        return cls(**values)
+
+
+@dataclass
+class LabResult:
+    """What the lab measured (plain JSON-able data)."""
+
+    settings: dict[str, Any]
+    distractors: list[int]
+    accuracy: dict[str, list[float]]  # cell -> test accuracy per distractor count
+    gradient_distractors: int  # sequence length of the gradient curves is this + 1
+    # cell -> {"untrained", "trained"} -> (T,) median over examples of ‖∂loss/∂h_t‖ / ‖∂loss/∂h_T‖
+    gradients: dict[str, dict[str, list[float]]]
+    seconds: float
+    created: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> LabResult:
+        return cls(**{f.name: data[f.name] for f in dataclasses.fields(cls)})
+
+
+ProgressCallback = Callable[[int, int, str], None]  # (done, total, message)
+
+
+def lab_dir(cache_dir: str | Path | None = None) -> Path:
+    """Where the lab keeps its results: ``<cache>/vanishing_lab``."""
+    return Path(cache_dir) if cache_dir is not None else default_cache_dir() / "vanishing_lab"
+
+
+def lab_result_path(settings: LabSettings = LabSettings(), cache_dir: str | Path | None = None) -> Path:
+    return lab_dir(cache_dir) / f"result-{settings.key()}.json"
+
+
+def lab_progress_path(settings: LabSettings = LabSettings(), cache_dir: str | Path | None = None) -> Path:
+    return lab_dir(cache_dir) / f"progress-{settings.key()}.json"
+
+
+def _write_json_atomic(path: Path, data: Any) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(data), encoding="utf-8")
+
+
+def load_vanishing_lab(settings: LabSettings = LabSettings(), cache_dir: str | Path | None = None) -> LabResult | None:
+    """The cached lab result for these settings, or None when it has not been run (or is unreadable)."""
+    path = lab_result_path(settings, cache_dir)
+    try:
+        return LabResult.from_dict(json.loads(path.read_text(encoding="utf-8")))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def read_lab_progress(
+    settings: LabSettings = LabSettings(), cache_dir: str | Path | None = None
+) -> dict[str, Any] | None:
+    """The last progress record of a running (or finished) lab sweep, or None."""
+    try:
+        return json.loads(lab_progress_path(settings, cache_dir).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def _median_relative_norms(model: RecurrentClassifier, encoded: EncodedTexts, count: int) -> list[float]:
+    """Median over examples of ‖∂loss/∂h_t‖ / ‖∂loss/∂h_T‖ on the top layer's forward direction."""
+    model.eval()
+    ids = torch.stack(encoded.sequences[:count])  # equal lengths: long_range texts all have 1 + distractors tokens
+    result = _bptt_norms(model, ids, encoded.labels[:count])
+    norms = result["hidden"][:, -1 if not model.config.bidirectional else -2]  # (B, T)
+    last = np.maximum(norms[:, -1:], 1e-300)
+    return [float(v) for v in np.median(norms / last, axis=0)]
+
+
+def run_vanishing_lab(
+    settings: LabSettings = LabSettings(),
+    cache_dir: str | Path | None = None,
+    on_progress: ProgressCallback | None = None,
+) -> LabResult:
+    """Trains every cell on ``long_range`` at every distractor count and measures ∂loss/∂h_t.
+
+    Writes progress to :func:`lab_progress_path` after each run and the result to
+    :func:`lab_result_path`, so any process can show it.
+
+    Returns:
+        Accuracy against distractors per cell, and the gradient curves of untrained
+        and trained models at the largest distractor count.
+    """
+    from rnn_demo.batching import BatchLoader
+    from rnn_demo.experiment import prepare_data
+    from rnn_demo.model import ModelConfig
+    from rnn_demo.text import TextConfig
+    from rnn_demo.train import Trainer, TrainConfig, evaluate, seed_everything
+
+    start = time.perf_counter()
+    runs = [(cell, d) for d in settings.distractors for cell in settings.cells]
+    total = len(runs) + 1
+    progress_path = lab_progress_path(settings, cache_dir)
+
+    def report(done: int, message: str) -> None:
+        _write_json_atomic(
+            progress_path,
+            {"done": done, "total": total, "message": message, "pid": os.getpid(), "time": time.time()},
+        )
+        if on_progress is not None:
+            on_progress(done, total, message)
+
+    accuracy: dict[str, list[float]] = {cell: [] for cell in settings.cells}
+    gradients: dict[str, dict[str, list[float]]] = {cell: {} for cell in settings.cells}
+    longest = max(settings.distractors)
+    train_config = TrainConfig(
+        epochs=settings.epochs, lr=settings.lr, batch_size=settings.batch_size, patience=0, seed=settings.seed,
+        device="cpu",
+    )
+    report(0, "preparing the data")
+    for done, (cell, distractors) in enumerate(runs):
+        report(done, f"training {cell.upper()} with {distractors} distractors")
+        spec = DatasetSpec(name="long_range", params={"n": settings.n, "distractors": distractors}, seed=settings.seed)
+        data = prepare_data(load_splits(spec), TextConfig())
+        config = ModelConfig(
+            vocab_size=len(data.vocab), num_classes=2, cell=cell, embedding_dim=settings.embedding_dim,
+            hidden_size=settings.hidden_size, pooling="last", dropout=0.0, gate_bias=settings.memory_gate_bias,
+        )  # fmt: skip
+        seed_everything(settings.seed)
+        model = RecurrentClassifier(config)
+        count = min(settings.gradient_examples, len(data.validation))
+        if distractors == longest:
+            gradients[cell]["untrained"] = _median_relative_norms(model, data.validation, count)
+        trainer = Trainer(
+            model,
+            BatchLoader(data.train, settings.batch_size, shuffle=True, seed=settings.seed),
+            BatchLoader(data.validation, 256),
+            train_config,
+        )
+        trainer.fit()
+        accuracy[cell].append(float(evaluate(model, BatchLoader(data.test, 256)).accuracy))
+        if distractors == longest:
+            gradients[cell]["trained"] = _median_relative_norms(model, data.validation, count)
+    result = LabResult(
+        settings=dataclasses.asdict(settings),
+        distractors=list(settings.distractors),
+        accuracy=accuracy,
+        gradient_distractors=longest,
+        gradients=gradients,
+        seconds=time.perf_counter() - start,
+        created=time.strftime("%Y-%m-%d %H:%M:%S"),
+    )
+    _write_json_atomic(lab_result_path(settings, cache_dir), result.to_dict())
+    report(total, f"done in {result.seconds:.0f} s")
+    return result
+
+
+def run_vanishing_lab_worker(settings: LabSettings = LabSettings(), cache_dir: str | None = None) -> None:
+    """Entry point of a background process: one thread (the machine is shared), then the sweep.
+
+    Failures are written to the progress file (``error: True``) for the parent to show.
+    """
+    torch.set_num_threads(1)
+    try:
+        run_vanishing_lab(settings, cache_dir)
+    except Exception as exc:  # the parent reads the failure from the progress file
+        _write_json_atomic(
+            lab_progress_path(settings, cache_dir),
+            {"done": -1, "total": 0, "message": f"failed: {exc}", "pid": os.getpid(), "time": time.time(),
+             "error": True},
+        )
