@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test bench checkpoints browser clean
+.PHONY: run test bench checkpoints browser screenshots clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,10 @@ bench: $(VENV)/.installed-dev
 
 checkpoints: $(VENV)/.installed
 	$(BIN)/python -m rnn_demo build-checkpoints
+
+# The README's pictures, from the running app with the shipped runs (docs/screenshots/, a few minutes).
+screenshots: $(VENV)/.installed-dev browser
+	$(BIN)/python docs/make_screenshots.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -9,9 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from test_browser import (  # noqa: F401 - server is a fixture
-    CHROMIUM, CHROMIUM_ARGS, SCREENSHOTS, _foreign_requests, server,
-)
+from browser_support import launch_chromium
+from test_browser import SCREENSHOTS, _foreign_requests, server  # noqa: F401 - server is a fixture
 
 TOKEN = "presenter-token-0123456789"
 SENTENCE = "the movie was not good"
@@ -40,7 +39,7 @@ def test_presenter_mode_enlarges_the_page_and_figures_download_offline(server, t
 
     SCREENSHOTS.mkdir(exist_ok=True)
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        browser = launch_chromium(playwright)
         try:
             context = browser.new_context(viewport={"width": 1400, "height": 1400}, accept_downloads=True)
             requests: list[str] = []
