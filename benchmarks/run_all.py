@@ -355,7 +355,7 @@ def recommendations(results: dict[str, dict[str, Any]]) -> list[str]:
              "Applied in the core while this suite was written (the figures above measure the core with them; the "
              "what-ifs measure what each is worth):", ""]
     lines.append(
-        "- **Fused GRU/LSTM training kernels** (`rnn_demo/fused.py`, `rnn_demo/csrc/fused_cells.cpp`, compiled once "
+        "- **Fused GRU/LSTM training kernels** (`rnn_demo/accel/kernels.py`, `rnn_demo/accel/csrc/fused_cells.cpp`, compiled once "
         "per machine), used for every one-way GRU and LSTM layer trained on the CPU: a layer's whole forward and "
         "backward pass is one time loop over batch-first tensors. A forward step is two small matmuls (x_t W_ihᵀ, "
         "h W_hhᵀ) and one vectorised pass over the gates; a backward step is one pass over the gate gradients and the "
@@ -379,15 +379,15 @@ def recommendations(results: dict[str, dict[str, Any]]) -> list[str]:
         "loop: Rotten Tomatoes GRU +6.0% and +2.4% (two runs), LSTM +0.6%, IMDB GRU +6.4% tokens/s. Results are "
         "bit for bit the same (the blocks' sums are added in the same order).")
     lines.append(
-        "- **The first layer looks its words up itself** (`fused.run_from_table`, `LayerInput` in "
+        "- **The first layer looks its words up itself** (`accel.kernels.run_from_table`, `LayerInput` in "
         "`fused_cells.cpp`): in training, a model's first GRU/LSTM layer gathers each step's rows of x from the "
-        "embedding table, with the embedding dropout applied (the same seed and hash as `fused.dropout`), on each "
+        "embedding table, with the embedding dropout applied (the same seed and hash as `accel.kernels.dropout`), on each "
         "row block's thread just before the step's matmul; the table's row gradient takes the dropout mask on the "
         "way into its sums. A look-up and a dropout call fewer forward, a dropout call and an autograd node "
         "fewer backward; training is bit for bit the same (tests). Interleaved against the separate calls in the "
         "real loop: Rotten Tomatoes GRU +2.0% and +3.6%, LSTM +0.6% and +1.5%, IMDB GRU +1.5%, LSTM +0.7% tokens/s.")
     lines.append(
-        "- **A classifier's training step in one call** (`RecurrentClassifier.loss_and_gradients`, "
+        "- **A classifier's training step in one call** (`accel.classifier.loss_and_gradients`, "
         "`classifier_step` in `fused_cells.cpp`): for a one-layer GRU/LSTM classifier with last/max/mean pooling "
         "and a linear head, the whole forward and backward pass (layer from the table, pooling, dropout, head, "
         "cross-entropy, all gradients) is one call that sets every `.grad`, instead of ~40 small torch ops and "
@@ -395,20 +395,20 @@ def recommendations(results: dict[str, dict[str, Any]]) -> list[str]:
         "Same values to float rounding (tests); other models keep the modules' way. Interleaved against the "
         "modules' way: Rotten Tomatoes GRU +13.4% and +8.8%, LSTM +14.5% and +11.7%, IMDB GRU +1.8%, LSTM +0.9%.")
     lines.append(
-        "- **Threads go to the kernels** (`fused.threads_to_kernels`): while a step's recurrent layers all run in "
+        "- **Threads go to the kernels** (`accel.kernels.threads_to_kernels`): while a step's recurrent layers all run in "
         "the kernels, torch's own remaining ops (embedding look-up, loss, Adam over the small dense parameters) run "
         "on one thread; on 2 threads each woke the second core for less work than the wake-up (Adam over a GRU's "
         "dense parameters: 596 µs on 2 threads, 112 µs on 1). Rotten Tomatoes GRU +19%, IMDB unchanged. "
         "Gradient clipping no longer multiplies every gradient by 1.0 when the norm is within the limit, and the "
         "model zeroes the states over padding only when they are shown.")
     lines.append(
-        "- **Compiled dropout** (`fused.dropout`): torch's CPU `bernoulli_` draws from one sequential generator "
+        "- **Compiled dropout** (`accel.kernels.dropout`): torch's CPU `bernoulli_` draws from one sequential generator "
         "at ~9 ns per value (16 ms for an IMDB batch's embeddings); the mask is now a hash of (seed, position) with "
         "the seed drawn from torch's generator, regenerated in the backward pass: 16× faster, the same distribution "
         "(tests check the drop rate, scaling, independence and reproducibility). Interleaved A/B in the real "
         "Trainer: IMDB GRU +11% tokens/s, Rotten Tomatoes GRU +9%.")
     lines.append(
-        "- **Freed memory kept for reuse** (`train.reuse_freed_memory`, glibc `mallopt`): glibc returned every large "
+        "- **Freed memory kept for reuse** (`accel.memory.reuse_freed_memory`, glibc `mallopt`): glibc returned every large "
         "temporary to the system when freed, so each step faulted its pages in again (64 MB = 16,384 page faults, "
         "kernel-zeroed); a GRU backward step at T = 400 took 90 µs instead of 41 µs. Large blocks now come from the "
         "heap and up to 1 GB of freed memory is kept. Cost: fragmentation raised the peak RSS of the imdb LSTM "
@@ -422,7 +422,7 @@ def recommendations(results: dict[str, dict[str, Any]]) -> list[str]:
                          f"vocab {r['vocab_size']:,}: {r['default_ms']['median']:.1f} → {r['fused_ms']['median']:.1f} ms"
                          for r in ad) + " (before the change, 25% of a rotten_tomatoes GRU epoch in py-spy).")
     lines.append(
-        "- **The embedding's gradient as rows, one compiled Adam call** (`rnn_demo.sparse_rows`): the table's "
+        "- **The embedding's gradient as rows, one compiled Adam call** (`rnn_demo.accel.sparse_rows`): the table's "
         "gradient is the rows a batch used instead of a zeroed, scattered and twice re-read table-sized tensor; "
         "one call of the compiled library steps the whole table (every row, as exactness demands) and every other "
         "parameter with torch's fused Adam's arithmetic, bit for bit (tests train a model both ways), and clipping's "

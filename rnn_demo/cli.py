@@ -410,15 +410,15 @@ def cmd_build_checkpoints(args: argparse.Namespace) -> None:
 
 
 def cmd_build_kernels(args: argparse.Namespace) -> None:
-    from rnn_demo import fused
+    from rnn_demo.accel import kernels
 
     start = time.perf_counter()
-    module = fused.load()
+    module = kernels.load()
     seconds = time.perf_counter() - start
-    result = {"fused_kernels": module is not None, "seconds": round(seconds, 1), "error": fused.error()}
+    result = {"fused_kernels": module is not None, "seconds": round(seconds, 1), "error": kernels.error()}
     _emit(result, args.json, lambda: print(
         f"fused GRU/LSTM kernels ready ({seconds:.1f} s)" if module is not None
-        else f"fused GRU/LSTM kernels not available ({fused.error()}); training uses torch's layers"))
+        else f"fused GRU/LSTM kernels not available ({kernels.error()}); training uses torch's layers"))
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -15,15 +15,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rnn_demo import fused, sparse_rows
 from rnn_demo.batching import BatchLoader, EncodedTexts, encode_tokens
 from rnn_demo.checkpoints import claim_out_dir, lock_file, sanitize_run_name, save_run, user_runs_dir
 from rnn_demo.data import DatasetSpec, DatasetSplits, load_splits
 from rnn_demo.metrics import classification_summary
-from rnn_demo.model import CELLS, ModelConfig, RecurrentClassifier
+from rnn_demo.model import ModelConfig, RecurrentClassifier
 from rnn_demo.pacing import Watch
 from rnn_demo.text import TextConfig, Tokenizer, Vocab
-from rnn_demo.train import EventCallback, StopSignal, Trainer, TrainConfig, evaluate, resolve_device, seed_everything
+from rnn_demo.train import EventCallback, StopSignal, Trainer, TrainConfig, evaluate, seed_everything
 from rnn_demo.vectors import default_binary_cache, load_vectors_into, resolve_vectors
 
 # Per-dataset defaults, chosen so that the default model is good, not just fast.
@@ -230,16 +229,6 @@ def _train_and_save(
         path = resolve_vectors(model_config.pretrained_vectors, model_config.embedding_dim)
         vector_coverage = load_vectors_into(model.embedding, data.vocab, path, binary_cache=default_binary_cache())
 
-    # Compile before training, with a stage message, rather than silently inside the first step:
-    # CPU training uses the library for GRU and LSTM layers, dropout and the embedding's Adam step.
-    uses_kernels = (CELLS[model_config.cell] in fused.cells() or model_config.dropout > 0
-                    or (sparse_rows.steps_rows(train_config.optimizer, train_config.weight_decay)
-                        and not model_config.freeze_embeddings))
-    if uses_kernels and resolve_device(train_config.device).type == "cpu" and fused.enabled():
-        if not fused.is_built():
-            stage("compiling the fused training kernels (once per machine, about 30 s)")
-        fused.load()
-
     history: list[dict[str, Any]] = []
 
     def record(event: dict[str, Any]) -> None:
@@ -250,7 +239,8 @@ def _train_and_save(
     train_loader = BatchLoader(data.train, train_config.batch_size, shuffle=True, seed=train_config.seed)
     val_loader = BatchLoader(data.validation, max(train_config.batch_size, 256))
     watch = Watch.build(train_config.watch_text, data.tokenizer, data.vocab, text_config.max_tokens, splits.label_names)
-    trainer = Trainer(model, train_loader, val_loader, train_config, callback=record, stop=stop, watch=watch)
+    trainer = Trainer(model, train_loader, val_loader, train_config, callback=record, stop=stop, watch=watch,
+                      on_stage=stage)  # e.g. compiling the training kernels, once per machine
     trainer.fit()
     return evaluate_and_save(
         trainer, data, spec, text_config, out_dir, history, vector_coverage=vector_coverage, on_stage=stage,

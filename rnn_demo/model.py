@@ -12,7 +12,6 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
-from rnn_demo import fused, sparse_rows
 from rnn_demo.config_checks import Limits, check_field_types, check_limits
 from rnn_demo.text import PAD_ID, TEXT_LIMITS
 
@@ -96,8 +95,9 @@ class RecurrentClassifier(nn.Module):
     """Embedding -> stacked recurrent layers -> padding-aware pooling -> classifier head.
 
     Layers are kept as separate single-layer modules so that every layer's
-    per-token states can be shown; padding never influences a text's logits
-    because sequences are packed by their real lengths.
+    per-token states can be shown. Padding never influences a text's logits: one-way
+    layers meet it only after a text's real tokens, bidirectional layers run over
+    sequences packed by their real lengths, and every pooling reads real tokens only.
     """
 
     def __init__(self, config: ModelConfig) -> None:
@@ -160,34 +160,8 @@ class RecurrentClassifier(nn.Module):
         Returns:
             (B, C) logits.
         """
-        if self._first_layer_reads_table(ids):  # the first layer's kernel looks the words up and drops them out
-            x = fused.run_from_table(self.layers[0], self.embedding, ids, self.dropout)
-            return self.pool_and_classify(self._run_dense(x, None, False, first_done=True)[-1], lengths)[0]
-        return self.forward_embedded(sparse_rows.embedding(self.embedding, ids), lengths, details=False).logits
-
-    def _first_layer_reads_table(self, ids: torch.Tensor) -> bool:
-        """Whether the first layer can read ``ids``' rows from the embedding table itself: one way, recording
-        gradients on the CPU with the kernels (``fused.usable_from_table``), and a table that takes row
-        gradients or is frozen (``sparse_rows.reads_rows``)."""
-        return (not self.config.bidirectional and sparse_rows.reads_rows(self.embedding)
-                and fused.usable_from_table(self.layers[0], self.embedding.weight, ids))
-
-    def trains_in_one_call(self, ids: torch.Tensor) -> bool:
-        """Whether ``loss_and_gradients`` can do this model's training step on ``ids``: in training mode,
-        one layer reading the table itself (``_first_layer_reads_table``), last/max/mean pooling and a
-        linear head."""
-        c = self.config
-        return (self.training and c.num_layers == 1 and c.head_hidden == 0 and c.pooling in fused.POOLINGS
-                and self._first_layer_reads_table(ids))
-
-    def loss_and_gradients(self, ids: torch.Tensor, lengths: torch.Tensor, labels: torch.Tensor,
-                           class_weight: torch.Tensor | None = None) -> torch.Tensor:
-        """A training step's cross-entropy loss (``nn.CrossEntropyLoss(weight=class_weight)`` of the logits
-        ``forward`` gives), with every trainable parameter's ``.grad`` set to its gradient, in one kernel
-        call (``fused.classifier_step``; where ``trains_in_one_call``). The same values as ``forward``,
-        the loss and ``backward`` to float rounding, drawing the same dropout masks."""
-        return fused.classifier_step(self.layers[0], self.embedding, self.dropout, self.head, self.config.pooling,
-                                     ids, lengths.to("cpu", torch.long), labels, class_weight)
+        embedded = self.embedding(ids)  # (B, T, E)
+        return self.forward_embedded(embedded, lengths).logits  # dropout -> layers -> pooling -> head
 
     def forward_details(self, ids: torch.Tensor, lengths: torch.Tensor) -> ForwardDetails:
         """Like ``forward`` but also returns every layer's states, the pooled vector and attention."""
@@ -207,27 +181,32 @@ class RecurrentClassifier(nn.Module):
         lengths_cpu = lengths.detach().to("cpu", torch.long)
         # (B, T) True at real tokens, for the details; a pooling that needs it builds it otherwise
         mask = padding_mask(lengths_cpu, embedded.shape[1], embedded.device) if details else None
+        x = self.dropout(embedded)  # (B, T, E)
         if self.config.bidirectional:
-            layer_outputs = self._run_packed(embedded, lengths_cpu, details)
+            layer_outputs = self._run_packed(x, lengths_cpu, details)  # per layer (B, T, 2H)
         else:
-            layer_outputs = self._run_dense(embedded, mask, details)
-        logits, pooled, attention = self.pool_and_classify(layer_outputs[-1], lengths_cpu, mask)
+            layer_outputs = self._run_dense(x, mask, details)  # per layer (B, T, H)
+        pooled, attention = self.pool(layer_outputs[-1], lengths_cpu, mask)  # (B, D*H)
+        logits = self.head(self.dropout(pooled))  # (B, C)
         return ForwardDetails(
             logits=logits, layer_outputs=layer_outputs if details else [], pooled=pooled, attention=attention
         )
 
-    def pool_and_classify(
-        self, out: torch.Tensor, lengths: torch.Tensor, mask: torch.Tensor | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        """Pools the last layer's per-token states into one vector per text and applies the head.
+    def pool(self, out: torch.Tensor, lengths: torch.Tensor,
+             mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Pools the last layer's per-token states into one vector per text, reading real tokens only.
+
+        The padding rule, the one place it is written: ``last`` takes the state after each text's last
+        real token (and, bidirectional, the backward direction's state at the first token); ``max``,
+        ``mean`` and ``attention`` mask out the positions past each text's length, whatever they hold.
 
         Args:
-            out: (B, T, D*H) last-layer outputs, zeros at padding.
+            out: (B, T, D*H) last-layer outputs.
             lengths: (B,) real lengths.
             mask: (B, T) True at real tokens (computed from ``lengths`` when omitted).
 
         Returns:
-            ``(logits (B, C), pooled (B, D*H), attention (B, T) or None)``.
+            ``(pooled (B, D*H), attention (B, T) or None)``.
         """
         lengths = lengths.detach().to("cpu", torch.long)
         attention = None
@@ -250,51 +229,54 @@ class RecurrentClassifier(nn.Module):
             scores = self.attention_score(torch.tanh(self.attention_proj(out))).squeeze(-1)  # (B, T)
             attention = torch.softmax(scores.masked_fill(~mask, float("-inf")), dim=1)
             pooled = torch.bmm(attention.unsqueeze(1), out).squeeze(1)  # (B, D*H)
-        return self.head(fused.dropout(pooled, self.dropout)), pooled, attention
+        return pooled, attention
 
-    def _run_dense(self, embedded: torch.Tensor, mask: torch.Tensor | None, details: bool,
-                   first_done: bool = False) -> list[torch.Tensor]:
-        """Left-to-right layers over the padded batch in one call per layer.
+    def pool_and_classify(
+        self, out: torch.Tensor, lengths: torch.Tensor, mask: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """``pool`` and then the head (after dropout).
+
+        Returns:
+            ``(logits (B, C), pooled (B, D*H), attention (B, T) or None)``.
+        """
+        pooled, attention = self.pool(out, lengths, mask)
+        return self.head(self.dropout(pooled)), pooled, attention
+
+    def _run_dense(self, x: torch.Tensor, mask: torch.Tensor | None, details: bool) -> list[torch.Tensor]:
+        """Left-to-right layers over the padded batch (``x`` (B, T, E), dropped out) in one call per layer.
 
         Padding sits after each text's real tokens, so it cannot influence the states
-        at real positions; running the whole padded tensor lets PyTorch use its fused
-        full-sequence kernels (2-5x faster on CPU than packed sequences). The work
-        spent on padding is kept small by length bucketing. While training on the CPU,
-        GRU and LSTM layers run in the compiled kernels of ``rnn_demo.fused`` when available.
+        at real positions; running the whole padded tensor lets PyTorch use its
+        full-sequence kernels (faster on CPU than packed sequences). The work spent on
+        padding is kept small by length bucketing.
 
         The states computed over padding are zeroed only with ``details`` (they are shown): the
-        next layer never reads them into a real position and every pooling masks them itself
-        (zeroing them cost two full passes over the states per layer and step in training).
-        With ``first_done`` (gradients recorded, kernels in use), ``embedded`` is the first layer's output already
-        (``fused.run_from_table``).
+        next layer never reads them into a real position and every pooling masks them itself.
         """
-        x = embedded if first_done else fused.dropout(embedded, self.dropout)
-        outputs = [x] if first_done else []
-        for i, layer in enumerate(self.layers[1:] if first_done else self.layers, int(first_done)):
+        outputs = []
+        for i, layer in enumerate(self.layers):
             if i > 0:
-                x = fused.dropout(x, self.dropout)
-            x = fused.run(layer, x) if fused.usable(layer, x) else layer(x)[0]  # (B, T, H)
+                x = self.dropout(x)
+            x = layer(x)[0]  # (B, T, H)
             if details:
                 x = x * mask[:, :, None]  # zero the states computed over padding
             outputs.append(x)
         return outputs
 
-    def _run_packed(self, embedded: torch.Tensor, lengths: torch.Tensor, details: bool) -> list[torch.Tensor]:
-        """Bidirectional layers over packed sequences, so the right-to-left direction
-        starts at each text's last real token rather than at the padding.
+    def _run_packed(self, x: torch.Tensor, lengths: torch.Tensor, details: bool) -> list[torch.Tensor]:
+        """Bidirectional layers over packed sequences (``x`` (B, T, E), dropped out), so the right-to-left
+        direction starts at each text's last real token rather than at the padding.
 
         Returns:
             Per-layer (B, T, 2H) outputs, zeros at padding (only the last layer unless ``details``).
         """
-        max_len = embedded.shape[1]
-        packed: PackedSequence = pack_padded_sequence(
-            fused.dropout(embedded, self.dropout), lengths, batch_first=True, enforce_sorted=False
-        )
+        max_len = x.shape[1]
+        packed: PackedSequence = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
         outputs = []
         last_index = len(self.layers) - 1
         for i, layer in enumerate(self.layers):
             if i > 0:
-                packed = packed._replace(data=fused.dropout(packed.data, self.dropout))
+                packed = packed._replace(data=self.dropout(packed.data))
             packed, _ = layer(packed)
             if details or i == last_index:
                 outputs.append(pad_packed_sequence(packed, batch_first=True, total_length=max_len)[0])

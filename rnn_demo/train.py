@@ -15,10 +15,8 @@ CLI can draw a progress bar and the app can stream events from a worker process:
 from __future__ import annotations
 
 import copy
-import ctypes
 import math
 import random
-import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
@@ -28,7 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from rnn_demo import fused, sparse_rows
+from rnn_demo import accel
 from rnn_demo.batching import Batch, BatchLoader
 from rnn_demo.config_checks import Limits, check_field_types, check_limits
 from rnn_demo.metrics import macro_f1
@@ -107,56 +105,6 @@ def resolve_device(name: str = "auto") -> torch.device:
     return torch.device(name)
 
 
-_MALLOC = {"tuned": False}
-
-
-def reuse_freed_memory() -> bool:
-    """Makes glibc keep freed memory for reuse instead of returning it to the system.
-
-    By default glibc serves every allocation above 128 KB-32 MB with a fresh ``mmap``
-    and unmaps it when freed, so each training step's large temporaries (gate buffers,
-    the embedding gradient, dropout masks) are faulted in again one 4 KB page at a time,
-    and the kernel zeroes every page. On IMDB-length batches that was about 40% of a GRU
-    layer's time. Training allocates similar sizes every step, so here large blocks
-    come from the heap and up to 1 GB of freed memory is kept rather than handed back
-    between steps (a block is not always reused: glibc may serve small requests from it
-    first; the kernels keep their largest outputs in buffers of their own). The price is some
-    fragmentation: training the default IMDB LSTM with torch's LSTM peaked at 1.25-1.29 GB instead
-    of 1.13-1.16 GB (``benchmarks/memory.py``'s training child). Process-wide and idempotent;
-    False where the C library is not glibc (nothing changes there).
-    """
-    if _MALLOC["tuned"]:
-        return True
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        mallopt = ctypes.CDLL("libc.so.6").mallopt
-    except (OSError, AttributeError):  # musl and others: no mallopt
-        return False
-    m_trim_threshold, m_top_pad, m_mmap_max = -1, -2, -4
-    _MALLOC["tuned"] = bool(mallopt(m_mmap_max, 0) and mallopt(m_trim_threshold, 1 << 30)
-                            and mallopt(m_top_pad, 64 << 20))
-    return _MALLOC["tuned"]
-
-
-def clip_grad_norm_(params: list[torch.Tensor], max_norm: float) -> torch.Tensor:
-    """``torch.nn.utils.clip_grad_norm_`` that leaves the gradients alone when their norm is within
-    ``max_norm`` (torch's multiplies them by 1.0 then: a read and a write of every gradient, 0.7 ms
-    per IMDB step for the 3M-entry embedding alone) and takes row-sparse gradients
-    (``rnn_demo.sparse_rows``) by their values. Returns the total norm before clipping."""
-    grads = [g for g in (sparse_rows.gradient_values(p) for p in params) if g is not None]
-    module = fused.loaded()
-    if module is not None and all(g.device.type == "cpu" and g.dtype == torch.float32 and g.is_contiguous()
-                                  for g in grads):
-        total = torch.tensor(module.total_norm(grads), dtype=torch.float32)  # one call, summed in double
-    else:
-        total = nn.utils.get_total_norm(grads)
-    # On the CPU reading the norm costs nothing; on a GPU it would wait for the device, so clip there as torch does.
-    if total.device.type != "cpu" or not float(total) + 1e-6 <= max_norm:
-        nn.utils.clip_grads_with_norm_(params, max_norm, total)
-    return total
-
-
 def seed_everything(seed: int) -> None:
     """Seeds Python, NumPy and torch so a CPU run is repeatable."""
     random.seed(seed)
@@ -224,6 +172,7 @@ class Trainer:
         stop: Optional signal; when set, training ends after the current step and the
             best weights so far are kept.
         watch: The sentence of ``config.watch_text`` read by the run's vocabulary (``Watch.build``).
+        on_stage: Told of slow preparations (compiling the training kernels, once per machine).
     """
 
     def __init__(
@@ -235,6 +184,7 @@ class Trainer:
         callback: EventCallback | None = None,
         stop: StopSignal | None = None,
         watch: Watch | None = None,
+        on_stage: Callable[[str], None] | None = None,
     ) -> None:
         self.config = config
         self.device = resolve_device(config.device)
@@ -253,19 +203,20 @@ class Trainer:
         self.loss_fn = nn.CrossEntropyLoss(weight=weights)
         self.result: TrainResult | None = None
         self.loss_limit: float | None = None  # a higher loss means divergence; set by the first step
+        # The one decision about speed, made once: rnn_demo.accel's compiled step where it applies,
+        # else the plain autograd step (forward, loss, backward, clip, optimizer step).
+        self._step = accel.plan_step(self.model, config, self.device, optimizer=self.optimizer, loss_fn=self.loss_fn,
+                                     loss_ok=self._loss_ok, on_stage=on_stage) or self._plain_step
 
     def _make_optimizer(self) -> torch.optim.Optimizer:
         params = [p for p in self.model.parameters() if p.requires_grad]
         c = self.config
-        # The fused kernels update all parameters in one pass (the 1M-entry embedding made
-        # the per-tensor Adam a quarter of a Rotten Tomatoes step).
-        fused = all(p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in params)
-        # The embedding's gradient as the rows a batch used, stepped by the same Adam (sparse_rows).
-        sparse_rows.use_rows(self.model.embedding, c.optimizer, c.weight_decay)
+        # torch's fused Adam updates all parameters in one pass where it can.
+        fused_adam = all(p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in params)
         if c.optimizer == "adam":
-            return sparse_rows.Adam(params, lr=c.lr, weight_decay=c.weight_decay, fused=fused)
+            return torch.optim.Adam(params, lr=c.lr, weight_decay=c.weight_decay, fused=fused_adam)
         if c.optimizer == "adamw":
-            return sparse_rows.AdamW(params, lr=c.lr, weight_decay=c.weight_decay, fused=fused)
+            return torch.optim.AdamW(params, lr=c.lr, weight_decay=c.weight_decay, fused=fused_adam)
         return torch.optim.SGD(params, lr=c.lr, momentum=0.9, weight_decay=c.weight_decay)
 
     def _class_weights(self) -> torch.Tensor:
@@ -295,29 +246,26 @@ class Trainer:
         assert self.result is not None
         return self.result
 
-    def _step(self, batch: Batch, kernel_layers: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def _plain_step(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor | None]:
         """One optimizer step: (loss, gradient norm before clipping), or (loss, None) without any update
-        when the loss is not finite or over ``loss_limit`` (set by the first step). Where the model
-        allows it, forward and backward are one kernel call (``RecurrentClassifier.loss_and_gradients``)."""
-        model, c = self.model, self.config
-        with fused.threads_to_kernels(kernel_layers):
-            one_call = kernel_layers and model.trains_in_one_call(batch.ids)
-            if one_call:  # forward and backward in one kernel call (self.loss_fn is CrossEntropyLoss(weight))
-                loss = model.loss_and_gradients(batch.ids, batch.lengths, batch.labels, self.loss_fn.weight)
-            else:
-                loss = self.loss_fn(model(batch.ids, batch.lengths), batch.labels)
-            value = loss.item()  # the one read of the loss per step (a GPU waits for it)
-            if self.loss_limit is None:
-                self.loss_limit = DIVERGED_LOSS_FACTOR * max(value, math.log(max(2, model.config.num_classes)))
-            if not value <= self.loss_limit:  # NaN, infinite or exploded
-                return loss, None
-            if not one_call:
-                self.optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-            params = [p for p in model.parameters() if p.grad is not None]
-            grad_norm = clip_grad_norm_(params, c.clip if c.clip > 0 else math.inf)
-            self.optimizer.step()
+        when the loss is refused (``_loss_ok``)."""
+        logits = self.model(batch.ids, batch.lengths)  # forward: (B, C)
+        loss = self.loss_fn(logits, batch.labels)
+        if not self._loss_ok(loss):
+            return loss, None
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = nn.utils.clip_grad_norm_(self.model.parameters(), self.config.clip or math.inf)  # 0 = no clip
+        self.optimizer.step()
         return loss, grad_norm
+
+    def _loss_ok(self, loss: torch.Tensor) -> bool:
+        """Whether a step's loss may update the weights: finite and under ``loss_limit``, which the
+        first step sets. The one read of the loss per step (a GPU waits for it)."""
+        value = loss.item()
+        if self.loss_limit is None:
+            self.loss_limit = DIVERGED_LOSS_FACTOR * max(value, math.log(max(2, self.model.config.num_classes)))
+        return value <= self.loss_limit  # False for NaN, infinite or exploded
 
     def iter_steps(self) -> Iterator[int]:
         """The training loop as a generator that yields the step number after every step.
@@ -334,7 +282,6 @@ class Trainer:
         # which x86 CPUs process many times slower (a plain-RNN step on IMDB-length texts ran
         # 2.5x slower); values below 1.2e-38 never matter to a weight update.
         torch.set_flush_denormal(True)
-        reuse_freed_memory()
         self.train_loader.seed = c.seed
         model, device = self.model, self.device
         steps_per_epoch = len(self.train_loader)
@@ -385,7 +332,6 @@ class Trainer:
             return None
 
         model.train()
-        kernel_layers = fused.trains_in_kernels(model.layers, device)
         stop_training = False
         pacer = Pacer(c.pace_seconds, self.stop) if c.pace_seconds > 0 else None
         for epoch in range(1, c.epochs + 1):
@@ -396,7 +342,7 @@ class Trainer:
             eval_seconds = 0.0
             for i, batch in enumerate(self.train_loader, start=1):
                 batch = batch.to(device)
-                loss, grad_norm = self._step(batch, kernel_layers)
+                loss, grad_norm = self._step(batch)
                 if grad_norm is None:  # the loss is not finite or exploded; nothing was updated
                     model.load_state_dict(best_state)
                     reason, message, stop_training = "diverged", self._diverged("loss", loss.item(), step + 1), True

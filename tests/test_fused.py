@@ -1,4 +1,5 @@
-"""The compiled GRU/LSTM kernels: same outputs and gradients as torch's layers, used only where they apply."""
+"""The compiled GRU/LSTM kernels (``rnn_demo.accel``): same outputs and gradients as torch's layers, used only
+where they apply."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from rnn_demo import fused, sparse_rows
+from rnn_demo.accel import classifier, kernels, sparse_rows
 from rnn_demo.model import ModelConfig, RecurrentClassifier
 
 
@@ -30,8 +31,8 @@ def test_fused_layers_match_torch_outputs_and_every_gradient(kernel, monkeypatch
     x.grad = None
     layer.zero_grad()
 
-    assert fused.usable(layer, x)
-    out = fused.run(layer, x)
+    assert kernels.usable(layer, x)
+    out = kernels.run(layer, x)
     assert out.is_contiguous()  # batch-first as computed: the next layer takes it without a copy
     (out * weight).sum().backward()
     torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5)
@@ -51,16 +52,16 @@ def test_the_model_trains_identically_with_and_without_the_kernel(kernel, monkey
 
     def loss_and_grads():
         model.zero_grad()
-        loss = torch.nn.functional.cross_entropy(model(ids, lengths), labels)
+        loss = torch.nn.functional.cross_entropy(classifier.forward(model, ids, lengths, from_table=False), labels)
         loss.backward()
         return loss.detach(), [p.grad.clone() for p in model.parameters()]
 
     calls = []
-    real = fused.run
-    monkeypatch.setattr(fused, "run", lambda layer, x: calls.append(1) or real(layer, x))
+    real = kernels.run
+    monkeypatch.setattr(kernels, "run", lambda layer, x: calls.append(1) or real(layer, x))
     loss, grads = loss_and_grads()
     assert len(calls) == 2  # both layers ran in the kernel
-    monkeypatch.setattr(fused, "usable", lambda layer, x: False)
+    monkeypatch.setattr(kernels, "usable", lambda layer, x: False)
     loss_torch, grads_torch = loss_and_grads()
     torch.testing.assert_close(loss, loss_torch, rtol=1e-5, atol=1e-6)
     for got, want in zip(grads, grads_torch):
@@ -70,13 +71,13 @@ def test_the_model_trains_identically_with_and_without_the_kernel(kernel, monkey
 def test_the_kernels_are_used_only_for_training_one_way_float_layers(kernel, monkeypatch):
     gru = torch.nn.GRU(4, 5, batch_first=True)
     x = torch.randn(2, 3, 4)
-    assert fused.usable(gru, x) and fused.usable(torch.nn.LSTM(4, 5, batch_first=True), x)
+    assert kernels.usable(gru, x) and kernels.usable(torch.nn.LSTM(4, 5, batch_first=True), x)
     with torch.no_grad():
-        assert not fused.usable(gru, x)  # inference keeps torch's layers
-    assert not fused.usable(torch.nn.RNN(4, 5, batch_first=True), x)
-    assert not fused.usable(torch.nn.LSTM(4, 5, batch_first=True, proj_size=2), x)
-    assert not fused.usable(torch.nn.GRU(4, 5, batch_first=True, bidirectional=True), x)
-    assert not fused.usable(torch.nn.GRU(4, 5, batch_first=True).double(), x.double())
+        assert not kernels.usable(gru, x)  # inference keeps torch's layers
+    assert not kernels.usable(torch.nn.RNN(4, 5, batch_first=True), x)
+    assert not kernels.usable(torch.nn.LSTM(4, 5, batch_first=True, proj_size=2), x)
+    assert not kernels.usable(torch.nn.GRU(4, 5, batch_first=True, bidirectional=True), x)
+    assert not kernels.usable(torch.nn.GRU(4, 5, batch_first=True).double(), x.double())
 
 
 def test_explanations_and_predictions_never_load_the_training_kernels(monkeypatch):
@@ -88,7 +89,7 @@ def test_explanations_and_predictions_never_load_the_training_kernels(monkeypatc
     def no_kernels() -> None:
         raise AssertionError("inference loaded the training kernels")
 
-    monkeypatch.setattr(fused, "load", no_kernels)
+    monkeypatch.setattr(kernels, "load", no_kernels)
     root = Path(__file__).resolve().parent.parent / "checkpoints"
     for run in ("rotten_tomatoes-gru", "rotten_tomatoes-lstm"):
         predictor = Predictor.load(root / run)
@@ -100,25 +101,25 @@ def test_explanations_and_predictions_never_load_the_training_kernels(monkeypatc
         assert explain.gradient_through_time(predictor, text).hidden_grad_norms.shape[-1] == 8
         assert len(explain.internal_states(predictor, text).tokens) == 8
     gru = torch.nn.GRU(4, 5, batch_first=True).eval()
-    assert not fused.usable(gru, torch.randn(2, 3, 4))  # gradients on, eval mode: torch's layer
+    assert not kernels.usable(gru, torch.randn(2, 3, 4))  # gradients on, eval mode: torch's layer
 
 
 def test_without_a_kernel_training_falls_back_to_torch(monkeypatch):
-    monkeypatch.setattr(fused, "_module", None)
-    monkeypatch.setattr(fused, "_error", "RuntimeError: no C++ compiler")
+    monkeypatch.setattr(kernels, "_module", None)
+    monkeypatch.setattr(kernels, "_error", "RuntimeError: no C++ compiler")
     torch.manual_seed(0)
     model = RecurrentClassifier(ModelConfig(vocab_size=20, num_classes=2, cell="gru", embedding_dim=4, hidden_size=6))
     logits = model(torch.randint(2, 20, (3, 5)), torch.tensor([5, 2, 4]))
     logits.sum().backward()
-    assert not fused.usable(model.layers[0], torch.randn(3, 5, 4))
+    assert not kernels.usable(model.layers[0], torch.randn(3, 5, 4))
     assert model.layers[0].weight_hh_l0.grad.abs().sum() > 0
 
 
 def test_the_environment_variable_turns_the_kernel_off(monkeypatch):
-    monkeypatch.setattr(fused, "_module", None)
-    monkeypatch.setattr(fused, "_error", None)
-    monkeypatch.setenv(fused.ENV, "0")
-    assert fused.load() is None and "RNN_DEMO_FUSED=0" in fused.error()
+    monkeypatch.setattr(kernels, "_module", None)
+    monkeypatch.setattr(kernels, "_error", None)
+    monkeypatch.setenv(kernels.ENV, "0")
+    assert kernels.load() is None and "RNN_DEMO_FUSED=0" in kernels.error()
 
 
 def test_a_build_killed_midway_does_not_block_later_loads(kernel):
@@ -126,11 +127,11 @@ def test_a_build_killed_midway_does_not_block_later_loads(kernel):
     import subprocess
     import sys
 
-    (fused._build_dir() / "lock").touch()
-    code = "from rnn_demo import fused; print(fused.load() is not None, fused.error())"
+    (kernels._build_dir() / "lock").touch()
+    code = "from rnn_demo.accel import kernels; print(kernels.load() is not None, kernels.error())"
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=180)
     assert proc.stdout.split()[0] == "True", proc.stdout + proc.stderr
-    assert not (fused._build_dir() / "lock").exists()
+    assert not (kernels._build_dir() / "lock").exists()
 
 
 def test_a_second_checkout_reuses_the_built_kernels_instead_of_rebuilding_them(kernel, tmp_path):
@@ -140,14 +141,16 @@ def test_a_second_checkout_reuses_the_built_kernels_instead_of_rebuilding_them(k
     import sys
 
     checkout = tmp_path / "other-checkout"
-    shutil.copytree(Path(fused.__file__).parent, checkout / "rnn_demo", ignore=shutil.ignore_patterns("__pycache__"))
-    library = fused._build_dir() / f"{fused.NAME}.so"
+    package = Path(kernels.__file__).parent.parent  # rnn_demo/, with accel/csrc/
+    shutil.copytree(package, checkout / "rnn_demo", ignore=shutil.ignore_patterns("__pycache__"))
+    library = kernels._build_dir() / f"{kernels.NAME}.so"
     before = library.stat().st_mtime_ns
-    code = "from rnn_demo import fused; print(fused.load() is not None, fused._build_dir(), fused.error())"
+    code = ("from rnn_demo.accel import kernels; "
+            "print(kernels.load() is not None, kernels._build_dir(), kernels.error())")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=checkout,
                           env={**os.environ, "PYTHONPATH": str(checkout)})
     loaded, folder = proc.stdout.split()[:2]
-    assert loaded == "True" and Path(folder) == fused._build_dir(), proc.stdout + proc.stderr
+    assert loaded == "True" and Path(folder) == kernels._build_dir(), proc.stdout + proc.stderr
     assert library.stat().st_mtime_ns == before, "the other checkout rebuilt the kernels"
 
 
@@ -155,7 +158,7 @@ def test_fast_dropout_drops_a_fraction_p_and_scales_what_it_keeps(kernel):
     torch.manual_seed(0)
     x = torch.randn(1000, 1000, requires_grad=True)
     module = torch.nn.Dropout(0.3)
-    out = fused.dropout(x, module)
+    out = kernels.dropout(x, module)
     kept = out != 0
     assert abs(1 - kept.float().mean().item() - 0.3) < 0.003  # 1e6 draws: sd 0.0005
     torch.testing.assert_close(out[kept], x[kept] / 0.7)
@@ -172,27 +175,29 @@ def test_fast_dropout_follows_the_torch_seed_and_the_module_mode(kernel):
     module = torch.nn.Dropout(0.5)
     x = torch.ones(64, 30, 100)
     torch.manual_seed(1)
-    first = fused.dropout(x, module)
-    second = fused.dropout(x, module)
+    first = kernels.dropout(x, module)
+    second = kernels.dropout(x, module)
     torch.manual_seed(1)
-    assert torch.equal(fused.dropout(x, module), first)  # reproducible with torch.manual_seed
+    assert torch.equal(kernels.dropout(x, module), first)  # reproducible with torch.manual_seed
     assert not torch.equal(first, second)  # a new mask every call
     module.eval()
-    assert torch.equal(fused.dropout(x, module), x)
-    assert torch.equal(fused.dropout(x, torch.nn.Dropout(0.0)), x)
+    assert torch.equal(kernels.dropout(x, module), x)
+    assert torch.equal(kernels.dropout(x, torch.nn.Dropout(0.0)), x)
 
 
-def test_the_model_uses_the_fast_dropout_only_while_training(kernel, monkeypatch):
+def test_the_fast_dropout_is_used_by_the_accelerated_forward_only_while_training(kernel, monkeypatch):
     calls = []
-    real = fused.dropout
-    monkeypatch.setattr(fused, "dropout", lambda x, module: calls.append(module.training) or real(x, module))
+    real = kernels.dropout
+    monkeypatch.setattr(kernels, "dropout", lambda x, module: calls.append(module.training) or real(x, module))
     model = RecurrentClassifier(ModelConfig(vocab_size=50, num_classes=2, cell="gru", embedding_dim=8,
                                             hidden_size=16, dropout=0.3))
     ids, lengths = torch.randint(2, 50, (4, 6)), torch.tensor([6, 6, 6, 6])
-    model(ids, lengths)
+    classifier.forward(model, ids, lengths, from_table=False)
     assert calls and all(calls)
-    model.eval()
     calls.clear()
+    model(ids, lengths)  # the model itself is plain torch
+    assert not calls
+    model.eval()
     first = model(ids, lengths)
     assert torch.equal(model(ids, lengths), first)  # no dropout at all in eval mode
 
@@ -203,8 +208,8 @@ def test_the_kernels_split_a_batch_over_threads_with_the_same_results(kernel, mo
     torch.set_num_threads(2)
     try:
         if torch.backends.mkl.is_available() and (os.cpu_count() or 1) >= 2:
-            assert fused.threads_for_batch(37) == 2  # two uneven row blocks: 18 and 19 texts
-        assert fused.threads_for_batch(9) == 1  # too few rows to be worth a thread
+            assert kernels.threads_for_batch(37) == 2  # two uneven row blocks: 18 and 19 texts
+        assert kernels.threads_for_batch(9) == 1  # too few rows to be worth a thread
         torch.manual_seed(0)
         layer = cell(20, 32, batch_first=True)
         x = torch.randn(37, 15, 20, requires_grad=True)
@@ -214,7 +219,7 @@ def test_the_kernels_split_a_batch_over_threads_with_the_same_results(kernel, mo
         want = [x.grad.clone(), *(p.grad.clone() for p in layer.parameters())]
         x.grad = None
         layer.zero_grad()
-        out = fused.run(layer, x)
+        out = kernels.run(layer, x)
         (out * weight).sum().backward()
         torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5)
         for got, ref in zip([x.grad, *(p.grad for p in layer.parameters())], want):
@@ -243,7 +248,7 @@ def test_the_kernels_handle_short_texts_empty_batches_and_inputs_without_gradien
         want = [x.grad.clone() if input_grad else None, *(p.grad.clone() for p in layer.parameters())]
         x.grad = None
         layer.zero_grad()
-        out = fused.run(layer, x)
+        out = kernels.run(layer, x)
         (out * weight).sum().backward()
         torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5)
         assert (x.grad is None) == (not input_grad)
@@ -260,7 +265,7 @@ def test_the_kernels_refuse_an_empty_sequence_like_torch(kernel, cell):
     with pytest.raises(RuntimeError, match="sequence length"):
         layer(x)
     with pytest.raises(RuntimeError, match="sequence length"):
-        fused.run(layer, x)
+        kernels.run(layer, x)
 
 
 @pytest.mark.parametrize("cell", [torch.nn.GRU, torch.nn.LSTM])
@@ -277,9 +282,9 @@ def test_the_kernels_reuse_large_buffers_only_once_nothing_refers_to_them(kernel
         x.grad = None
         layer.zero_grad()
 
-    first = fused.run(layer, xs[0])
+    first = kernels.run(layer, xs[0])
     kept = first.detach().clone()
-    second = fused.run(layer, xs[1])  # while the first graph, its output and saved tensors are alive
+    second = kernels.run(layer, xs[1])  # while the first graph, its output and saved tensors are alive
     assert first.data_ptr() != second.data_ptr()
     (second * weight).sum().backward()
     (first * weight).sum().backward()  # its saved gate values were not overwritten by the second call
@@ -294,7 +299,7 @@ def test_the_kernels_reuse_large_buffers_only_once_nothing_refers_to_them(kernel
     del first, second
     addresses = set()
     for _ in range(3):
-        out = fused.run(layer, xs[1])
+        out = kernels.run(layer, xs[1])
         (out * weight).sum().backward()
         addresses.add(out.data_ptr())
         del out  # and its graph: every buffer is free again
@@ -311,9 +316,9 @@ def test_training_says_so_before_compiling_the_kernels(monkeypatch, tmp_path, ce
     from rnn_demo.data import DatasetSpec
     from rnn_demo.experiment import default_configs, run_experiment
 
-    monkeypatch.setattr(fused, "is_built", lambda: False)
+    monkeypatch.setattr(kernels, "is_built", lambda: False)
     loads = []
-    monkeypatch.setattr(fused, "load", lambda: loads.append(1))  # None: training falls back to torch
+    monkeypatch.setattr(kernels, "load", lambda: loads.append(1))  # None: training falls back to torch
     text, model, train = default_configs("negation")
     stages: list[str] = []
     run_experiment(DatasetSpec(name="negation", params={"n": 200}), text,
@@ -335,9 +340,9 @@ def test_a_training_step_gives_the_threads_to_the_kernels_and_takes_them_back(ke
     torch.set_num_threads(2)
     try:
         seen = []
-        real_seed = fused._dropout_seed  # drawn inside a step, whichever way the step runs
-        monkeypatch.setattr(fused, "_dropout_seed", lambda *args: seen.append(
-            (torch.get_num_threads(), fused.threads_for_batch(64))) or real_seed(*args))
+        real_seed = kernels._dropout_seed  # drawn inside a step, whichever way the step runs
+        monkeypatch.setattr(kernels, "_dropout_seed", lambda *args: seen.append(
+            (torch.get_num_threads(), kernels.threads_for_batch(64))) or real_seed(*args))
         g = torch.Generator().manual_seed(0)
         lengths = torch.randint(2, 9, (64,), generator=g)
         seqs = [torch.randint(2, 40, (int(k),), generator=g) for k in lengths]
@@ -349,7 +354,7 @@ def test_a_training_step_gives_the_threads_to_the_kernels_and_takes_them_back(ke
         next(steps)
         kernel_threads = 2 if torch.backends.mkl.is_available() and (os.cpu_count() or 1) >= 2 else 1
         assert seen and all(s == ((1, kernel_threads) if in_kernels else (2, kernel_threads)) for s in seen)
-        assert torch.get_num_threads() == 2 and fused.threads_for_batch(64) == kernel_threads  # restored
+        assert torch.get_num_threads() == 2 and kernels.threads_for_batch(64) == kernel_threads  # restored
         steps.close()
     finally:
         torch.set_num_threads(threads)
@@ -375,10 +380,10 @@ def test_a_layer_reading_the_table_itself_gives_the_look_up_and_dropout_s_values
             param.grad = None
         torch.manual_seed(7)  # the same dropout seed both ways
         if from_table:
-            assert sparse_rows.reads_rows(embedding) and fused.usable_from_table(layer, embedding.weight, ids)
-            out = fused.run_from_table(layer, embedding, ids, dropout)
+            assert sparse_rows.reads_rows(embedding) and kernels.usable_from_table(layer, embedding.weight, ids)
+            out = kernels.run_from_table(layer, embedding, ids, dropout)
         else:
-            out = fused.run(layer, fused.dropout(sparse_rows.embedding(embedding, ids), dropout))
+            out = kernels.run(layer, kernels.dropout(sparse_rows.embedding(embedding, ids), dropout))
         (out * weight).sum().backward()
         return out, [param.grad.to_dense() if param.grad.is_sparse else param.grad for param in params]
 
@@ -393,14 +398,14 @@ def test_a_layer_reading_the_table_itself_gives_the_look_up_and_dropout_s_values
         assert table_grad.is_sparse and 0 not in table_grad._indices()[0].tolist()  # rows; no padding row
         used = (table_grad.to_dense().abs().sum(1) > 0).sum()
         assert 0 < used <= len(set(ids.flatten().tolist()) - {0})
-    undropped = fused.run(layer, embedding(ids).detach())
+    undropped = kernels.run(layer, embedding(ids).detach())
     assert torch.equal(out, undropped) == (p == 0)  # dropout applied exactly when p > 0
 
 
 def test_a_layer_reading_the_table_refuses_ids_outside_it(kernel):
     embedding, layer = torch.nn.Embedding(10, 4), torch.nn.GRU(4, 3, batch_first=True)
     with pytest.raises(RuntimeError, match="id 12 is outside the embedding's 10 rows"):
-        fused.run_from_table(layer, embedding, torch.tensor([[1, 12]]), torch.nn.Dropout(0.0))
+        kernels.run_from_table(layer, embedding, torch.tensor([[1, 12]]), torch.nn.Dropout(0.0))
 
 
 def test_only_tables_with_row_gradients_or_frozen_ones_are_read_by_the_layer(kernel):
@@ -412,17 +417,17 @@ def test_only_tables_with_row_gradients_or_frozen_ones_are_read_by_the_layer(ker
     assert sparse_rows.reads_rows(table)
     assert not sparse_rows.reads_rows(torch.nn.Embedding(10, 4, max_norm=1.0).requires_grad_(False))
     gru, ids = torch.nn.GRU(4, 3, batch_first=True), torch.zeros(2, 3, dtype=torch.long)
-    assert fused.usable_from_table(gru, table.weight, ids)
-    assert not fused.usable_from_table(gru, table.weight, ids.flatten())
+    assert kernels.usable_from_table(gru, table.weight, ids)
+    assert not kernels.usable_from_table(gru, table.weight, ids.flatten())
     with torch.no_grad():
-        assert not fused.usable_from_table(gru, table.weight, ids)
+        assert not kernels.usable_from_table(gru, table.weight, ids)
 
 
 @pytest.mark.parametrize("cell,layers", [("gru", 1), ("lstm", 2)])
 def test_training_with_the_first_layer_reading_the_table_is_bit_for_bit_the_same(kernel, monkeypatch, cell, layers):
     """Dropout, clipping, Adam with row gradients: two epochs give the very same weights either way
     (both through the model's forward and autograd; the one-call step is tested below)."""
-    monkeypatch.setattr(RecurrentClassifier, "trains_in_one_call", lambda self, ids: False)
+    monkeypatch.setattr(classifier, "trains_in_one_call", lambda model: False)
     from rnn_demo.batching import BatchLoader, EncodedTexts
     from rnn_demo.train import Trainer, TrainConfig
 
@@ -434,8 +439,8 @@ def test_training_with_the_first_layer_reading_the_table_is_bit_for_bit_the_same
     config = ModelConfig(vocab_size=40, num_classes=3, cell=cell, embedding_dim=8, hidden_size=8, num_layers=layers,
                          dropout=0.3, pooling="max")
     calls = []
-    real = fused.run_from_table
-    monkeypatch.setattr(fused, "run_from_table", lambda *args: calls.append(1) or real(*args))
+    real = kernels.run_from_table
+    monkeypatch.setattr(kernels, "run_from_table", lambda *args: calls.append(1) or real(*args))
 
     def train():
         torch.manual_seed(2)
@@ -446,7 +451,7 @@ def test_training_with_the_first_layer_reading_the_table_is_bit_for_bit_the_same
 
     from_table = train()
     assert len(calls) == 10  # every training step (5 batches x 2 epochs), never evaluation
-    monkeypatch.setattr(fused, "usable_from_table", lambda layer, table, ids: False)
+    monkeypatch.setattr(classifier, "reads_table", lambda model: False)
     looked_up = train()
     assert len(calls) == 10
     for key in looked_up:
@@ -466,18 +471,18 @@ def test_the_one_call_step_gives_the_model_s_loss_and_every_gradient(kernel, cel
     ids[torch.arange(9)[None] >= lengths[:, None]] = 0
     labels = torch.tensor([0, 1, 2, 0, 1, 2, 2, 1, 0, 2])
     weight = torch.tensor([0.5, 1.0, 2.0]) if weighted else None
-    assert model.trains_in_one_call(ids)
+    assert classifier.trains_in_one_call(model)
 
     def grads():
         return {n: p.grad.to_dense() if p.grad.is_sparse else p.grad for n, p in model.named_parameters()
                 if p.grad is not None}
 
     torch.manual_seed(1)  # the same dropout masks both ways
-    loss = model.loss_and_gradients(ids, lengths, labels, weight)
+    loss = classifier.loss_and_gradients(model, ids, lengths, labels, weight)
     one_call = grads()
     model.zero_grad(set_to_none=True)
     torch.manual_seed(1)
-    expected = torch.nn.CrossEntropyLoss(weight=weight)(model(ids, lengths), labels)
+    expected = torch.nn.CrossEntropyLoss(weight=weight)(classifier.forward(model, ids, lengths, True), labels)
     expected.backward()
     torch.testing.assert_close(loss, expected.detach(), rtol=1e-6, atol=1e-6)
     assert one_call.keys() == grads().keys() and ("embedding.weight" in one_call) == (not frozen)
@@ -511,9 +516,9 @@ def test_the_one_call_step_computes_only_real_steps_on_token_balanced_blocks(ker
             model.zero_grad(set_to_none=True)
             torch.manual_seed(1)
             if way == "one call":
-                loss = model.loss_and_gradients(ids, lengths, labels)
+                loss = classifier.loss_and_gradients(model, ids, lengths, labels)
             else:
-                loss = torch.nn.functional.cross_entropy(model(ids, lengths), labels)
+                loss = torch.nn.functional.cross_entropy(classifier.forward(model, ids, lengths, True), labels)
                 loss.backward()
             grads[way] = (loss.detach(), {n: p.grad.to_dense() if p.grad.is_sparse else p.grad.clone()
                                           for n, p in model.named_parameters()})
@@ -531,19 +536,15 @@ def test_only_models_the_one_call_step_computes_take_it(kernel):
         m.embedding.sparse = True
         return m
 
-    ids = torch.ones(2, 3, dtype=torch.long)
-    assert model().trains_in_one_call(ids)
-    assert not model(pooling="attention").trains_in_one_call(ids)
-    assert not model(num_layers=2).trains_in_one_call(ids)
-    assert not model(bidirectional=True).trains_in_one_call(ids)
-    assert not model(head_hidden=8).trains_in_one_call(ids)
-    assert not model(cell="rnn").trains_in_one_call(ids)
-    assert not model().eval().trains_in_one_call(ids)
+    assert classifier.trains_in_one_call(model())
+    assert not classifier.trains_in_one_call(model(pooling="attention"))
+    assert not classifier.trains_in_one_call(model(num_layers=2))
+    assert not classifier.trains_in_one_call(model(bidirectional=True))
+    assert not classifier.trains_in_one_call(model(head_hidden=8))
+    assert not classifier.trains_in_one_call(model(cell="rnn"))
     dense = model()
     dense.embedding.sparse = False  # a dense table gradient (SGD, weight decay): the modules' way
-    assert not dense.trains_in_one_call(ids)
-    with torch.no_grad():
-        assert not model().trains_in_one_call(ids)
+    assert not classifier.trains_in_one_call(dense)
 
 
 @pytest.mark.parametrize("cell", ["gru", "lstm"])
@@ -561,8 +562,8 @@ def test_training_in_one_call_learns_what_the_modules_learn(kernel, monkeypatch,
     config = ModelConfig(vocab_size=40, num_classes=3, cell=cell, embedding_dim=8, hidden_size=8, dropout=0.3,
                          pooling="max")
     calls = []
-    real = RecurrentClassifier.loss_and_gradients
-    monkeypatch.setattr(RecurrentClassifier, "loss_and_gradients", lambda self, *a: calls.append(1) or real(self, *a))
+    real = classifier.loss_and_gradients
+    monkeypatch.setattr(classifier, "loss_and_gradients", lambda *a: calls.append(1) or real(*a))
 
     def train():
         torch.manual_seed(2)
@@ -574,7 +575,7 @@ def test_training_in_one_call_learns_what_the_modules_learn(kernel, monkeypatch,
 
     one_call = train()
     assert len(calls) == 10  # every training step (5 batches x 2 epochs), never evaluation
-    monkeypatch.setattr(RecurrentClassifier, "trains_in_one_call", lambda self, ids: False)
+    monkeypatch.setattr(classifier, "trains_in_one_call", lambda model: False)
     modules = train()
     assert len(calls) == 10
     for key in modules:
@@ -593,4 +594,14 @@ def test_the_one_call_step_lets_a_nan_through_max_pooling_as_torch_does(kernel):
     ids = torch.tensor([[3, 4, 7, 5], [2, 3, 4, 5]])  # NaN from the third step of the first text on
     lengths, labels = torch.tensor([4, 4]), torch.tensor([0, 1])
     assert torch.isnan(torch.nn.functional.cross_entropy(model(ids, lengths), labels))
-    assert torch.isnan(model.loss_and_gradients(ids, lengths, labels))
+    assert torch.isnan(classifier.loss_and_gradients(model, ids, lengths, labels))
+
+
+def test_each_python_environment_gets_its_own_kernel_folder(monkeypatch):
+    # torch's build.ninja records the include paths of the torch and Python that built it: two checkouts
+    # with their own .venv shared one folder and rebuilt each other's kernels (30-48 s each time).
+    here = kernels._build_dir()
+    monkeypatch.setattr(torch, "__file__", "/elsewhere/.venv/lib/python3.11/site-packages/torch/__init__.py")
+    assert kernels._build_dir() != here
+    monkeypatch.undo()
+    assert kernels._build_dir() == here

@@ -4,12 +4,13 @@ import threading
 import pytest
 import torch
 
+from rnn_demo.accel.sparse_rows import clip_grad_norm_
 from rnn_demo.batching import BatchLoader
 from rnn_demo.data import DatasetSpec, load_splits
 from rnn_demo.experiment import prepare_data
 from rnn_demo.model import ModelConfig, RecurrentClassifier
 from rnn_demo.text import TextConfig
-from rnn_demo.train import Trainer, TrainConfig, TrainingError, clip_grad_norm_, evaluate, seed_everything
+from rnn_demo.train import Trainer, TrainConfig, TrainingError, evaluate, seed_everything
 
 
 @pytest.fixture(scope="module")
@@ -135,9 +136,9 @@ def test_training_keeps_freed_memory_for_reuse_instead_of_returning_it_to_the_sy
 
     code = """
 import sys, torch
-from rnn_demo import train
+from rnn_demo.accel import memory
 if sys.argv[1] == "tuned":
-    assert train.reuse_freed_memory()
+    assert memory.reuse_freed_memory()
 def rss_mb():
     return int(next(line for line in open("/proc/self/status") if line.startswith("VmRSS")).split()[1]) // 1024
 before = rss_mb()

@@ -4,9 +4,10 @@ A batch of 64 texts reads a few hundred to a few thousand of the vocabulary's 10
 rows. A dense gradient for the table means zeroing and scattering into a 12 MB tensor (IMDB's
 30,000 × 100), reading it again for the clipping norm and a third time in Adam's step. Here the
 embedding's gradient is a sparse tensor holding only the rows used (sorted unique ids, one summed
-row each, added in the order torch adds them), the clipping norm is taken over those rows, and ``Adam``/``AdamW`` step the whole table in one pass
-of the compiled kernels (``rnn_demo.fused``) with a zero gradient for the other rows, in the same
-call as every other parameter of the model (torch's optimizer spent about 0.25 ms of Python and
+row each, added in the order torch adds them), the clipping norm is taken over those rows
+(``clip_grad_norm_``), and ``optimizer_step`` steps the whole table of a torch Adam/AdamW in one pass
+of the compiled kernels (``rnn_demo.accel.kernels``) with a zero gradient for the other rows, in the
+same call as every other parameter of the model (torch's optimizer spent about 0.25 ms of Python and
 dispatch per Rotten Tomatoes step on a GRU's six small tensors).
 
 The step is torch's fused CPU Adam, operation for operation (including the different rounding of
@@ -17,8 +18,8 @@ the clipping norm, in its last bits (summed in double, in one call); it changes 
 steps where clipping applies. This is not "lazy" Adam (torch's SparseAdam), which skips the rows
 without gradient: tried here, it cost 1.4-2.7 points of bbc_news accuracy.
 
-Used on the CPU for Adam and AdamW without weight decay, with the kernels built (the trainer
-decides, ``use_rows``); everything else keeps torch's dense gradient. Measured in the real
+Used on the CPU for Adam and AdamW without weight decay, with the kernels built
+(``rnn_demo.accel.plan_step`` decides, ``use_rows``); everything else keeps torch's dense gradient. Measured in the real
 training loop, interleaved with the dense gradient in one process: Rotten Tomatoes GRU +3%,
 IMDB GRU +5% tokens/s; the whole table's Adam step itself still reads and writes 24 MB
 (Rotten Tomatoes) every step, as exactness demands.
@@ -26,17 +27,18 @@ IMDB GRU +5% tokens/s; the whole table's Adam step itself still reads and writes
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import torch
 
-from rnn_demo import fused
+from torch import nn
+
+from rnn_demo.accel import kernels
 
 
 def available(weight: torch.Tensor) -> bool:
     """Whether row gradients can be used for this embedding weight (float32, CPU, kernels built)."""
-    return weight.device.type == "cpu" and weight.dtype == torch.float32 and fused.load() is not None
+    return weight.device.type == "cpu" and weight.dtype == torch.float32 and kernels.load() is not None
 
 
 class _Embedding(torch.autograd.Function):
@@ -51,13 +53,13 @@ class _Embedding(torch.autograd.Function):
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         (ids,) = ctx.saved_tensors
-        return fused.rows_gradient(ids, grad, ctx.padding_idx, ctx.shape), None, None
+        return kernels.rows_gradient(ids, grad, ctx.padding_idx, ctx.shape), None, None
 
 
 def embedding(module: torch.nn.Embedding, ids: torch.Tensor) -> torch.Tensor:
-    """``module(ids)``; while ``module.sparse`` is set (the trainer sets it when its optimizer takes
-    row gradients, see ``use_rows``) and a gradient is recorded, its weight gradient comes out as
-    the sorted unique rows the batch used, summed in the kernels."""
+    """``module(ids)``; while ``module.sparse`` is set (``rnn_demo.accel.plan_step`` sets it when the
+    optimizer takes row gradients, see ``use_rows``) and a gradient is recorded, its weight gradient
+    comes out as the sorted unique rows the batch used, summed in the kernels."""
     if module.sparse and torch.is_grad_enabled() and _takes_rows(module):
         return _Embedding.apply(module.weight, ids, module.padding_idx)
     return module(ids)
@@ -65,7 +67,7 @@ def embedding(module: torch.nn.Embedding, ids: torch.Tensor) -> torch.Tensor:
 
 def reads_rows(module: torch.nn.Embedding) -> bool:
     """Whether a recorded look-up in this table may be done by a recurrent layer's kernel itself
-    (``fused.run_from_table``), whose table gradient is rows: the table takes row gradients (as
+    (``kernels.run_from_table``), whose table gradient is rows: the table takes row gradients (as
     ``embedding`` gives them) or is frozen, without the look-up options (max_norm,
     scale_grad_by_freq) only torch implements."""
     if module.weight.requires_grad:
@@ -114,52 +116,47 @@ def gradient_values(p: torch.Tensor) -> torch.Tensor | None:
     return p.grad._values()
 
 
-class _RowSparse:
-    """Optimizer mixin: on the CPU, with the kernels loaded, one compiled call steps every float32
-    parameter of a group, row-sparse gradients included (see the module docstring); other set-ups go
-    to the base class (torch's Adam/AdamW, fused when asked), and a row-sparse gradient outside the
-    compiled step is an error."""
+@torch.no_grad()
+def optimizer_step(optimizer: torch.optim.Optimizer) -> None:
+    """``optimizer.step()`` for the trainer's torch optimizer: on the CPU, with the kernels loaded, one
+    compiled call steps every float32 parameter of an Adam/AdamW group, row-sparse gradients included
+    (see the module docstring); other set-ups take torch's step, and a row-sparse gradient there is an error."""
+    groups = optimizer.param_groups
+    if isinstance(optimizer, (torch.optim.Adam, torch.optim.AdamW)) and all(_compiled(group) for group in groups):
+        for group in groups:
+            _compiled_step(optimizer.state, group)
+        return
+    if any(p.grad is not None and p.grad.is_sparse for group in groups for p in group["params"]):
+        raise ValueError("row-sparse gradients need Adam without weight decay, amsgrad or maximize, "
+                         "a float learning rate and float32 CPU parameters, with the compiled kernels")
+    optimizer.step()
 
-    param_groups: list[dict[str, Any]]
-    state: dict[torch.Tensor, dict[str, Any]]
 
-    @torch.no_grad()
-    def step(self, closure: Callable[[], float] | None = None) -> float | None:
-        if closure is None and all(_compiled(group) for group in self.param_groups):
-            for group in self.param_groups:
-                self._compiled_step(group)
-            return None
-        for group in self.param_groups:
-            if any(p.grad is not None and p.grad.is_sparse for p in group["params"]):
-                raise ValueError("row-sparse gradients need Adam without weight decay, amsgrad or maximize, "
-                                 "a float learning rate and float32 CPU parameters, with the compiled kernels")
-        return super().step(closure)  # type: ignore[misc]
-
-    def _compiled_step(self, group: dict[str, Any]) -> None:
-        params, moments, squares, steps, grads, ids = [], [], [], [], [], []
-        for p in group["params"]:
-            if p.grad is None:
-                continue
-            state = self.state[p]
-            if not state:  # as torch's Adam starts it, so that its state_dict looks the same
-                state["step"] = torch.tensor(0.0, dtype=torch.float32)
-                state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-                state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-            grad = p.grad
-            if grad.is_sparse:
-                grad = coalesced(grad)
-                ids.append(grad._indices()[0].contiguous())
-                grads.append(grad._values().contiguous())
-            else:
-                ids.append(None)
-                grads.append(grad.contiguous())
-            params.append(p.data)
-            moments.append(state["exp_avg"])
-            squares.append(state["exp_avg_sq"])
-            steps.append(state["step"])
-        beta1, beta2 = group["betas"]
-        fused.load().adam_step(params, moments, squares, steps, grads, ids, float(group["lr"]), float(beta1),
-                               float(beta2), float(group["eps"]))
+def _compiled_step(states: dict[torch.Tensor, dict[str, Any]], group: dict[str, Any]) -> None:
+    params, moments, squares, steps, grads, ids = [], [], [], [], [], []
+    for p in group["params"]:
+        if p.grad is None:
+            continue
+        state = states[p]
+        if not state:  # as torch's Adam starts it, so that its state_dict looks the same
+            state["step"] = torch.tensor(0.0, dtype=torch.float32)
+            state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+            state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+        grad = p.grad
+        if grad.is_sparse:
+            grad = coalesced(grad)
+            ids.append(grad._indices()[0].contiguous())
+            grads.append(grad._values().contiguous())
+        else:
+            ids.append(None)
+            grads.append(grad.contiguous())
+        params.append(p.data)
+        moments.append(state["exp_avg"])
+        squares.append(state["exp_avg_sq"])
+        steps.append(state["step"])
+    beta1, beta2 = group["betas"]
+    kernels.load().adam_step(params, moments, squares, steps, grads, ids, float(group["lr"]), float(beta1),
+                             float(beta2), float(group["eps"]))
 
 
 def _compiled(group: dict[str, Any]) -> bool:
@@ -167,16 +164,26 @@ def _compiled(group: dict[str, Any]) -> bool:
     or a tensor learning rate, every parameter with a gradient a contiguous float32 CPU tensor (a
     sparse gradient: of a 2-D table), and the kernels loaded already (row gradients load them; a run
     that uses nothing else of the library keeps torch's Adam rather than compiling it)."""
-    if (fused.loaded() is None or group["weight_decay"] or group["amsgrad"] or group["maximize"]
+    if (kernels.loaded() is None or group["weight_decay"] or group["amsgrad"] or group["maximize"]
             or group.get("differentiable") or group.get("capturable") or torch.is_tensor(group["lr"])):
         return False
     return all(p.grad is None or (available(p) and p.is_contiguous() and (not p.grad.is_sparse or p.dim() == 2))
                for p in group["params"])
 
 
-class Adam(_RowSparse, torch.optim.Adam):
-    """torch.optim.Adam that also steps row-sparse embedding gradients (see the module docstring)."""
-
-
-class AdamW(_RowSparse, torch.optim.AdamW):
-    """torch.optim.AdamW that also steps row-sparse embedding gradients (only without weight decay)."""
+def clip_grad_norm_(params: list[torch.Tensor], max_norm: float) -> torch.Tensor:
+    """``torch.nn.utils.clip_grad_norm_`` that leaves the gradients alone when their norm is within
+    ``max_norm`` (torch's multiplies them by 1.0 then: a read and a write of every gradient, 0.7 ms
+    per IMDB step for the 3M-entry embedding alone) and takes row-sparse gradients by their values.
+    Returns the total norm before clipping."""
+    grads = [g for g in (gradient_values(p) for p in params) if g is not None]
+    module = kernels.loaded()
+    if module is not None and all(g.device.type == "cpu" and g.dtype == torch.float32 and g.is_contiguous()
+                                  for g in grads):
+        total = torch.tensor(module.total_norm(grads), dtype=torch.float32)  # one call, summed in double
+    else:
+        total = nn.utils.get_total_norm(grads)
+    # On the CPU reading the norm costs nothing; on a GPU it would wait for the device, so clip there as torch does.
+    if total.device.type != "cpu" or not float(total) + 1e-6 <= max_norm:
+        nn.utils.clip_grads_with_norm_(params, max_norm, total)
+    return total
