@@ -72,8 +72,8 @@ def tiny_runs_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def kernel():
-    """The compiled kernels of ``rnn_demo.fused``: required under CI, skipped elsewhere without a compiler."""
-    from rnn_demo import fused
+    """The compiled kernels of ``rnn_demo.accel.kernels``: required under CI, skipped elsewhere without a compiler."""
+    from rnn_demo.accel import kernels as fused
 
     if fused.load() is None:
         if os.environ.get("CI", "").lower() == "true":

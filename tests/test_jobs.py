@@ -20,6 +20,7 @@ from rnn_demo.data import DatasetSpec
 from rnn_demo.experiment import default_configs
 from rnn_demo.checkpoints import rename_run
 from rnn_demo.jobs import CapacityError, JobError, JobManager, summarize_progress
+from rnn_demo.jobs.worker import worker_main
 
 SPEC = DatasetSpec(name="negation", params={"n": 600})
 TIMEOUT = 120
@@ -236,7 +237,7 @@ def test_internal_errors_become_a_generic_message(monkeypatch):
     text, model, train = configs()
     payload = {"spec": SPEC.to_dict(), "text": text.to_dict(), "model": model.to_dict(), "train": train.to_dict(),
                "out_dir": None}
-    jobs._worker_main("train", payload, events, threading.Event(), 1, "abc123")
+    worker_main("train", payload, events, threading.Event(), 1, "abc123")
     error = events.get_nowait()
     assert error["type"] == "error" and "internal error" in error["message"] and "abc123" in error["message"]
     assert "secret" not in error["message"]

@@ -1,0 +1,214 @@
+"""The handle of one background job: its status, its events as they arrive, stop and terminate.
+
+A background thread per job drains the worker's queue, so events are kept (and the
+worker can exit) even while no page is looking, and the ETA of every running job
+is known when a user hits the cap.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from rnn_demo.jobs.events import FAILED, FINISHED, RUNNING, STARTING, STOPPING, TERMINAL, Event, JobProgress
+from rnn_demo.jobs.events import summarize_progress
+
+logger = logging.getLogger(__name__)
+
+KILL_AFTER_SECONDS = 120.0  # a stopped job that has not ended by then is terminated
+
+
+class TrainingJob:
+    """Handle of one background job (a single run or a race).
+
+    Safe to share between threads. ``poll()`` returns the events that arrived since
+    the previous ``poll()``; ``events()`` returns all of them.
+    """
+
+    def __init__(
+        self,
+        job_id: str,
+        owner: str,
+        kind: str,
+        description: str,
+        process: Any,
+        events_queue: Any,
+        stop_event: Any,
+        run_dirs: list[Path],
+        on_exit: Callable[[TrainingJob], None],
+        channels: Sequence[Any] = (),
+    ) -> None:
+        self.id = job_id
+        self.owner = owner
+        self.kind = kind  # "train" or "race"
+        self.description = description
+        self.run_dirs = run_dirs  # where the run(s) will be saved
+        self.started_at = time.time()
+        self.finished_at: float | None = None
+        self._process = process
+        self._queue = events_queue
+        self._stop = stop_event
+        self._channels = tuple(channels)  # more of the worker's queues/events: alive while it may read them
+        self._on_exit = on_exit
+        self._lock = threading.Lock()
+        self._events: list[Event] = []
+        self._cursor = 0
+        self._status = STARTING
+        self._stop_requested = False
+        self._error: str | None = None
+        self._result: Event | None = None
+        self._finished = threading.Event()
+        self._pump = threading.Thread(target=self._pump_events, name=f"job-{job_id}-events", daemon=True)
+
+    def _begin(self) -> None:
+        self._pump.start()
+
+    # ----- reading --------------------------------------------------------------------
+
+    @property
+    def status(self) -> str:
+        """``starting``, ``running``, ``stopping``, ``finished`` or ``failed``."""
+        with self._lock:
+            return self._status
+
+    @property
+    def done(self) -> bool:
+        """True once the worker process has ended (its slot is free again)."""
+        return self._finished.is_set()
+
+    @property
+    def error(self) -> str | None:
+        """The user-facing error message of a failed job."""
+        with self._lock:
+            return self._error
+
+    @property
+    def summary(self) -> dict[str, Any] | None:
+        """``RunSummary.to_dict()`` of a finished single run (None for races and failures)."""
+        with self._lock:
+            return None if self._result is None else self._result.get("summary")
+
+    @property
+    def summaries(self) -> list[dict[str, Any]]:
+        """One summary per saved run: the run of a single job, or every cell of a race."""
+        with self._lock:
+            if self._result is None:
+                return []
+            if "summaries" in self._result:
+                return list(self._result["summaries"])
+            return [self._result["summary"]]
+
+    @property
+    def pid(self) -> int | None:
+        """The worker's process id."""
+        return self._process.pid
+
+    @property
+    def stop_requested(self) -> bool:
+        with self._lock:
+            return self._stop_requested
+
+    def poll(self) -> list[Event]:
+        """Events that arrived since the previous call, in order."""
+        with self._lock:
+            new = self._events[self._cursor :]
+            self._cursor = len(self._events)
+        return new
+
+    def events(self) -> list[Event]:
+        """Every event so far, in order (a copy)."""
+        with self._lock:
+            return list(self._events)
+
+    def progress(self, now: float | None = None) -> JobProgress:
+        """Epoch, step, fraction done, ETA and throughput."""
+        return summarize_progress(self.events(), self.started_at, now)
+
+    def eta_seconds(self) -> float | None:
+        return 0.0 if self.done else self.progress().eta_seconds
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Blocks until the job has ended; returns whether it has."""
+        return self._finished.wait(timeout)
+
+    # ----- control --------------------------------------------------------------------
+
+    def request_stop(self) -> None:
+        """Asks the worker to stop after the current step; it keeps and saves the best weights."""
+        with self._lock:
+            if self._status in TERMINAL:
+                return
+            self._stop_requested = True
+            self._status = STOPPING
+        self._stop.set()
+
+    def terminate(self) -> None:
+        """Kills the worker at once (nothing is saved). For shutdown and stuck workers."""
+        if self._process.is_alive():
+            self._process.terminate()
+
+    def stop_and_kill_later(self, kill_after: float = KILL_AFTER_SECONDS) -> None:
+        """Requests a stop, and terminates the worker if it is still alive ``kill_after`` s later."""
+        self.request_stop()
+        timer = threading.Timer(kill_after, lambda: None if self.done else self.terminate())
+        timer.daemon = True
+        timer.start()
+
+    # ----- the event pump -------------------------------------------------------------
+
+    def _record(self, event: Event) -> None:
+        with self._lock:
+            self._events.append(event)
+            kind = event.get("type")
+            if kind == "start" and self._status == STARTING:
+                self._status = RUNNING
+            elif kind == "finished":
+                self._result = event
+            elif kind == "error":
+                self._error = str(event.get("message") or "training failed")
+
+    def _pump_events(self) -> None:
+        """Moves events from the worker's queue into this handle until the worker has exited."""
+        try:
+            while True:
+                try:
+                    self._record(self._queue.get(timeout=0.2))
+                    continue
+                except queue.Empty:
+                    pass
+                if not self._process.is_alive():
+                    # The worker flushed its queue before exiting; read what is left.
+                    while True:
+                        try:
+                            self._record(self._queue.get(timeout=0.2))
+                        except queue.Empty:
+                            break
+                    break
+            self._process.join(timeout=5)
+        except Exception:  # a broken pipe must not leave the job "running" forever
+            logger.exception("lost the event stream of job %s", self.id)
+        finally:
+            code = self._process.exitcode
+            with self._lock:
+                if self._result is not None:
+                    self._status = FINISHED
+                else:
+                    self._status = FAILED
+                    if self._error is None:
+                        how = "was stopped" if code is not None and code < 0 else f"exited with code {code}"
+                        self._error = (
+                            f"The training process {how} before finishing (it may have run out of memory). "
+                            "Try a smaller model or dataset, then start again."
+                        )
+                self.finished_at = time.time()
+            try:
+                self._queue.close()
+            except (OSError, ValueError):
+                logger.debug("event queue of job %s was already closed", self.id)
+            self._on_exit(self)
+            self._finished.set()

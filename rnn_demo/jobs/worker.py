@@ -1,0 +1,162 @@
+"""The worker process: runs one job (a training run or a race) and sends every event back on a queue.
+
+A worker is started with the "spawn" context, so its entry point must be importable
+by its module path in the child (it is: ``rnn_demo.jobs.worker.worker_main``), and
+the parent's ``__main__`` is hidden while it starts (:func:`main_module_hidden`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sys
+import time
+import types
+from collections.abc import Iterator
+from typing import Any
+
+from rnn_demo.checkpoints import CheckpointError
+from rnn_demo.data import DatasetError, DatasetSpec
+from rnn_demo.jobs.events import Event
+from rnn_demo.model import ModelConfig
+from rnn_demo.text import TextConfig
+from rnn_demo.train import TrainConfig, TrainingError
+from rnn_demo.vectors import VectorsError
+
+logger = logging.getLogger(__name__)
+
+# Training workers run this much "nicer" than the server (lower CPU priority): with a job on
+# every core the server and a browser beside it must still get the CPU for a page load or a
+# prediction. Without it, two jobs on a 2-core machine kept a third session's page from loading
+# within 30 s (benchmarks/app_latency.py).
+WORKER_NICENESS = 10
+
+
+def worker_main(kind: str, payload: dict[str, Any], events: Any, stop: Any, threads: int, job_id: str) -> None:
+    """Entry point of a worker process: trains and reports every event on ``events``."""
+    import torch  # imported here: the spawned worker pays for it, not the parent
+
+    torch.set_num_threads(threads)
+    lower_priority()
+
+    def put(event: Event) -> None:
+        events.put({**event, "time": time.time()})
+
+    try:
+        from rnn_demo.experiment import run_experiment  # late: an import problem becomes a job error too
+        from rnn_demo.race import run_race
+
+        spec = DatasetSpec.from_dict(payload["spec"])
+        text_cfg = TextConfig.from_dict(payload["text"])
+        model_cfg = ModelConfig.from_dict(payload["model"])
+        train_cfg = TrainConfig.from_dict(payload["train"])
+
+        def on_stage(text: str) -> None:
+            put({"type": "stage", "text": text})
+
+        if kind == "race":
+            summaries = run_race(
+                spec, text_cfg, model_cfg, train_cfg, cells=payload["cells"], out_dirs=payload["out_dirs"],
+                callback=put, stop=stop, on_stage=on_stage,
+            )
+            put({"type": "finished", "summaries": [s.to_dict() for s in summaries]})
+        else:
+            summary = run_experiment(
+                spec, text_cfg, model_cfg, train_cfg, out_dir=payload["out_dir"],
+                callback=put, stop=stop, on_stage=on_stage,
+            )
+            put({"type": "finished", "summary": summary.to_dict()})
+    except (DatasetError, TrainingError, VectorsError, CheckpointError) as exc:
+        put({"type": "error", "message": str(exc), "error_type": type(exc).__name__})
+    except MemoryError:
+        put({"type": "error", "message": "Training ran out of memory; use a smaller model, batch size or "
+             "length cap (max tokens).", "error_type": "MemoryError"})
+    except OSError as exc:
+        logger.exception("training job %s failed", job_id)
+        put({"type": "error", "message": f"Training could not read or write a file ({exc.strerror or exc}); "
+             "check free disk space and permissions of the runs folder.", "error_type": "OSError"})
+    except BaseException:  # the traceback goes to the server log, a short message to the user
+        logger.exception("training job %s failed", job_id)
+        put({"type": "error", "message": f"Training failed with an internal error (job {job_id}); the details "
+             "are in the server log. Try other settings, or report the problem with that log.",
+             "error_type": "internal"})
+
+
+def warm_up() -> None:
+    """Imports what a job needs, so that a spare worker starts training at once.
+
+    Starting Python and importing torch takes about 2 s, and creating the first
+    optimizer imports ``torch._dynamo`` (another second); a spare pays both before
+    any job arrives (and, once per machine, compiling the fused GRU/LSTM kernels).
+    """
+    import torch
+
+    import rnn_demo.experiment  # noqa: F401
+    import rnn_demo.race  # noqa: F401
+
+    torch.optim.Adam(torch.nn.Linear(1, 1).parameters(), fused=True)
+    from rnn_demo.accel import kernels
+
+    kernels.load()  # compiles the GRU/LSTM kernels here, before any job, the first time a server runs
+
+
+def lower_priority() -> None:
+    """Makes this worker process ``WORKER_NICENESS`` nicer than its parent (once; where the OS has it)."""
+    if not hasattr(os, "getpriority"):
+        return
+    try:
+        wanted = os.getpriority(os.PRIO_PROCESS, os.getppid()) + WORKER_NICENESS
+        os.setpriority(os.PRIO_PROCESS, 0, max(os.getpriority(os.PRIO_PROCESS, 0), min(wanted, 19)))
+    except OSError:  # not allowed here: train at the same priority
+        logger.warning("could not lower the priority of training worker %d", os.getpid())
+
+
+@contextlib.contextmanager
+def main_module_hidden() -> Iterator[None]:
+    """Hides ``__main__`` from a "spawn" start so the worker does not re-run it.
+
+    A spawned child normally re-imports the parent's main script. Under Streamlit
+    ``__main__`` is the app page being run (it would redraw the app in the worker
+    and fail); under other launchers it may be a file that does not exist. The
+    worker needs nothing from it: its target lives in this package. Called with the
+    manager's lock held; the swap lasts only while the child is launched.
+    """
+    original = sys.modules.get("__main__")
+    sys.modules["__main__"] = types.ModuleType("__main__")
+    try:
+        yield
+    finally:
+        if original is not None:
+            sys.modules["__main__"] = original
+
+
+def start_worker(
+    context: Any, kind: str, payload: dict[str, Any], threads: int, job_id: str
+) -> tuple[Any, Any, Any]:
+    """Starts a fresh worker process for one job.
+
+    Args:
+        context: The ``multiprocessing`` context to start it in.
+        kind: ``"train"`` or ``"race"``.
+        payload: The job's configs as plain dicts, and where to save.
+        threads: Torch threads for the worker.
+        job_id: The job's id (in the process name and in error messages).
+
+    Returns:
+        The process, its event queue and its stop event.
+
+    Raises:
+        OSError: The process could not be started (e.g. out of memory or processes).
+    """
+    events = context.Queue()
+    stop = context.Event()
+    process = context.Process(
+        target=worker_main,
+        args=(kind, payload, events, stop, threads, job_id),
+        name=f"rnn-demo-job-{job_id}",
+        daemon=True,
+    )
+    with main_module_hidden():
+        process.start()
+    return process, events, stop
