@@ -10,7 +10,11 @@ from pathlib import Path
 
 import streamlit as st
 
-from rnn_demo.ui import presenter, state, widgets
+from rnn_demo.runtime import configure_process
+
+configure_process()  # before the pages import torch; job workers inherit it
+
+from rnn_demo.ui import presenter, state, widgets  # noqa: E402
 
 # A local file: a Material icon as page icon is fetched from Google's font server (fails offline).
 PAGE_ICON = Path(__file__).resolve().parent / "rnn_demo" / "ui" / "page_icon.svg"

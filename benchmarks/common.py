@@ -22,10 +22,11 @@ OUT_DIR = ROOT / "benchmarks" / "out"
 if str(ROOT) not in sys.path:  # the scripts run as `python benchmarks/x.py`, not as a package
     sys.path.insert(0, str(ROOT))
 
-# The package applies its process-wide defaults (OMP_WAIT_POLICY) when imported, before torch
-# loads its OpenMP runtime; importing it here, ahead of torch, makes every benchmark run under
-# the same settings as `python -m rnn_demo` and the app.
-import rnn_demo  # noqa: E402,F401
+# The process-wide settings of `python -m rnn_demo` and the app (OMP_WAIT_POLICY), applied here,
+# ahead of torch, so that every benchmark runs under them.
+from rnn_demo.runtime import configure_process  # noqa: E402
+
+configure_process()
 
 
 def base_parser(description: str, default_out: str) -> argparse.ArgumentParser:

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import time
 
-import common  # first: imports rnn_demo, whose OpenMP settings must precede torch
+import common  # first: configure_process() (OpenMP) must run before torch loads
 import torch
 
 GATES = {"rnn": 1, "gru": 3, "lstm": 4}

@@ -23,7 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-import common  # noqa: E402  (imports rnn_demo, whose OpenMP settings must precede torch)
+import common  # noqa: E402  (configure_process() (OpenMP) must run before torch loads)
 import torch  # noqa: E402
 
 from rnn_demo import explain  # noqa: E402

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-import common  # first: imports rnn_demo, whose OpenMP settings must precede torch
+import common  # first: configure_process() (OpenMP) must run before torch loads
 import torch
 from rnn_demo.batching import BatchLoader
 from rnn_demo.checkpoints import CheckpointError, list_runs, save_run, shipped_runs_dir, user_runs_dir

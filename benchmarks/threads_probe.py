@@ -2,8 +2,8 @@
 
 The machine is shared (2 cores, other test runs). libgomp's default is to spin for a while
 when a thread waits for work, and a spinning thread that is descheduled stalls the whole
-parallel region; ``rnn_demo`` now sets ``OMP_WAIT_POLICY=PASSIVE`` (sleep at once) when it is
-imported. The policy is read when torch loads libgomp, so each variant is a fresh process that
+parallel region; the app, the CLI and the benchmarks set ``OMP_WAIT_POLICY=PASSIVE`` (sleep at
+once) at start-up (``rnn_demo.runtime.configure_process``). The policy is read when torch loads libgomp, so each variant is a fresh process that
 imports torch first, with exactly the environment given; variants are interleaved round by round:
 
 - 1 thread;

@@ -23,7 +23,7 @@ import dataclasses
 import time
 from typing import Any
 
-import common  # first: imports rnn_demo, whose OpenMP settings must precede torch
+import common  # first: configure_process() (OpenMP) must run before torch loads
 import efficiency
 import torch
 from rnn_demo.batching import Batch, BatchLoader

@@ -2,6 +2,10 @@
 
 import sys
 
-from rnn_demo.cli import main
+from rnn_demo.runtime import configure_process
+
+configure_process()  # before the CLI imports torch
+
+from rnn_demo.cli import main  # noqa: E402
 
 sys.exit(main())

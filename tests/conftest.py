@@ -8,6 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from rnn_demo.runtime import configure_process
+
+configure_process()  # as the app and the CLI do, before any test imports torch
+
 
 @pytest.fixture(scope="session", autouse=True)
 def _private_run_folders(tmp_path_factory: pytest.TempPathFactory):

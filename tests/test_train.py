@@ -1,5 +1,6 @@
 import math
 import threading
+from pathlib import Path
 
 import pytest
 import torch
@@ -106,15 +107,43 @@ def test_bad_train_config_is_refused():
         TrainConfig(lr=0)
 
 
-def test_openmp_threads_sleep_instead_of_spinning_unless_the_user_chose():
+def _omp_policy_after(code: str, user_setting: str | None = None) -> str:
+    import os
     import subprocess
     import sys
 
-    code = "import os, rnn_demo; print(os.environ['OMP_WAIT_POLICY'])"
-    env = {k: v for k, v in __import__("os").environ.items() if k != "OMP_WAIT_POLICY"}
-    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env).stdout.strip() == "PASSIVE"
-    env["OMP_WAIT_POLICY"] = "ACTIVE"
-    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env).stdout.strip() == "ACTIVE"
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    if user_setting is not None:
+        env["OMP_WAIT_POLICY"] = user_setting
+    out = subprocess.run([sys.executable, "-c", code + "; print(os.environ.get('OMP_WAIT_POLICY'))"],
+                         capture_output=True, text=True, env=env, cwd=Path(__file__).resolve().parent.parent)
+    return out.stdout.strip().splitlines()[-1]
+
+
+def test_importing_the_package_changes_nothing_in_the_process():
+    assert _omp_policy_after("import os, rnn_demo, rnn_demo.train") == "None"
+
+
+@pytest.mark.parametrize("entry", [
+    "import os, runpy, sys; sys.argv = ['rnn_demo', 'datasets']; "
+    "exec('try: runpy.run_module(\\'rnn_demo\\', run_name=\\'__main__\\')\\nexcept SystemExit: pass')",
+    "import os; from rnn_demo.runtime import configure_process; configure_process()",
+])
+def test_entry_points_make_openmp_threads_sleep_instead_of_spinning_unless_the_user_chose(entry):
+    # Spinning OpenMP threads made a training step 20x slower on a shared 2-core machine. The CLI, the app and
+    # the benchmarks call configure_process() before torch loads OpenMP; workers inherit the environment.
+    assert _omp_policy_after(entry) == "PASSIVE"
+    assert _omp_policy_after(entry, "ACTIVE") == "ACTIVE"
+
+
+def test_the_app_configures_the_process_before_anything_imports_torch():
+    import ast
+
+    app = Path(__file__).resolve().parent.parent / "app.py"
+    body = ast.parse(app.read_text(encoding="utf-8")).body
+    calls = [i for i, node in enumerate(body) if "configure_process()" in ast.unparse(node)]
+    ui_imports = [i for i, node in enumerate(body) if "rnn_demo.ui" in ast.unparse(node)]
+    assert calls and ui_imports and calls[0] < ui_imports[0], "app.py must call configure_process() first"
 
 
 def test_the_first_step_is_reported_at_once_so_the_live_curve_starts_early(negation):
