@@ -8,12 +8,13 @@ exit status, never a traceback.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,9 +27,9 @@ from rnn_demo.checkpoints import (
     user_runs_dir,
 )
 from rnn_demo.data import DATASETS, DatasetError, DatasetSpec, download_ag_news, list_datasets, load_splits
-from rnn_demo.model import CELLS, POOLINGS, ModelConfig
-from rnn_demo.text import TOKENIZER_KINDS, TextConfig
-from rnn_demo.train import DEVICES, OPTIMIZERS, TrainConfig, TrainingError
+from rnn_demo.model import ModelConfig
+from rnn_demo.text import TextConfig
+from rnn_demo.train import DEVICES, TrainConfig, TrainingError
 from rnn_demo.vectors import VectorsError
 
 # Errors that are the user's to fix: reported as one line, exit status 2.
@@ -99,62 +100,54 @@ def _class_names(text: str | None) -> dict[str, str]:
     return names
 
 
+_CONFIGS: dict[str, tuple[str, type]] = {  # config group -> (--help section, config class)
+    "text": ("text", TextConfig), "model": ("model", ModelConfig), "train": ("training", TrainConfig),
+}
+
+
+def _flag_kwargs(meta: Mapping[str, Any]) -> dict[str, Any]:
+    """argparse options of a setting's flag, from its metadata (``rnn_demo.settings``)."""
+    kwargs: dict[str, Any] = {"help": meta["help"]}
+    if meta["metavar"]:
+        kwargs["metavar"] = meta["metavar"]
+    widget = meta["widget"]
+    if widget == "select" and not meta["metavar"]:
+        kwargs["choices"] = list(meta["options"])
+    elif widget == "check":
+        kwargs.update(action=argparse.BooleanOptionalAction, default=None)
+    elif widget == "int":
+        low = (meta["limits"] or meta["widget_range"] or (None, None))[0]
+        kwargs["type"] = _positive_int if low is not None and low >= 1 else int
+    elif widget == "optint":  # the form's "empty" is 0 or "none" on the command line
+        kwargs.update(type=_optional_int, help=f"{meta['help']} (here: 0 or none)")
+    elif widget == "float":
+        kwargs["type"] = float
+    return kwargs
+
+
+def _setting_flags() -> dict[str, tuple[str, str, dataclasses.Field[Any]]]:
+    """argparse dest -> (config group, field, field) of every setting with a flag, in config order."""
+    flags = {}
+    for group, (_, config_class) in _CONFIGS.items():
+        for f in dataclasses.fields(config_class):
+            if f.metadata.get("flag"):
+                flags[f.metadata["flag"].removeprefix("--").replace("-", "_")] = (group, f.name, f)
+    return flags
+
+
 def _add_train_flags(parser: argparse.ArgumentParser) -> None:
-    text = parser.add_argument_group("text")
-    text.add_argument("--tokenizer", choices=TOKENIZER_KINDS, help="word- or character-level tokens")
-    text.add_argument("--min-freq", type=_positive_int, help="rarer training tokens become <unk>")
-    text.add_argument("--max-vocab", type=_optional_int, help="vocabulary size cap (0 = no cap)")
-    text.add_argument("--max-tokens", type=_optional_int, help="truncate texts to this many tokens (0 = no cap)")
-    model = parser.add_argument_group("model")
-    model.add_argument("--cell", choices=list(CELLS), help="recurrent cell")
-    model.add_argument("--embedding-dim", type=_positive_int, help="word vector width")
-    model.add_argument("--hidden-size", type=_positive_int, help="units per direction and layer")
-    model.add_argument("--num-layers", type=_positive_int, help="stacked recurrent layers")
-    model.add_argument("--bidirectional", action=argparse.BooleanOptionalAction, default=None,
-                       help="read the text in both directions")
-    model.add_argument("--dropout", type=float, help="dropout on embeddings, between layers and before the head")
-    model.add_argument("--pooling", choices=POOLINGS, help="how token states become one vector")
-    model.add_argument("--head-hidden", type=int, help="width of an extra hidden layer in the head (0 = none)")
-    model.add_argument("--gate-bias", type=float,
-                       help="initial LSTM forget-gate / GRU update-gate bias (higher = remembers longer at first)")
-    model.add_argument("--vectors", metavar="NAME|PATH",
-                       help="initial word vectors: 'imdb' (learned offline from IMDB text) or a GloVe/word2vec file")
-    model.add_argument("--no-vectors", action="store_true", help="start from random word vectors")
-    model.add_argument("--freeze-embeddings", action=argparse.BooleanOptionalAction, default=None,
-                       help="keep pretrained word vectors fixed")
-    train = parser.add_argument_group("training")
-    train.add_argument("--epochs", type=_positive_int, help="maximum passes over the training split")
-    train.add_argument("--batch-size", type=_positive_int, help="examples per step")
-    train.add_argument("--lr", type=float, help="learning rate")
-    train.add_argument("--optimizer", choices=OPTIMIZERS, help="optimizer")
-    train.add_argument("--weight-decay", type=float, help="L2 penalty")
-    train.add_argument("--patience", type=int, help="stop after N evaluations without a better validation loss (0 = never)")
-    train.add_argument("--clip", type=float, help="maximum gradient norm (0 = no clipping)")
-    train.add_argument("--class-weights", action=argparse.BooleanOptionalAction, default=None,
-                       help="weight the loss by inverse class frequency")
-    train.add_argument("--eval-every", type=int, help="also evaluate every N steps (0 = once per epoch)")
-    train.add_argument("--seed", type=int, help="seed of initialisation, dropout and batch order")
-    train.add_argument("--device", choices=DEVICES, help="auto uses CUDA when available")
-    train.add_argument("--pace", type=float, metavar="SECONDS",
-                       help="slow motion for demos: each step takes at least this long (0 = full speed)")
-    train.add_argument("--watch", metavar="TEXT", help="show the model's prediction for this sentence as it learns")
+    """The settings' flags, generated from the configs' field metadata, then ``--no-vectors`` and ``--out``."""
+    sections = {group: parser.add_argument_group(title) for group, (title, _) in _CONFIGS.items()}
+    for group, _, f in _setting_flags().values():
+        sections[group].add_argument(f.metadata["flag"], **_flag_kwargs(f.metadata))
+    sections["model"].add_argument("--no-vectors", action="store_true", help="start from random word vectors")
     parser.add_argument("--out", metavar="RUN_DIR", help="where to save the run (default: a new folder in the user runs directory)")
 
 
-# CLI flag (argparse dest) -> (config, field). One table, so flags and dataclasses stay 1:1.
+# CLI flag (argparse dest) -> (config, field). Generated, so flags and dataclasses stay 1:1.
 _FLAG_FIELDS: dict[str, tuple[str, str]] = {
-    "tokenizer": ("text", "tokenizer"), "min_freq": ("text", "min_freq"),
-    "max_vocab": ("text", "max_vocab"), "max_tokens": ("text", "max_tokens"),
-    "cell": ("model", "cell"), "embedding_dim": ("model", "embedding_dim"), "hidden_size": ("model", "hidden_size"),
-    "num_layers": ("model", "num_layers"), "bidirectional": ("model", "bidirectional"), "dropout": ("model", "dropout"),
-    "pooling": ("model", "pooling"), "head_hidden": ("model", "head_hidden"), "gate_bias": ("model", "gate_bias"), "vectors": ("model", "pretrained_vectors"),
-    "freeze_embeddings": ("model", "freeze_embeddings"),
-    "epochs": ("train", "epochs"), "batch_size": ("train", "batch_size"), "lr": ("train", "lr"),
-    "optimizer": ("train", "optimizer"), "weight_decay": ("train", "weight_decay"), "patience": ("train", "patience"),
-    "clip": ("train", "clip"), "class_weights": ("train", "class_weights"), "eval_every": ("train", "eval_every"),
-    "seed": ("train", "seed"), "device": ("train", "device"), "pace": ("train", "pace_seconds"),
-    "watch": ("train", "watch_text"),
-}  # fmt: skip
+    dest: (group, name) for dest, (group, name, _) in _setting_flags().items()
+}
 
 
 def configs_from_args(args: argparse.Namespace, dataset_name: str | None) -> tuple[TextConfig, ModelConfig, TrainConfig]:

@@ -13,6 +13,8 @@ import types
 import typing
 from typing import Any
 
+from rnn_demo.settings import limits_of
+
 Limits = dict[str, tuple[int, int]]  # field -> (smallest, largest) allowed value
 
 _KIND_NAMES = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
@@ -50,13 +52,15 @@ def check_field_types(config: Any) -> None:
             raise ValueError(f"{f.name} must be {wanted}, got {_short(value)}")
 
 
-def check_limits(config: Any, limits: Limits) -> None:
+def check_limits(config: Any, limits: Limits | None = None) -> None:
     """Checks that every field named in ``limits`` lies within its bounds (None passes, NaN does not).
+
+    Without ``limits``, the bounds are the ``limits`` in the config's field metadata (``rnn_demo.settings``).
 
     Raises:
         ValueError: A value is out of range; the message names the field and the bound.
     """
-    for name, (low, high) in limits.items():
+    for name, (low, high) in (limits_of(type(config)) if limits is None else limits).items():
         value = getattr(config, name)
         if value is None:
             continue

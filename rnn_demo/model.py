@@ -5,49 +5,59 @@ Only ``nn.Module`` code lives here; no I/O and no training.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 from rnn_demo.config_checks import Limits, check_field_types, check_limits
+from rnn_demo.settings import Settings, limits_of, setting
 from rnn_demo.text import PAD_ID, TEXT_LIMITS
 
 # The one place that maps cell names to torch modules.
 CELLS: dict[str, type[nn.RNNBase]] = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}
 POOLINGS = ("last", "max", "mean", "attention")
 
-# Bounds of the model's sizes, so that a mistyped flag or a hand-edited config.json is a clear
-# error rather than an allocation of gigabytes. The Train form's widgets read them.
-MODEL_LIMITS: Limits = {
-    "vocab_size": (0, TEXT_LIMITS["max_vocab"][1]),  # 0 = not set yet; at most the largest vocabulary cap
-    "num_classes": (1, 100),  # a CSV label column may have at most 100 distinct values
-    "embedding_dim": (1, 1024),
-    "hidden_size": (1, 2048),
-    "num_layers": (1, 6),
-    "head_hidden": (0, 2048),  # 0 = linear head
-}
-
-
+# The limits bound the model's sizes, so that a mistyped flag or a hand-edited config.json is a
+# clear error rather than an allocation of gigabytes.
 @dataclass
-class ModelConfig:
+class ModelConfig(Settings):
     """Everything needed to rebuild a ``RecurrentClassifier``. Saved in every checkpoint."""
 
-    vocab_size: int = 0  # rows of the embedding table, set from the fitted vocabulary
-    num_classes: int = 2  # size of the output layer
-    cell: str = "gru"  # "rnn" (Elman, tanh), "gru" or "lstm"
-    embedding_dim: int = 100  # width of the word vectors
-    hidden_size: int = 128  # units per direction in each recurrent layer
-    num_layers: int = 1  # stacked recurrent layers
-    bidirectional: bool = False  # add a right-to-left direction to every layer
-    dropout: float = 0.3  # on embeddings, between layers and before the head
-    pooling: str = "last"  # "last" state, "max"/"mean" over real tokens, or learned "attention"
-    head_hidden: int = 0  # width of an extra ReLU layer in the head; 0 = linear head
-    gate_bias: float = 1.0  # initial bias of the LSTM forget gate / GRU update gate: > 0 starts the cell remembering
-    freeze_embeddings: bool = False  # keep pretrained vectors fixed during training
-    pretrained_vectors: str | None = None  # initial word vectors: a built-in name ("imdb") or a GloVe/word2vec file
+    vocab_size: int = setting(0, label="Vocabulary size", widget="int",
+                              help="rows of the embedding table, set from the fitted vocabulary",
+                              limits=(0, TEXT_LIMITS["max_vocab"][1]))  # 0 = not set yet
+    num_classes: int = setting(2, label="Classes", help="size of the output layer", widget="int",
+                               limits=(1, 100))  # a CSV label column may have at most 100 distinct values
+    cell: str = setting("gru", label="Cell", help="RNN (Elman), GRU or LSTM", widget="select", options=tuple(CELLS),
+                        basic=True, form=0, flag="--cell")
+    embedding_dim: int = setting(100, label="Embedding size", help="width of the word vectors", widget="int",
+                                 limits=(1, 1024), step=16, form=1, flag="--embedding-dim")
+    hidden_size: int = setting(128, label="Hidden size", help="units per direction in each recurrent layer",
+                               widget="int", limits=(1, 2048), step=16, basic=True, form=2, flag="--hidden-size")
+    num_layers: int = setting(1, label="Layers", help="stacked recurrent layers", widget="int", limits=(1, 6),
+                              form=3, flag="--num-layers")
+    bidirectional: bool = setting(False, label="Bidirectional", help="also read each text right to left",
+                                  widget="check", form=4, flag="--bidirectional")
+    dropout: float = setting(0.3, label="Dropout", help="on embeddings, between layers and before the head",
+                             widget="float", widget_range=(0.0, 0.95), step=0.05, format="%.2f", form=5,
+                             flag="--dropout")
+    pooling: str = setting("last", label="Pooling", help="how the token states become one vector", widget="select",
+                           options=POOLINGS, form=6, flag="--pooling")
+    head_hidden: int = setting(0, label="Head hidden units", help="extra ReLU layer before the output; 0 = linear head",
+                               widget="int", limits=(0, 2048), step=32, form=7, flag="--head-hidden")
+    gate_bias: float = setting(
+        1.0, label="Gate bias", widget="float", flag="--gate-bias",
+        help="initial LSTM forget-gate / GRU update-gate bias (higher = remembers longer at first)")
+    freeze_embeddings: bool = setting(False, label="Freeze word vectors",
+                                      help="keep pretrained vectors fixed during training", widget="check", form=9,
+                                      flag="--freeze-embeddings")
+    # A built-in name (the form's choices: rnn_demo.vectors.BUILTIN_VECTORS) or a GloVe/word2vec file.
+    pretrained_vectors: str | None = setting(
+        None, label="Word vectors", widget="select", form=8, flag="--vectors", metavar="NAME|PATH",
+        help="start from pretrained vectors ('imdb' is learned offline from IMDB text; "
+             "a new embedding size takes ~30 s the first time)")
 
     def __post_init__(self) -> None:
         check_field_types(self)
@@ -55,7 +65,7 @@ class ModelConfig:
             raise ValueError(f"unknown cell {self.cell!r}; choose one of {', '.join(CELLS)}")
         if self.pooling not in POOLINGS:
             raise ValueError(f"unknown pooling {self.pooling!r}; choose one of {', '.join(POOLINGS)}")
-        check_limits(self, MODEL_LIMITS)
+        check_limits(self)
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
 
@@ -68,12 +78,8 @@ class ModelConfig:
         """Width of each layer's per-token output (both directions)."""
         return self.hidden_size * self.num_directions
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
-        return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
+MODEL_LIMITS: Limits = limits_of(ModelConfig)  # a view of the metadata's limits
 
 
 @dataclass

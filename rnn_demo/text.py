@@ -10,11 +10,11 @@ import json
 import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from rnn_demo.config_checks import Limits, check_field_types, check_limits
+from rnn_demo.settings import Settings, limits_of, setting
 
 PAD_TOKEN = "<pad>"
 UNK_TOKEN = "<unk>"
@@ -22,10 +22,6 @@ PAD_ID = 0
 UNK_ID = 1
 
 TOKENIZER_KINDS = ("word", "char")
-
-# Bounds of the settings that size memory (the vocabulary table, the longest training batch).
-# The Train form's widgets read them.
-TEXT_LIMITS: Limits = {"max_vocab": (3, 1_000_000), "max_tokens": (1, 100_000)}
 
 # HTML line breaks as they appear in IMDB reviews: <br />, <br/>, <br>.
 _HTML_BREAK = re.compile(r"<\s*br\s*/?\s*>", re.IGNORECASE)
@@ -35,14 +31,19 @@ _WORD_OR_PUNCT = re.compile(r"[^\W_]+(?:['’][^\W_]+)*|[^\w\s]|_")
 
 
 @dataclass
-class TextConfig:
+class TextConfig(Settings):
     """How texts are turned into token ids. Saved in every checkpoint."""
 
-    tokenizer: str = "word"  # "word" (words and punctuation) or "char" (characters)
-    lowercase: bool = True  # fold case before tokenizing
-    min_freq: int = 1  # tokens seen fewer times in the training split become <unk>
-    max_vocab: int | None = 30000  # keep at most this many tokens (most frequent first), None = all
-    max_tokens: int | None = None  # truncate every text to this many tokens, None = no cap
+    tokenizer: str = setting("word", label="Tokenizer", help="word: words and punctuation; char: single characters",
+                             widget="select", options=TOKENIZER_KINDS, form=0, flag="--tokenizer")
+    lowercase: bool = setting(True, label="Lowercase", help="fold case before tokenizing", widget="check", form=1)
+    min_freq: int = setting(1, label="Min. token count", help="rarer training tokens become <unk>", widget="int",
+                            widget_range=(1, 1000), form=2, flag="--min-freq")
+    # The limits bound the memory of the vocabulary table and of the longest training batch.
+    max_vocab: int | None = setting(30000, label="Vocabulary cap", help="keep the most frequent tokens; empty = no cap",
+                                    widget="optint", limits=(3, 1_000_000), step=1000, form=3, flag="--max-vocab")
+    max_tokens: int | None = setting(None, label="Length cap (tokens)", help="cut longer texts; empty = no cap",
+                                     widget="optint", limits=(1, 100_000), step=50, form=4, flag="--max-tokens")
 
     def __post_init__(self) -> None:
         check_field_types(self)
@@ -54,14 +55,10 @@ class TextConfig:
             raise ValueError(f"min_freq must be at least 1, got {self.min_freq}")
         if self.max_vocab is not None and self.max_vocab < 3:
             raise ValueError(f"max_vocab must be at least 3 (pad, unk and one token), got {self.max_vocab}")
-        check_limits(self, TEXT_LIMITS)
+        check_limits(self)
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> TextConfig:
-        return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
+TEXT_LIMITS: Limits = limits_of(TextConfig)  # a view of the metadata's limits
 
 
 class Tokenizer:

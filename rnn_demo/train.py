@@ -19,7 +19,7 @@ import math
 import random
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -31,11 +31,11 @@ from rnn_demo.batching import Batch, BatchLoader
 from rnn_demo.config_checks import Limits, check_field_types, check_limits
 from rnn_demo.metrics import macro_f1
 from rnn_demo.model import RecurrentClassifier
-from rnn_demo.pacing import Pacer, StopSignal, Watch, check_slow_motion
+from rnn_demo.pacing import MAX_PACE_SECONDS, Pacer, StopSignal, Watch, check_slow_motion
+from rnn_demo.settings import Settings, limits_of, setting
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 DEVICES = ("auto", "cpu", "cuda")
-TRAIN_LIMITS: Limits = {"batch_size": (1, 4096), "epochs": (1, 200)}  # bound memory and time; the form reads them
 
 Event = dict[str, Any]
 EventCallback = Callable[[Event], None]
@@ -50,29 +50,54 @@ class TrainingError(RuntimeError):
 
 
 @dataclass
-class TrainConfig:
+class TrainConfig(Settings):
     """How a model is trained. Saved in every checkpoint; maps 1:1 to CLI flags."""
 
-    optimizer: str = "adam"  # "adam", "adamw" or "sgd" (with momentum 0.9)
-    lr: float = 2e-3  # initial learning rate
-    weight_decay: float = 0.0  # L2 penalty (decoupled for adamw)
-    batch_size: int = 64  # examples per step
-    epochs: int = 8  # maximum passes over the training split
-    patience: int = 2  # stop after this many evaluations without a lower validation loss; 0 = never
-    lr_patience: int = 1  # ReduceLROnPlateau: evaluations without improvement before the lr drops
-    lr_factor: float = 0.5  # ReduceLROnPlateau: multiply the lr by this
-    clip: float = 1.0  # maximum global gradient norm; 0 = no clipping
-    class_weights: bool = False  # weight the loss by inverse class frequency (imbalanced data)
-    seed: int = 0  # seeds initialisation, dropout and batch order
-    device: str = "auto"  # "auto" (CUDA when available), "cpu" or "cuda"
-    eval_every: int = 0  # also evaluate every N steps; 0 = only at the end of each epoch
-    log_every: int = 5  # emit a step event every N steps
-    pace_seconds: float = 0.0  # slow motion for demos: each step takes at least this long; 0 = full speed
-    watch_text: str = ""  # report the model's probabilities for this sentence as it learns; "" = none
+    optimizer: str = setting("adam", label="Optimizer", help="adam, adamw or sgd (momentum 0.9)", widget="select",
+                             options=OPTIMIZERS, form=3, flag="--optimizer")
+    lr: float = setting(2e-3, label="Learning rate", help="initial step size", widget="float",
+                        widget_range=(1e-6, 10.0), step=1e-4, format="%.5f", form=2, flag="--lr")
+    weight_decay: float = setting(0.0, label="Weight decay", help="L2 penalty", widget="float",  # decoupled for adamw
+                                  widget_range=(0.0, 1.0), step=1e-4, format="%.5f", form=4, flag="--weight-decay")
+    # The limits of batch_size and epochs bound memory and time.
+    batch_size: int = setting(64, label="Batch size", help="examples per step", widget="int", limits=(1, 4096),
+                              step=16, form=1, flag="--batch-size")
+    epochs: int = setting(8, label="Epochs", help="maximum passes over the training split", widget="int",
+                          limits=(1, 200), basic=True, form=0, flag="--epochs")
+    patience: int = setting(2, label="Early-stopping patience", widget="int", widget_range=(0, 100), form=5,
+                            flag="--patience",
+                            help="evaluations without a better validation loss before stopping; 0 = never")
+    lr_patience: int = setting(1, label="LR patience", widget="int", widget_range=(0, 100), form=6,  # ReduceLROnPlateau
+                               help="evaluations without improvement before the learning rate drops")
+    lr_factor: float = setting(0.5, label="LR drop factor", help="multiply the learning rate by this on a plateau",
+                               widget="float", widget_range=(0.01, 1.0), step=0.05, format="%.2f", form=7)
+    clip: float = setting(1.0, label="Gradient clipping", help="maximum gradient norm; 0 = off", widget="float",
+                          widget_range=(0.0, 100.0), step=0.5, format="%.2f", form=8, flag="--clip")
+    class_weights: bool = setting(False, label="Class weights", widget="check", form=9, flag="--class-weights",
+                                  help="weight the loss by inverse class frequency (imbalanced data)")
+    seed: int = setting(0, label="Seed", help="initialisation, dropout and batch order", widget="int",
+                        widget_range=(0, 2**31 - 1), form=12, flag="--seed")
+    device: str = setting("auto", label="Device", help="auto uses a CUDA GPU when there is one", widget="select",
+                          options=DEVICES, form=13, flag="--device")
+    eval_every: int = setting(0, label="Evaluate every N steps", widget="int", widget_range=(0, 100_000), form=10,
+                              flag="--eval-every",
+                              help="extra validation points within an epoch; 0 = once per epoch")
+    log_every: int = setting(5, label="Log every N steps", help="how often the training loss is reported",
+                             widget="int", widget_range=(1, 10_000), form=11)
+    # Slow motion for demos (see rnn_demo.pacing, which checks both; the Train form's slow-motion controls).
+    pace_seconds: float = setting(
+        0.0, label="Slow motion (seconds per step)", widget="float", widget_range=(0.0, float(MAX_PACE_SECONDS)),
+        step=0.1, format="%.1f", flag="--pace", metavar="SECONDS",
+        help="For a demo: each training step takes at least this long, so the class can watch the "
+             "curves move. 0 = full speed. Training time and speed shown exclude the pauses.")
+    watch_text: str = setting(
+        "", label="Watch a sentence", widget="text", flag="--watch", metavar="TEXT",
+        help="The model's predicted probabilities for this sentence are drawn beside the loss as it "
+             "learns (read like a prediction: words outside the vocabulary become <unk>). Empty = none.")
 
     def __post_init__(self) -> None:
         check_field_types(self)
-        check_limits(self, TRAIN_LIMITS)
+        check_limits(self)
         check_slow_motion(self)  # pace_seconds and watch_text
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"unknown optimizer {self.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}")
@@ -88,12 +113,8 @@ class TrainConfig:
         if self.clip < 0 or self.weight_decay < 0:
             raise ValueError("clip and weight_decay must not be negative")
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
-        return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
+TRAIN_LIMITS: Limits = limits_of(TrainConfig)  # a view of the metadata's limits
 
 
 def resolve_device(name: str = "auto") -> torch.device:

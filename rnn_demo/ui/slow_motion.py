@@ -1,15 +1,18 @@
 """The slow-motion inputs of the Train form: a pace per step and a sentence to watch.
 
 Both are ``TrainConfig`` fields (``pace_seconds``, ``watch_text``; see ``rnn_demo.pacing``),
-bound to the ``cfg.train.<field>`` session keys that ``state.current_configs`` reads, so
-nothing else is needed to train with them.
+labelled from their field metadata (``rnn_demo.settings``) and bound to the ``cfg.train.<field>``
+session keys that ``state.current_configs`` reads, so nothing else is needed to train with them.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import streamlit as st
 
-from rnn_demo.pacing import MAX_PACE_SECONDS, MAX_WATCH_CHARS
+from rnn_demo.pacing import MAX_WATCH_CHARS
 from rnn_demo.train import TrainConfig
 from rnn_demo.ui import state
 
@@ -31,14 +34,14 @@ def controls(prefix: str) -> None:
         st.session_state[PACE_KEY] = float(st.session_state[PACE_KEY])
     with st.container(key=f"{prefix}.slow_motion"):
         left, right = st.columns([1, 2])
-        left.number_input(
-            "Slow motion (seconds per step)", key=PACE_KEY, min_value=0.0, max_value=float(MAX_PACE_SECONDS),
-            step=0.1, format="%.1f",
-            help="For a demo: each training step takes at least this long, so the class can watch the "
-                 "curves move. 0 = full speed. Training time and speed shown exclude the pauses.",
-        )
-        right.text_input(
-            "Watch a sentence", key=WATCH_KEY, max_chars=MAX_WATCH_CHARS, placeholder="e.g. not good at all",
-            help="The model's predicted probabilities for this sentence are drawn beside the loss as it "
-                 "learns (read like a prediction: words outside the vocabulary become <unk>). Empty = none.",
-        )
+        pace, watch = _meta("pace_seconds"), _meta("watch_text")
+        low, high = pace["widget_range"]
+        left.number_input(pace["label"], key=PACE_KEY, min_value=low, max_value=high, step=pace["step"],
+                          format=pace["format"], help=pace["help"])
+        right.text_input(watch["label"], key=WATCH_KEY, max_chars=MAX_WATCH_CHARS,
+                         placeholder="e.g. not good at all", help=watch["help"])
+
+
+def _meta(name: str) -> Mapping[str, Any]:
+    """A ``TrainConfig`` field's metadata: its label, help and widget (``rnn_demo.settings``)."""
+    return TrainConfig.__dataclass_fields__[name].metadata

@@ -1,6 +1,7 @@
 """The settings form: every text, model and training setting, per-dataset defaults and presets.
 
-Widgets are generated from one table (``FIELDS``) so that each config field has
+Widgets are generated from one table (``FIELDS``), itself generated from the config
+dataclasses' field metadata (``rnn_demo.settings``), so that each config field has
 exactly one widget, label and help text; a few are ``basic`` (the short form), the
 rest are under "Advanced settings". Values live in the ``cfg.<config>.<field>``
 session keys (see ``rnn_demo.ui.state``), shared with the Data page's tokenizer settings.
@@ -24,9 +25,9 @@ from rnn_demo import TRAINING_VERSION, estimate, sessions
 from rnn_demo.data import DatasetError
 from rnn_demo.experiment import default_configs
 from rnn_demo.jobs import JobError, shared_manager
-from rnn_demo.model import CELLS, MODEL_LIMITS, POOLINGS, ModelConfig
-from rnn_demo.text import TEXT_LIMITS, TOKENIZER_KINDS, TextConfig
-from rnn_demo.train import DEVICES, OPTIMIZERS, TRAIN_LIMITS, TrainConfig
+from rnn_demo.model import ModelConfig
+from rnn_demo.text import TextConfig
+from rnn_demo.train import TrainConfig
 from rnn_demo.ui import presenter, slow_motion, state
 from rnn_demo.ui.widgets import md
 from rnn_demo.vectors import BUILTIN_VECTORS
@@ -49,43 +50,26 @@ class Field:
     basic: bool = False  # shown in the short form; the others are under "Advanced settings"
 
 
-def _bounds(limits: dict[str, tuple[int, int]], name: str) -> dict[str, int]:
-    """A widget's ``min_value``/``max_value`` from its config's limits (written once, next to the config)."""
-    low, high = limits[name]
-    return {"min_value": low, "max_value": high}
+CONFIG_CLASSES: dict[str, type] = {"text": TextConfig, "model": ModelConfig, "train": TrainConfig}
+# The form's choices of word vectors (the field itself also takes a file path, e.g. from the CLI).
+_OPTIONS = {("model", "pretrained_vectors"): (None, *BUILTIN_VECTORS)}
 
 
-FIELDS: tuple[Field, ...] = (
-    Field("text", "tokenizer", "Tokenizer", "word: words and punctuation; char: single characters", "select", TOKENIZER_KINDS),
-    Field("text", "lowercase", "Lowercase", "fold case before tokenizing", "check"),
-    Field("text", "min_freq", "Min. token count", "rarer training tokens become <unk>", "int", min_value=1, max_value=1000),
-    Field("text", "max_vocab", "Vocabulary cap", "keep the most frequent tokens; empty = no cap", "optint", **_bounds(TEXT_LIMITS, "max_vocab"), step=1000),
-    Field("text", "max_tokens", "Length cap (tokens)", "cut longer texts; empty = no cap", "optint", **_bounds(TEXT_LIMITS, "max_tokens"), step=50),
-    Field("model", "cell", "Cell", "RNN (Elman), GRU or LSTM", "select", tuple(CELLS), basic=True),
-    Field("model", "embedding_dim", "Embedding size", "width of the word vectors", "int", **_bounds(MODEL_LIMITS, "embedding_dim"), step=16),
-    Field("model", "hidden_size", "Hidden size", "units per direction in each recurrent layer", "int", **_bounds(MODEL_LIMITS, "hidden_size"), step=16, basic=True),
-    Field("model", "num_layers", "Layers", "stacked recurrent layers", "int", **_bounds(MODEL_LIMITS, "num_layers")),
-    Field("model", "bidirectional", "Bidirectional", "also read each text right to left", "check"),
-    Field("model", "dropout", "Dropout", "on embeddings, between layers and before the head", "float", min_value=0.0, max_value=0.95, step=0.05, format="%.2f"),
-    Field("model", "pooling", "Pooling", "how the token states become one vector", "select", POOLINGS),
-    Field("model", "head_hidden", "Head hidden units", "extra ReLU layer before the output; 0 = linear head", "int", **_bounds(MODEL_LIMITS, "head_hidden"), step=32),
-    Field("model", "pretrained_vectors", "Word vectors", "start from pretrained vectors ('imdb' is learned offline from IMDB text; a new embedding size takes ~30 s the first time)", "select", (None, *BUILTIN_VECTORS)),
-    Field("model", "freeze_embeddings", "Freeze word vectors", "keep pretrained vectors fixed during training", "check"),
-    Field("train", "epochs", "Epochs", "maximum passes over the training split", "int", **_bounds(TRAIN_LIMITS, "epochs"), basic=True),
-    Field("train", "batch_size", "Batch size", "examples per step", "int", **_bounds(TRAIN_LIMITS, "batch_size"), step=16),
-    Field("train", "lr", "Learning rate", "initial step size", "float", min_value=1e-6, max_value=10.0, step=1e-4, format="%.5f"),
-    Field("train", "optimizer", "Optimizer", "adam, adamw or sgd (momentum 0.9)", "select", OPTIMIZERS),
-    Field("train", "weight_decay", "Weight decay", "L2 penalty", "float", min_value=0.0, max_value=1.0, step=1e-4, format="%.5f"),
-    Field("train", "patience", "Early-stopping patience", "evaluations without a better validation loss before stopping; 0 = never", "int", min_value=0, max_value=100),
-    Field("train", "lr_patience", "LR patience", "evaluations without improvement before the learning rate drops", "int", min_value=0, max_value=100),
-    Field("train", "lr_factor", "LR drop factor", "multiply the learning rate by this on a plateau", "float", min_value=0.01, max_value=1.0, step=0.05, format="%.2f"),
-    Field("train", "clip", "Gradient clipping", "maximum gradient norm; 0 = off", "float", min_value=0.0, max_value=100.0, step=0.5, format="%.2f"),
-    Field("train", "class_weights", "Class weights", "weight the loss by inverse class frequency (imbalanced data)", "check"),
-    Field("train", "eval_every", "Evaluate every N steps", "extra validation points within an epoch; 0 = once per epoch", "int", min_value=0, max_value=100_000),
-    Field("train", "log_every", "Log every N steps", "how often the training loss is reported", "int", min_value=1, max_value=10_000),
-    Field("train", "seed", "Seed", "initialisation, dropout and batch order", "int", min_value=0, max_value=2**31 - 1),
-    Field("train", "device", "Device", "auto uses a CUDA GPU when there is one", "select", DEVICES),
-)  # fmt: skip
+def form_fields() -> tuple[Field, ...]:
+    """The form's widgets, generated from the configs' field metadata (``rnn_demo.settings``), in form order."""
+    fields = []
+    for group, config_class in CONFIG_CLASSES.items():
+        on_form = [f for f in dataclasses.fields(config_class) if f.metadata.get("form") is not None]
+        for f in sorted(on_form, key=lambda f: f.metadata["form"]):
+            m = f.metadata
+            low, high = m["limits"] or m["widget_range"] or (None, None)
+            fields.append(Field(group, f.name, m["label"], m["help"], m["widget"],
+                                _OPTIONS.get((group, f.name), m["options"]), low, high, m["step"], m["format"],
+                                m["basic"]))
+    return tuple(fields)
+
+
+FIELDS: tuple[Field, ...] = form_fields()
 
 GROUP_TITLES = {"text": "Text", "model": "Model", "train": "Training"}
 
