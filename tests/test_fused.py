@@ -316,6 +316,7 @@ def test_training_says_so_before_compiling_the_kernels(monkeypatch, tmp_path, ce
     from rnn_demo.data import DatasetSpec
     from rnn_demo.experiment import default_configs, run_experiment
 
+    monkeypatch.setenv(kernels.ENV, "1")  # the suite also runs with RNN_DEMO_FUSED=0, where nothing compiles
     monkeypatch.setattr(kernels, "is_built", lambda: False)
     loads = []
     monkeypatch.setattr(kernels, "load", lambda: loads.append(1))  # None: training falls back to torch
