@@ -47,7 +47,8 @@ if job is not None and job.kind == "race":
         job_view.race_results(job)
 running = job is not None and not job.done
 if running and job.kind != "race":
-    st.info("Your training job is running (Train page); one job per session.")
+    page = "Internals" if job.kind == "lab" else "Train"
+    st.info(f"Your {widgets.md(job.description)} is running ({page} page); one job per session.")
 new_job = compare_view.race_form(disabled=running)
 if new_job is not None:
     state.set_current_job(new_job)

@@ -26,9 +26,9 @@ if status == "running":
 else:
     label = "Run the quick runs" if result is None else "Run them again"
     if st.button(label, key="internals.run_lab", type="primary" if result is None else "secondary",
-                 help=f"{len(lab.cells) * len(lab.distractors)} small runs in a background process, about a minute"):
-        panel.start_vanishing_lab(lab)
-        st.rerun()
+                 help=f"{len(lab.cells) * len(lab.distractors)} small runs as a background job, about a minute"):
+        if panel.start_vanishing_lab(lab):
+            st.rerun()
     if status == "failed":
         st.error(f"The last sweep failed ({widgets.md(progress.get('message', ''))}). Press the button to try again.")
 if result is None:

@@ -15,7 +15,8 @@ if job is not None and job.kind == "train":
     if job.done:
         job_view.result_panel(job)
 elif job is not None and not job.done:
-    st.info(f"Your {widgets.md(job.description)} is running; follow it on the **Compare** page.")
+    page = "Internals" if job.kind == "lab" else "Compare"
+    st.info(f"Your {widgets.md(job.description)} is running; follow it on the **{page}** page.")
 running = job is not None and not job.done
 
 # Folded while a job runs, so the live curves above are what the page shows after Start.

@@ -1,17 +1,18 @@
-"""The vanishing-gradient lab: RNN vs GRU vs LSTM on the ``long_range`` task, cached on disk,
-with a progress file any process can read and the entry point of its background process."""
+"""The vanishing-gradient lab: RNN vs GRU vs LSTM on the ``long_range`` task, its result cached on disk.
+
+The app runs the sweep as a job of ``rnn_demo.jobs`` (kind ``"lab"``), which streams its progress.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
 import json
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -21,6 +22,9 @@ from rnn_demo.cachefiles import atomic_path
 from rnn_demo.data import DatasetSpec, default_cache_dir, load_splits
 from rnn_demo.explain.through_time import _bptt_norms
 from rnn_demo.model import RecurrentClassifier
+
+if TYPE_CHECKING:
+    from rnn_demo.pacing import StopSignal
 
 
 @dataclass(frozen=True)
@@ -83,10 +87,6 @@ def lab_result_path(settings: LabSettings = LabSettings(), cache_dir: str | Path
     return lab_dir(cache_dir) / f"result-{settings.key()}.json"
 
 
-def lab_progress_path(settings: LabSettings = LabSettings(), cache_dir: str | Path | None = None) -> Path:
-    return lab_dir(cache_dir) / f"progress-{settings.key()}.json"
-
-
 def _write_json_atomic(path: Path, data: Any) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(data), encoding="utf-8")
@@ -98,16 +98,6 @@ def load_vanishing_lab(settings: LabSettings = LabSettings(), cache_dir: str | P
     try:
         return LabResult.from_dict(json.loads(path.read_text(encoding="utf-8")))
     except (OSError, ValueError, KeyError, TypeError):
-        return None
-
-
-def read_lab_progress(
-    settings: LabSettings = LabSettings(), cache_dir: str | Path | None = None
-) -> dict[str, Any] | None:
-    """The last progress record of a running (or finished) lab sweep, or None."""
-    try:
-        return json.loads(lab_progress_path(settings, cache_dir).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
         return None
 
 
@@ -125,15 +115,20 @@ def run_vanishing_lab(
     settings: LabSettings = LabSettings(),
     cache_dir: str | Path | None = None,
     on_progress: ProgressCallback | None = None,
-) -> LabResult:
+    stop: StopSignal | None = None,
+) -> LabResult | None:
     """Trains every cell on ``long_range`` at every distractor count and measures ∂loss/∂h_t.
 
-    Writes progress to :func:`lab_progress_path` after each run and the result to
+    Reports progress to ``on_progress`` before each run and writes the result to
     :func:`lab_result_path`, so any process can show it.
+
+    Args:
+        stop: Optional signal; when set, the sweep ends after the current training step
+            (nothing is written).
 
     Returns:
         Accuracy against distractors per cell, and the gradient curves of untrained
-        and trained models at the largest distractor count.
+        and trained models at the largest distractor count; None when stopped.
     """
     from rnn_demo.batching import BatchLoader
     from rnn_demo.experiment import prepare_data
@@ -144,13 +139,8 @@ def run_vanishing_lab(
     start = time.perf_counter()
     runs = [(cell, d) for d in settings.distractors for cell in settings.cells]
     total = len(runs) + 1
-    progress_path = lab_progress_path(settings, cache_dir)
 
     def report(done: int, message: str) -> None:
-        _write_json_atomic(
-            progress_path,
-            {"done": done, "total": total, "message": message, "pid": os.getpid(), "time": time.time()},
-        )
         if on_progress is not None:
             on_progress(done, total, message)
 
@@ -163,6 +153,8 @@ def run_vanishing_lab(
     )
     report(0, "preparing the data")
     for done, (cell, distractors) in enumerate(runs):
+        if stop is not None and stop.is_set():
+            return None
         report(done, f"training {cell.upper()} with {distractors} distractors")
         spec = DatasetSpec(name="long_range", params={"n": settings.n, "distractors": distractors}, seed=settings.seed)
         data = prepare_data(load_splits(spec), TextConfig())
@@ -180,8 +172,11 @@ def run_vanishing_lab(
             BatchLoader(data.train, settings.batch_size, shuffle=True, seed=settings.seed),
             BatchLoader(data.validation, 256),
             train_config,
+            stop=stop,
         )
         trainer.fit()
+        if stop is not None and stop.is_set():
+            return None
         accuracy[cell].append(float(evaluate(model, BatchLoader(data.test, 256)).accuracy))
         if distractors == longest:
             gradients[cell]["trained"] = _median_relative_norms(model, data.validation, count)
@@ -197,19 +192,3 @@ def run_vanishing_lab(
     _write_json_atomic(lab_result_path(settings, cache_dir), result.to_dict())
     report(total, f"done in {result.seconds:.0f} s")
     return result
-
-
-def run_vanishing_lab_worker(settings: LabSettings = LabSettings(), cache_dir: str | None = None) -> None:
-    """Entry point of a background process: one thread (the machine is shared), then the sweep.
-
-    Failures are written to the progress file (``error: True``) for the parent to show.
-    """
-    torch.set_num_threads(1)
-    try:
-        run_vanishing_lab(settings, cache_dir)
-    except Exception as exc:  # the parent reads the failure from the progress file
-        _write_json_atomic(
-            lab_progress_path(settings, cache_dir),
-            {"done": -1, "total": 0, "message": f"failed: {exc}", "pid": os.getpid(), "time": time.time(),
-             "error": True},
-        )

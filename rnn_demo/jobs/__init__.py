@@ -1,4 +1,5 @@
-"""Background training jobs: one worker process per job, a server-wide cap, no Streamlit.
+"""Background jobs (training runs, races, the vanishing-gradient lab): one worker process per job, a server-wide
+cap, no Streamlit.
 
 The app must never train in its script thread: CPU-bound work there starves the
 server and every other user. A :class:`JobManager` starts each job in its own
@@ -13,6 +14,8 @@ caps how many jobs run at once::
             ...
         time.sleep(0.5)
     job.summary                    # RunSummary.to_dict(), or None when it failed (see job.error)
+
+``manager.start_race(...)`` and ``manager.start_lab(owner, lab_settings)`` start the other kinds.
 
 The modules, each one job:
 

@@ -4,7 +4,9 @@ Events are the trainer's (``start``, ``step``, ``eval``, ``epoch``, ``done``; se
 ``rnn_demo.train``; race events carry a ``"cell"``) plus the job's own:
 
 - ``stage``: ``text`` (what the worker is doing before training starts, e.g. "loading the dataset")
-- ``finished``: ``summary`` (one run) or ``summaries`` (a race: one per cell)
+- ``lab``: ``done, total, text`` (the vanishing-gradient lab: runs done of its sweep, and what it does now)
+- ``finished``: ``summary`` (one run), ``summaries`` (a race: one per cell) or ``lab`` (the lab's
+  ``LabResult.to_dict()``, None when it was stopped)
 - ``error``: ``message`` (user-facing), ``error_type``
 - ``cell_error``: ``cell, message`` (a race entrant diverged; the others go on)
 
@@ -58,7 +60,8 @@ def summarize_progress(events: Sequence[Event], started_at: float, now: float | 
     """Progress, ETA and throughput of a job from its events so far.
 
     The ETA extrapolates the pace since training started (evaluation time included)
-    to the remaining steps; early stopping can only make the job end sooner.
+    to the remaining steps; early stopping can only make the job end sooner. A lab job
+    counts its runs instead of steps (its ETA extrapolates the pace of its runs).
 
     Args:
         events: The job's events in arrival order (race events carry ``"cell"``).
@@ -76,6 +79,8 @@ def summarize_progress(events: Sequence[Event], started_at: float, now: float | 
     epoch = epochs = 0
     train_start: float | None = None
     finished = False
+    lab_done = lab_total = 0
+    lab_start: float | None = None
     for event in events:
         kind = event.get("type")
         cell = str(event.get("cell", ""))
@@ -88,6 +93,11 @@ def summarize_progress(events: Sequence[Event], started_at: float, now: float | 
             stage = "training"
             if train_start is None:
                 train_start = float(event.get("time", now))
+        elif kind == "lab":
+            stage = str(event.get("text", stage))
+            lab_done, lab_total = int(event.get("done", 0)), int(event.get("total", 0))
+            if lab_start is None:
+                lab_start = float(event.get("time", now))
         elif kind == "step":
             steps[cell] = int(event["step"])
             epoch = max(epoch, int(event.get("epoch", 0)))
@@ -100,12 +110,16 @@ def summarize_progress(events: Sequence[Event], started_at: float, now: float | 
     total = sum(totals.values())
     done_steps = sum(steps.values())
     fraction = min(1.0, done_steps / total) if total else 0.0
+    if lab_total:  # the lab's trainers report no steps: its progress counts runs
+        fraction = min(1.0, lab_done / lab_total)
     eta = None
     if finished:
         fraction, eta = 1.0, 0.0
     elif train_start is not None and done_steps > 0:
         spent = max(now - train_start, 1e-6)
         eta = spent / done_steps * max(total - done_steps, 0)
+    elif lab_start is not None and lab_done > 0:  # the lab: the pace of its runs so far
+        eta = max(now - lab_start, 1e-6) / lab_done * max(lab_total - lab_done, 0)
     return JobProgress(
         stage=stage,
         epoch=epoch,

@@ -24,7 +24,7 @@ KILL_AFTER_SECONDS = 120.0  # a stopped job that has not ended by then is termin
 
 
 class TrainingJob:
-    """Handle of one background job (a single run or a race).
+    """Handle of one background job (a single run, a race or the vanishing-gradient lab).
 
     Safe to share between threads. ``poll()`` returns the events that arrived since
     the previous ``poll()``; ``events()`` returns all of them.
@@ -45,7 +45,7 @@ class TrainingJob:
     ) -> None:
         self.id = job_id
         self.owner = owner
-        self.kind = kind  # "train" or "race"
+        self.kind = kind  # "train", "race" or "lab"
         self.description = description
         self.run_dirs = run_dirs  # where the run(s) will be saved
         self.started_at = time.time()
@@ -101,7 +101,13 @@ class TrainingJob:
                 return []
             if "summaries" in self._result:
                 return list(self._result["summaries"])
-            return [self._result["summary"]]
+            return [self._result["summary"]] if "summary" in self._result else []
+
+    @property
+    def lab_result(self) -> dict[str, Any] | None:
+        """``LabResult.to_dict()`` of a finished lab job (None for other jobs, failures and a stopped lab)."""
+        with self._lock:
+            return None if self._result is None else self._result.get("lab")
 
     @property
     def pid(self) -> int | None:
@@ -165,7 +171,7 @@ class TrainingJob:
         with self._lock:
             self._events.append(event)
             kind = event.get("type")
-            if kind == "start" and self._status == STARTING:
+            if kind in ("start", "lab") and self._status == STARTING:
                 self._status = RUNNING
             elif kind == "finished":
                 self._result = event

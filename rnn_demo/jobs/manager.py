@@ -7,6 +7,7 @@ is the one manager of the app's server process.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import multiprocessing
 import os
@@ -19,6 +20,7 @@ from typing import Any
 
 from rnn_demo.checkpoints import CheckpointError, sanitize_run_name, user_runs_dir
 from rnn_demo.data import DatasetSpec
+from rnn_demo.explain.lab import LabSettings
 from rnn_demo.jobs.errors import CapacityError, JobError
 from rnn_demo.jobs.events import format_duration
 from rnn_demo.jobs.handle import TrainingJob
@@ -191,6 +193,19 @@ class JobManager:
             return {"out_dirs": {c: str(d) for c, d in dirs.items()}, "_dirs": list(dirs.values())}
 
         return self._start(owner, "race", payload, description, reserve, runs_dir)
+
+    def start_lab(self, owner: str, settings: LabSettings, *, cache_dir: Path | None = None) -> TrainingJob:
+        """Starts the vanishing-gradient lab's sweep as one job (it saves no run).
+
+        The result is written to ``rnn_demo.explain.lab_result_path(settings, cache_dir)``
+        and sent with the ``finished`` event (``job.lab_result``).
+
+        Raises:
+            JobError: The owner already has a running job.
+            CapacityError: Every slot is busy.
+        """
+        payload = {"lab": dataclasses.asdict(settings), "cache_dir": None if cache_dir is None else str(cache_dir)}
+        return self._start(owner, "lab", payload, "vanishing-gradient lab", lambda base: {"_dirs": []})
 
     @staticmethod
     def _payload(spec: DatasetSpec, text: TextConfig, model: ModelConfig, train: TrainConfig) -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""The worker process: runs one job (a training run or a race) and sends every event back on a queue.
+"""The worker process: runs one job (a training run, a race or the vanishing-gradient lab) and sends every event
+back on a queue.
 
 A worker is started with the "spawn" context, so its entry point must be importable
 by its module path in the child (it is: ``rnn_demo.jobs.worker.worker_main``), and
@@ -47,6 +48,9 @@ def worker_main(kind: str, payload: dict[str, Any], events: Any, stop: Any, thre
         from rnn_demo.experiment import run_experiment  # late: an import problem becomes a job error too
         from rnn_demo.race import run_race
 
+        if kind == "lab":
+            _run_lab(payload, put, stop)
+            return
         spec = DatasetSpec.from_dict(payload["spec"])
         text_cfg = TextConfig.from_dict(payload["text"])
         model_cfg = ModelConfig.from_dict(payload["model"])
@@ -81,6 +85,19 @@ def worker_main(kind: str, payload: dict[str, Any], events: Any, stop: Any, thre
         put({"type": "error", "message": f"Training failed with an internal error (job {job_id}); the details "
              "are in the server log. Try other settings, or report the problem with that log.",
              "error_type": "internal"})
+
+
+def _run_lab(payload: dict[str, Any], put: Any, stop: Any) -> None:
+    """The vanishing-gradient lab: a ``lab`` event before each run, ``finished`` with the result (None if stopped)."""
+    from rnn_demo.explain.lab import LabSettings, run_vanishing_lab
+
+    def on_progress(done: int, total: int, message: str) -> None:
+        put({"type": "lab", "done": done, "total": total, "text": message})
+
+    result = run_vanishing_lab(
+        LabSettings.from_dict(payload["lab"]), payload.get("cache_dir"), on_progress=on_progress, stop=stop
+    )
+    put({"type": "finished", "lab": None if result is None else result.to_dict()})
 
 
 def warm_up() -> None:
@@ -138,7 +155,7 @@ def start_worker(
 
     Args:
         context: The ``multiprocessing`` context to start it in.
-        kind: ``"train"`` or ``"race"``.
+        kind: ``"train"``, ``"race"`` or ``"lab"``.
         payload: The job's configs as plain dicts, and where to save.
         threads: Torch threads for the worker.
         job_id: The job's id (in the process name and in error messages).

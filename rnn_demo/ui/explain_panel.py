@@ -1,21 +1,17 @@
-"""The explanation panel below a prediction, and the Internals page's cached helpers.
+"""The explanation panel below a prediction, and the Internals page's cached helpers and lab job.
 
 ``render_explanations(predictor, text, key)`` draws word importance (LIME, occlusion,
 gradient × input), their agreement, the prediction trace, hidden states, gates,
 gradients through time and attention. Results are computed by ``rnn_demo.explain``,
 cached with ``st.cache_data`` (keyed on the run directory, its weights' modification
 time, the text and the settings) and drawn by ``rnn_demo.plots.explanations``.
-Errors become an ``st.error`` saying what to do, never a traceback.
+Errors become an ``st.error`` saying what to do, never a traceback. The vanishing-gradient
+lab runs as a job of the shared job manager (``start_vanishing_lab``, ``render_lab_progress``).
 """
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import logging
-import os
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -23,13 +19,13 @@ from typing import Any
 
 import streamlit as st
 
-import rnn_demo
 from rnn_demo import explain
+from rnn_demo.jobs import FAILED, JobError, TrainingJob, shared_manager
 from rnn_demo.plots import explanations as plots
 from rnn_demo.plots import palette
 from rnn_demo.predict import Predictor
 from rnn_demo.ui.widgets import md
-from rnn_demo.ui import presenter
+from rnn_demo.ui import presenter, state
 
 logger = logging.getLogger(__name__)
 
@@ -297,78 +293,54 @@ def state_map(predictor: Predictor, max_examples: int = 1000) -> explain.StateMa
     return _state_map(key, max_examples, predictor)
 
 
-_LAB_PROCESS = "internals.lab_process"
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except (OSError, TypeError):
-        return False
-    return True
+def lab_job() -> TrainingJob | None:
+    """This session's latest vanishing-gradient lab job (running or ended), if its latest job is one."""
+    job = shared_manager().job_of(state.owner_id())
+    return job if job is not None and job.kind == "lab" else None
 
 
 def lab_status(settings: explain.LabSettings) -> tuple[str, dict[str, Any] | None]:
-    """``("running" | "failed" | "idle", last progress record)`` of the lab sweep.
+    """``("running" | "failed" | "idle", last progress record)`` of this session's lab job.
 
-    A sweep started by another session counts as running while its process is alive
-    and its progress file is fresh.
+    The progress record has ``done, total, message`` (the ``message`` of a failure).
     """
-    progress = explain.read_lab_progress(settings)
-    process: subprocess.Popen | None = st.session_state.get(_LAB_PROCESS)
-    if process is not None:
-        if process.poll() is None:
-            return "running", progress
-        st.session_state.pop(_LAB_PROCESS, None)  # poll() reaped it
-        if process.returncode != 0 and not (progress and progress.get("error")):
-            return "failed", {"message": f"the worker exited with status {process.returncode}; see {_lab_log()}"}
-    if progress and progress.get("error"):
-        return "failed", progress
-    if (
-        progress
-        and 0 <= progress.get("done", 0) < progress.get("total", 0)
-        and time.time() - float(progress.get("time", 0)) < 300
-        and _pid_alive(int(progress.get("pid", -1)))
-    ):
-        return "running", progress
-    return "idle", progress
+    job = lab_job()
+    if job is None:
+        return "idle", None
+    if job.status == FAILED:
+        return "failed", {"message": job.error or "the lab job failed"}
+    last = next((e for e in reversed(job.events()) if e.get("type") == "lab"), {})
+    progress = {"done": last.get("done", 0), "total": last.get("total", 0), "message": last.get("text", "starting")}
+    return ("idle" if job.done else "running"), progress
 
 
-def _lab_log() -> Path:
-    return explain.lab_dir() / "worker.log"
+def start_vanishing_lab(settings: explain.LabSettings) -> bool:
+    """Starts the sweep as a job of the shared job manager (one job per session, the server's cap).
 
-
-def start_vanishing_lab(settings: explain.LabSettings) -> None:
-    """Starts the sweep in a separate Python process (CPU-heavy work never runs in the server).
-
-    A plain subprocess rather than ``multiprocessing``: a spawned child would re-import
-    ``__main__``, which under Streamlit is the page being run.
+    Returns:
+        True when it started; False when it could not (the reason is shown with ``st.error``).
     """
-    root = Path(rnn_demo.__file__).resolve().parent.parent  # makes ``rnn_demo`` importable in the child
-    code = (
-        "import json, sys; from rnn_demo import explain; "
-        "explain.run_vanishing_lab_worker(explain.LabSettings.from_dict(json.loads(sys.argv[1])))"
-    )
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))}
-    log = _lab_log()
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with open(log, "ab") as handle:
-        process = subprocess.Popen(
-            [sys.executable, "-c", code, json.dumps(dataclasses.asdict(settings))],
-            cwd=root, env=env, stdin=subprocess.DEVNULL, stdout=handle, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-    st.session_state[_LAB_PROCESS] = process
+    try:
+        job = shared_manager().start_lab(state.owner_id(), settings)
+    except JobError as exc:
+        st.error(md(exc))
+        return False
+    state.set_current_job(job)
+    return True
 
 
 def render_lab_progress(settings: explain.LabSettings) -> None:
-    """A progress bar refreshed every second while the sweep runs; reruns the page when it ends."""
+    """A progress bar and a Stop button, refreshed every second while the sweep runs; reruns the page when it ends."""
 
     def body() -> None:
+        job = lab_job()
         status, progress = lab_status(settings)
-        if status != "running":
+        if job is None or status != "running":
             st.rerun()
-        done, total = (progress or {}).get("done", 0), max(1, (progress or {}).get("total", 1))
-        message = (progress or {}).get("message", "starting")
+        done, total = progress.get("done", 0), max(1, progress.get("total", 1))
+        message = "stopping" if job.stop_requested else progress.get("message", "starting")
         st.progress(min(1.0, max(0.0, done / total)), text=f"{message} ({done}/{total})")
+        if st.button("Stop", key="internals.stop_lab", disabled=job.stop_requested):
+            job.request_stop()
 
     st.fragment(body, run_every=1.0)()
