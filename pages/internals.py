@@ -31,7 +31,9 @@ else:
             st.rerun()
     if status == "failed":
         st.error(f"The last sweep failed ({widgets.md(progress.get('message', ''))}). Press the button to try again.")
-if result is None:
+if result is None and status == "running":
+    st.caption("The results appear here when the runs are done (they are kept for next time).")
+elif result is None:
     st.info("No results yet: press the button to train the three cells at "
             f"{', '.join(map(str, lab.distractors))} distractors (results are kept for next time).")
 else:

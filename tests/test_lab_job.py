@@ -94,6 +94,8 @@ def test_internals_page_runs_the_lab_as_a_job_and_shows_its_result(tmp_path, mon
         job = at.session_state["app.job"]
         assert job.kind == "lab" and mgr.active_jobs() == [job]
         assert any(b.label == "Stop" for b in at.button)  # the progress fragment, while the job runs
+        # While it runs the page says what it is doing, not "No results yet: press the button".
+        assert not [i for i in at.info if "No results yet" in i.value], [i.value for i in at.info]
         assert job.wait(TIMEOUT), "the lab did not finish"
         at.run()
         assert not at.exception and not at.error

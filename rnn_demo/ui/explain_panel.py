@@ -302,7 +302,8 @@ def lab_job() -> TrainingJob | None:
 def lab_status(settings: explain.LabSettings) -> tuple[str, dict[str, Any] | None]:
     """``("running" | "failed" | "idle", last progress record)`` of this session's lab job.
 
-    The progress record has ``done, total, message`` (the ``message`` of a failure).
+    The progress record has ``done, total`` and, once a run has started, ``message`` (also the
+    ``message`` of a failure).
     """
     job = lab_job()
     if job is None:
@@ -310,7 +311,9 @@ def lab_status(settings: explain.LabSettings) -> tuple[str, dict[str, Any] | Non
     if job.status == FAILED:
         return "failed", {"message": job.error or "the lab job failed"}
     last = next((e for e in reversed(job.events()) if e.get("type") == "lab"), {})
-    progress = {"done": last.get("done", 0), "total": last.get("total", 0), "message": last.get("text", "starting")}
+    progress = {"done": last.get("done", 0), "total": last.get("total", 0)}
+    if last:  # no "message" until the first run has started
+        progress["message"] = last.get("text", "")
     return ("idle" if job.done else "running"), progress
 
 
@@ -337,9 +340,15 @@ def render_lab_progress(settings: explain.LabSettings) -> None:
         status, progress = lab_status(settings)
         if job is None or status != "running":
             st.rerun()
-        done, total = progress.get("done", 0), max(1, progress.get("total", 1))
-        message = "stopping" if job.stop_requested else progress.get("message", "starting")
-        st.progress(min(1.0, max(0.0, done / total)), text=f"{message} ({done}/{total})")
+        done, total = progress.get("done", 0), progress.get("total")
+        if job.stop_requested:
+            message = "stopping"
+        elif "message" not in progress:  # no run has started yet
+            message = "starting the worker (the first time on a machine it also compiles the kernels, ~30 s)"
+        else:
+            message = progress["message"]
+        counts = f" ({done}/{total})" if total else ""
+        st.progress(min(1.0, max(0.0, done / total)) if total else 0.0, text=f"{message}{counts}")
         if st.button("Stop", key="internals.stop_lab", disabled=job.stop_requested):
             job.request_stop()
 
