@@ -19,10 +19,10 @@ st.markdown(
     "The model must carry that word to the end. The gradient that teaches it has to flow back through every step: "
     "in a plain RNN it shrinks at each step, while the gates of GRUs and LSTMs let it through."
 )
-status, progress = panel.lab_status(lab)
+status, progress = panel.lab_status()
 result = explain.load_vanishing_lab(lab)
 if status == "running":
-    panel.render_lab_progress(lab)
+    panel.render_lab_progress()
 else:
     label = "Run the quick runs" if result is None else "Run them again"
     if st.button(label, key="internals.run_lab", type="primary" if result is None else "secondary",

@@ -299,7 +299,7 @@ def lab_job() -> TrainingJob | None:
     return job if job is not None and job.kind == "lab" else None
 
 
-def lab_status(settings: explain.LabSettings) -> tuple[str, dict[str, Any] | None]:
+def lab_status() -> tuple[str, dict[str, Any] | None]:
     """``("running" | "failed" | "idle", last progress record)`` of this session's lab job.
 
     The progress record has ``done, total`` and, once a run has started, ``message`` (also the
@@ -332,12 +332,12 @@ def start_vanishing_lab(settings: explain.LabSettings) -> bool:
     return True
 
 
-def render_lab_progress(settings: explain.LabSettings) -> None:
+def render_lab_progress() -> None:
     """A progress bar and a Stop button, refreshed every second while the sweep runs; reruns the page when it ends."""
 
     def body() -> None:
         job = lab_job()
-        status, progress = lab_status(settings)
+        status, progress = lab_status()
         if job is None or status != "running":
             st.rerun()
         done, total = progress.get("done", 0), progress.get("total")
