@@ -2,6 +2,8 @@
 
 Every benchmark script is runnable on its own (``python benchmarks/training.py --quick``)
 and writes one JSON result; ``run_all.py`` runs them one after another and writes the report.
+A benchmark that drives the app starts it with ``browser_support.streamlit_server`` (importable
+once this module is: a free port, the health check, the server's process group stopped on exit).
 """
 
 from __future__ import annotations
@@ -19,8 +21,11 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT_DIR = ROOT / "benchmarks" / "out"
-if str(ROOT) not in sys.path:  # the scripts run as `python benchmarks/x.py`, not as a package
-    sys.path.insert(0, str(ROOT))
+# The scripts run as `python benchmarks/x.py`, not as a package: rnn_demo, and tests/browser_support.py
+# (`streamlit_server`, the one launcher of the app for benchmarks and tests), importable from here on.
+for folder in (ROOT / "tests", ROOT):
+    if str(folder) not in sys.path:
+        sys.path.insert(0, str(folder))
 
 # The process-wide settings of `python -m rnn_demo` and the app (OMP_WAIT_POLICY), applied here,
 # ahead of torch, so that every benchmark runs under them.

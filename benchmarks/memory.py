@@ -20,22 +20,16 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import resource
-import socket
 import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
 import common
+from browser_support import RunningApp, launch_chromium, missing_browser_parts, running_app
 
-CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
 SENTENCE = "the movie was not good at all"
 
 
@@ -120,78 +114,34 @@ def child_app_predictors(threads: int) -> dict[str, Any]:
 # ---------------------------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _browser_available() -> str | None:
-    """None when the Predict page can be driven, else why not."""
-    if not Path(CHROMIUM).exists():
-        return f"no Chromium at {CHROMIUM}"
-    try:
-        import playwright.sync_api  # noqa: F401
-    except ImportError:
-        return "the playwright package is not installed"
-    return None
-
-
 def measure_server(timeout: float = 90) -> dict[str, Any]:
     """Starts the app, drives the Predict page through every shipped run, samples the server's memory."""
     from rnn_demo.checkpoints import list_runs
     from rnn_demo.predict import Predictor
 
     runs = [info for info in list_runs(include_shipped=True) if info.shipped]
-    port = _free_port()
     with tempfile.TemporaryDirectory() as empty_runs:
-        env = {**os.environ, "RNN_DEMO_RUNS": empty_runs, "RNN_DEMO_MAX_JOBS": "1"}
-        log_path = Path(empty_runs) / "server.log"
-        with open(log_path, "w") as log:
-            server = subprocess.Popen(
-                [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true", "--server.port",
-                 str(port), "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
-                cwd=common.ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-            )
-            try:
-                return _drive_server(server, port, runs, timeout, log_path, Predictor)
-            finally:
-                server.terminate()
-                try:
-                    server.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    server.kill()
+        env = {"RNN_DEMO_RUNS": empty_runs, "RNN_DEMO_MAX_JOBS": "1"}
+        with running_app(env, Path(empty_runs) / "server.log", start_timeout=timeout) as app:
+            return _drive_server(app, runs, Predictor)
 
 
-def _drive_server(server: subprocess.Popen, port: int, runs: list, timeout: float, log_path: Path,
-                  predictor_cls: Any) -> dict[str, Any]:
-    url = f"http://127.0.0.1:{port}"
-    start = time.perf_counter()
-    while True:
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
-                if response.status == 200:
-                    break
-        except OSError:
-            pass
-        if server.poll() is not None or time.perf_counter() - start > timeout:
-            raise RuntimeError("streamlit did not start: " + log_path.read_text()[-1500:])
-        time.sleep(0.3)
-    stages: dict[str, dict[str, float]] = {"healthy (no session yet)": proc_status_mb(server.pid)}
-    out: dict[str, Any] = {"runs": [info.name for info in runs], "startup_seconds": time.perf_counter() - start,
+def _drive_server(app: RunningApp, runs: list, predictor_cls: Any) -> dict[str, Any]:
+    stages: dict[str, dict[str, float]] = {"healthy (no session yet)": proc_status_mb(app.process.pid)}
+    out: dict[str, Any] = {"runs": [info.name for info in runs], "startup_seconds": app.startup_seconds,
                            "stages_mb": stages}
-    why_not = _browser_available()
-    if why_not:
-        out["driven"] = f"not driven: {why_not}; only the idle server was measured"
+    missing = missing_browser_parts()
+    if missing:
+        out["driven"] = f"not driven: needs {' and '.join(missing)}; only the idle server was measured"
         return out
     from playwright.sync_api import expect, sync_playwright
 
     expected = {info.name: predictor_cls.load(info.path).predict(SENTENCE).label for info in runs}
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        browser = launch_chromium(playwright)
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1600})
-            page.goto(f"{url}/predict")
+            page.goto(f"{app.url}/predict")
             expect(page.get_by_text("Current dataset")).to_be_visible(timeout=60_000)
             box = page.get_by_role("textbox", name="Text")
             box.fill(SENTENCE)
@@ -203,12 +153,13 @@ def _drive_server(server: subprocess.Popen, port: int, runs: list, timeout: floa
                 expect(page.get_by_test_id("stMetricValue").first).to_have_text(expected[info.name], timeout=60_000)
                 expect(page.get_by_text("Predicted label")).to_be_visible(timeout=60_000)
                 page.wait_for_timeout(1500)  # let the rerun and the chart finish
-                stages[f"+ Predict page with {info.name}"] = proc_status_mb(server.pid)
+                stages[f"+ Predict page with {info.name}"] = proc_status_mb(app.process.pid)
         finally:
             browser.close()
     out["driven"] = "headless Chromium (playwright) selected every shipped run on the Predict page and predicted a sentence"
-    if "Traceback" in log_path.read_text():
-        out["server_log_tail"] = log_path.read_text()[-1500:]
+    log = app.log_path.read_text()
+    if "Traceback" in log:
+        out["server_log_tail"] = log[-1500:]
     return out
 
 

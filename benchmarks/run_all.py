@@ -355,7 +355,7 @@ def recommendations(results: dict[str, dict[str, Any]]) -> list[str]:
              "Applied in the core while this suite was written (the figures above measure the core with them; the "
              "what-ifs measure what each is worth):", ""]
     lines.append(
-        "- **Fused GRU/LSTM training kernels** (`rnn_demo/accel/kernels.py`, `rnn_demo/accel/csrc/fused_cells.cpp`, compiled once "
+        "- **Fused GRU/LSTM training kernels** (`rnn_demo/accel/kernels.py`, `rnn_demo/accel/csrc/`, compiled once "
         "per machine), used for every one-way GRU and LSTM layer trained on the CPU: a layer's whole forward and "
         "backward pass is one time loop over batch-first tensors. A forward step is two small matmuls (x_t W_ihᵀ, "
         "h W_hhᵀ) and one vectorised pass over the gates; a backward step is one pass over the gate gradients and the "
@@ -371,7 +371,7 @@ def recommendations(results: dict[str, dict[str, Any]]) -> list[str]:
         "(`torch.autograd.Function`, 6 ops per step forward and 3 backward) was tried first and ran at 0.98–1.15× of "
         "`nn.GRU`: the gain needs the gate maths in one compiled pass.")
     lines.append(
-        "- **Each row block's working memory 256 KB from the next** (`BlockRegions` in `fused_cells.cpp`): the "
+        "- **Each row block's working memory 256 KB from the next** (`BlockRegions` in `accel/csrc/row_blocks.h`): the "
         "gate pre-activations (or their gradients), dh, dc and the gradient sums that a block's thread writes at "
         "every step. While the two blocks' buffers lay side by side, a two-thread GRU forward pass (T = 22) took "
         "1.19-1.34x as long as one 32-row block on one thread; with them apart 1.06-1.13x (page-aligned regions "
@@ -380,7 +380,7 @@ def recommendations(results: dict[str, dict[str, Any]]) -> list[str]:
         "bit for bit the same (the blocks' sums are added in the same order).")
     lines.append(
         "- **The first layer looks its words up itself** (`accel.kernels.run_from_table`, `LayerInput` in "
-        "`fused_cells.cpp`): in training, a model's first GRU/LSTM layer gathers each step's rows of x from the "
+        "`accel/csrc/layer_input.h`): in training, a model's first GRU/LSTM layer gathers each step's rows of x from the "
         "embedding table, with the embedding dropout applied (the same seed and hash as `accel.kernels.dropout`), on each "
         "row block's thread just before the step's matmul; the table's row gradient takes the dropout mask on the "
         "way into its sums. A look-up and a dropout call fewer forward, a dropout call and an autograd node "
@@ -388,7 +388,7 @@ def recommendations(results: dict[str, dict[str, Any]]) -> list[str]:
         "real loop: Rotten Tomatoes GRU +2.0% and +3.6%, LSTM +0.6% and +1.5%, IMDB GRU +1.5%, LSTM +0.7% tokens/s.")
     lines.append(
         "- **A classifier's training step in one call** (`accel.classifier.loss_and_gradients`, "
-        "`classifier_step` in `fused_cells.cpp`): for a one-layer GRU/LSTM classifier with last/max/mean pooling "
+        "`classifier_step` in `accel/csrc/step.cpp`): for a one-layer GRU/LSTM classifier with last/max/mean pooling "
         "and a linear head, the whole forward and backward pass (layer from the table, pooling, dropout, head, "
         "cross-entropy, all gradients) is one call that sets every `.grad`, instead of ~40 small torch ops and "
         "autograd's bookkeeping around the layer's kernels (~2 ms of a ~10 ms Rotten Tomatoes step, on one core). "

@@ -1,23 +1,36 @@
-"""Runs the app in a real server and opens it in Debian's Chromium, for the browser tests and the README screenshots.
+"""Runs the app in a real server and opens it in Debian's Chromium: the one launcher for browser tests,
+benchmarks and the README screenshots.
 
-``streamlit_server`` starts ``streamlit run app.py`` on a free port in a subprocess, waits until
-``/_stcore/health`` answers and stops the server on exit; ``launch_chromium`` starts headless
-``/usr/bin/chromium`` through Playwright (Playwright's own browser download is not used);
-``start_slow_motion_demo`` starts a paced Quick demo run on the Train page.
-Used by ``tests/test_browser*.py`` and ``docs/make_screenshots.py``.
+``streamlit_server`` starts ``streamlit run app.py`` headless (usage statistics off) on a free port
+in a process group of its own, waits until ``/_stcore/health`` answers, yields the base URL and
+stops the whole group on exit (the server and any worker it left behind); ``running_app`` does
+the same and yields the process too (its pid, the seconds it took to answer).
+``launch_chromium`` starts headless ``/usr/bin/chromium`` through Playwright (Playwright's own
+browser download is not used); ``start_slow_motion_demo`` starts a paced Quick demo run on the
+Train page. Used by ``tests/test_browser*.py``, ``docs/make_screenshots.py`` and the benchmarks
+that drive the app (``benchmarks/app_latency.py``, ``memory.py``, ``classroom.py``; ``benchmarks/common.py``
+puts this folder on their import path)::
+
+    with streamlit_server({"RNN_DEMO_RUNS": runs}) as url:   # "http://127.0.0.1:<free port>"
+        ...
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TextIO
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
@@ -50,48 +63,87 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+@dataclass(frozen=True)
+class RunningApp:
+    """A started app server: its base URL, its process (the leader of its own process group), the file
+    its output goes to and the seconds from start until its health check answered."""
+
+    url: str
+    process: subprocess.Popen
+    log_path: Path
+    startup_seconds: float
+
+
 @contextmanager
-def streamlit_server(env: dict[str, str], log_path: Path, start_timeout: float = 60.0) -> Iterator[str]:
-    """Runs the app in a subprocess until the ``with`` block ends; yields its base URL.
+def running_app(env: dict[str, str] | None = None, log_path: Path | None = None, start_timeout: float = 60.0,
+                port: int | None = None, script: str | Path = "app.py") -> Iterator[RunningApp]:
+    """Runs ``streamlit run <script>`` from the repository's root until the ``with`` block ends.
 
     Args:
         env: variables added to this process's environment (e.g. ``RNN_DEMO_RUNS``).
-        log_path: file that receives the server's stdout and stderr.
+        log_path: file that receives the server's stdout and stderr (default: a temporary file,
+            deleted on exit).
         start_timeout: seconds to wait for ``/_stcore/health``.
+        port: the port to serve on (default: a free one).
+        script: the Streamlit script, relative to the repository's root or absolute.
 
     Raises:
         ServerDidNotStart: the server exited or stayed silent; the message ends with its log.
     """
-    port = free_port()
-    log = open(log_path, "w")  # noqa: SIM115 - closed below
-    process = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true", "--server.port", str(port),
-         "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
-        cwd=ROOT, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.time() + start_timeout
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            if process.poll() is not None or time.time() > deadline:
-                process.kill()
-                log.flush()
-                raise ServerDidNotStart("streamlit did not start:\n" + log_path.read_text()[-3000:])
-            time.sleep(0.3)
-        yield url
-    finally:
-        process.terminate()
+    with contextlib.ExitStack() as stack:
+        if log_path is None:
+            log_path = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="streamlit-"))) / "server.log"
+        port = free_port() if port is None else port
+        log = stack.enter_context(open(log_path, "w"))  # noqa: SIM115 - closed by the stack
+        started = time.perf_counter()
+        process = subprocess.Popen(
+            [sys.executable, "-m", "streamlit", "run", str(script), "--server.headless", "true", "--server.port",
+             str(port), "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
+            cwd=ROOT, env={**os.environ, **(env or {})}, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group: the workers it starts are stopped with it
+        )
         try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-        log.close()
+            url = f"http://127.0.0.1:{port}"
+            _wait_until_healthy(url, process, started + start_timeout, log, log_path)
+            yield RunningApp(url, process, log_path, time.perf_counter() - started)
+        finally:
+            _stop_group(process)
+
+
+@contextmanager
+def streamlit_server(env: dict[str, str] | None = None, log_path: Path | None = None, start_timeout: float = 60.0,
+                     port: int | None = None) -> Iterator[str]:
+    """``running_app`` for ``app.py``, yielding only the base URL (``http://127.0.0.1:<port>``)."""
+    with running_app(env, log_path, start_timeout, port) as app:
+        yield app.url
+
+
+def _wait_until_healthy(url: str, process: subprocess.Popen, deadline: float, log: TextIO, log_path: Path) -> None:
+    """Returns once ``/_stcore/health`` answers 200; raises ServerDidNotStart when the server exits first
+    or the deadline (a ``time.perf_counter()`` value) passes."""
+    while True:
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            pass
+        if process.poll() is not None or time.perf_counter() > deadline:
+            log.flush()
+            raise ServerDidNotStart("streamlit did not start:\n" + log_path.read_text()[-3000:])
+        time.sleep(0.3)
+
+
+def _stop_group(process: subprocess.Popen, grace: float = 10.0) -> None:
+    """Stops a server started in its own process group: SIGTERM to the server (which stops its jobs its
+    own way), up to ``grace`` seconds for it to exit, then SIGKILL to whatever is left of the group."""
+    with contextlib.suppress(ProcessLookupError):
+        process.terminate()
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        process.wait(timeout=grace)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
 
 
 def launch_chromium(playwright):

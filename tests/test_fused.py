@@ -606,3 +606,30 @@ def test_each_python_environment_gets_its_own_kernel_folder(monkeypatch):
     assert kernels._build_dir() != here
     monkeypatch.undo()
     assert kernels._build_dir() == here
+
+
+def test_every_kernel_file_is_in_the_cache_key_and_compiled_from_its_copy_in_the_build_folder(kernel, monkeypatch,
+                                                                                               tmp_path):
+    # The kernels are split by job into several .cpp files and the headers they share: a change to any
+    # of them (a header too) must give a new build, and each must be compiled from the build folder.
+    import shutil
+
+    folder = kernels._build_dir()
+    names = sorted(path.name for path in kernels.CSRC.iterdir() if path.suffix in (".cpp", ".h"))
+    compiled = [name for name in names if name.endswith(".cpp")]
+    assert {"layers.cpp", "step.cpp", "optimizer.cpp", "bindings.cpp"} <= set(compiled) and len(compiled) < len(names)
+    for name in names:
+        assert (folder / name).read_bytes() == (kernels.CSRC / name).read_bytes(), name
+    ninja = (folder / "build.ninja").read_text()
+    for name in compiled:
+        assert f"compile {folder / name}" in ninja and str(kernels.CSRC / name) not in ninja, name
+    copy = tmp_path / "csrc"
+    shutil.copytree(kernels.CSRC, copy)
+    monkeypatch.setattr(kernels, "CSRC", copy)
+    assert kernels._build_dir() == folder
+    for name in ("common.h", "layers.cpp"):
+        original = (copy / name).read_bytes()
+        (copy / name).write_bytes(original + b"\n")
+        assert kernels._build_dir() != folder, name
+        (copy / name).write_bytes(original)
+    assert kernels._build_dir() == folder

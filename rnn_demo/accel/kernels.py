@@ -1,9 +1,11 @@
 """Compiled GRU and LSTM layers for training on the CPU (optional; torch's are the fallback).
 
-``csrc/fused_cells.cpp`` runs a GRU or LSTM layer's whole forward and backward pass on
-batch-first tensors as one time loop (the input projection, dx and the weight gradients are
+The C++ in ``csrc/`` (``layers.cpp``, the GRU and LSTM layers; ``step.cpp``, a classifier's
+training step; ``optimizer.cpp``, Adam; ``embedding.cpp``, dropout and the table's row gradient;
+shared BLAS and threading helpers in headers) runs a GRU or LSTM layer's whole forward and backward
+pass on batch-first tensors as one time loop (the input projection, dx and the weight gradients are
 computed step by step inside it, with the gate maths); this module compiles it on first
-use (about 30 s, once per machine and torch version, cached in ``<cache>/kernels``), wraps
+use (once per machine and torch version, cached in ``<cache>/kernels``), wraps
 it in autograd functions and says where it can be used (GRU and LSTM layers, ``CELLS``); a
 model's first layer can also look its words up in the embedding table and drop them out itself
 (``run_from_table``), and a one-layer classifier's whole training forward and backward pass,
@@ -39,7 +41,7 @@ logger = logging.getLogger(__name__)
 
 ENV = "RNN_DEMO_FUSED"  # "0" turns the compiled kernels off
 NAME = "rnn_demo_fused_cells"
-SOURCE = Path(__file__).resolve().parent / "csrc" / "fused_cells.cpp"
+CSRC = Path(__file__).resolve().parent / "csrc"  # the C++ sources (*.cpp, one object each) and headers (*.h)
 # -fopenmp-simd vectorises the gate loops (their exp is inline code); 512-bit vectors where the CPU
 # has them (GCC prefers 256: here 0-9% faster per step). No -ffast-math: it would let the compiler
 # fold away the rounding step inside that exp. -fno-math-errno lets sqrt vectorise (it is still
@@ -71,8 +73,8 @@ def _build_dir() -> Path:
         pass
     # The build records the include paths of this torch and Python: another environment gets its own folder.
     environment = f"{Path(torch.__file__).resolve().parent}|{sysconfig.get_paths()['include']}"
-    key = hashlib.sha1(f"{torch.__version__}|{cpu}|{SOURCE.read_bytes().hex()}|{CFLAGS}|{environment}".encode())
-    key = key.hexdigest()[:12]
+    sources = "|".join(f"{name}:{text.hex()}" for name, text in _sources().items())
+    key = hashlib.sha1(f"{torch.__version__}|{cpu}|{sources}|{CFLAGS}|{environment}".encode()).hexdigest()[:12]
     return default_cache_dir() / "kernels" / f"fused_cells-{key}"
 
 
@@ -98,16 +100,25 @@ def _build_lock(folder: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _source_copy(folder: Path) -> Path:
-    """The kernel source, copied into its build folder: torch's build records the source's absolute path, so
-    compiling the checkout's own file made two checkouts on one machine rebuild each other's kernels."""
-    copy = folder / SOURCE.name
-    source = SOURCE.read_bytes()
-    if not copy.is_file() or copy.read_bytes() != source:
-        partial = folder / f".{SOURCE.name}.{os.getpid()}"
-        partial.write_bytes(source)
-        partial.replace(copy)
-    return copy
+def _sources() -> dict[str, bytes]:
+    """Every file of ``csrc/`` by name, sorted: what a build compiles (the .cpp files) and includes (the .h)."""
+    return {path.name: path.read_bytes() for path in sorted(CSRC.iterdir()) if path.suffix in (".cpp", ".h")}
+
+
+def _source_copies(folder: Path) -> list[Path]:
+    """The kernel sources and headers, copied into their build folder; returns the .cpp copies to compile.
+    torch's build records the sources' absolute paths, so compiling the checkout's own files made two
+    checkouts on one machine rebuild each other's kernels."""
+    compiled = []
+    for name, text in _sources().items():
+        copy = folder / name
+        if not copy.is_file() or copy.read_bytes() != text:
+            partial = folder / f".{name}.{os.getpid()}"
+            partial.write_bytes(text)
+            partial.replace(copy)
+        if copy.suffix == ".cpp":
+            compiled.append(copy)
+    return compiled
 
 
 def is_built() -> bool:
@@ -131,8 +142,9 @@ def load() -> Any:
             folder = _build_dir()
             folder.mkdir(parents=True, exist_ok=True)
             with _build_lock(folder):
-                _module = load_extension(NAME, sources=[str(_source_copy(folder))], extra_cflags=CFLAGS,
-                                         build_directory=str(folder), verbose=False)
+                sources = [str(path) for path in _source_copies(folder)]
+                _module = load_extension(NAME, sources=sources, extra_cflags=CFLAGS, build_directory=str(folder),
+                                         verbose=False)
         except Exception as exc:  # no compiler, no ninja, a failed build: torch's GRU does the work
             _error = f"{type(exc).__name__}: {str(exc).strip().splitlines()[-1] if str(exc).strip() else exc}"
             logger.warning("the fused GRU/LSTM kernels are not available (%s); training uses torch's layers", _error)
