@@ -21,7 +21,7 @@ st.caption(f"Classes: {widgets.md(', '.join(info.label_names))} · trained on {w
            + f" · reads at most {predictor.token_cap():,} tokens")
 
 text_key = state.persist("predict.text", "")
-examples = widgets.EXAMPLES.get(info.config.get("dataset", {}).get("spec", {}).get("name") or "", [])
+examples = widgets.EXAMPLES.get(info.spec_name or "", [])
 if examples:
     cols = st.columns(len(examples))
     for col, example in zip(cols, examples):

@@ -33,7 +33,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from rnn_demo import TRAINING_VERSION, __version__
-from rnn_demo.model import ModelConfig, RecurrentClassifier
+from rnn_demo.model import RecurrentClassifier
 from rnn_demo.run_folders import (  # noqa: F401  (re-exported: callers import run names from here)
     FORMAT_VERSION,
     PREDICTIONS_FILE,
@@ -47,6 +47,7 @@ from rnn_demo.run_folders import (  # noqa: F401  (re-exported: callers import r
     remove_run_folder,
     sanitize_run_name,
 )
+from rnn_demo.run_info import RunInfo, config_problem, metrics_problem
 from rnn_demo.text import TextConfig, Vocab
 from rnn_demo.train import TrainConfig
 
@@ -177,100 +178,6 @@ def _read_json(path: Path) -> Any:
         raise CheckpointError(f"{path} is not valid JSON ({exc}); the run is damaged, train it again") from exc
 
 
-def _as_dict(value: Any) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
-
-
-@dataclass
-class RunInfo:
-    """What a run is, read from its JSON files without loading weights.
-
-    The accessors tolerate malformed JSON (``read_run_info`` refuses it, but a RunInfo
-    can be built by hand), so a label for a picker never raises.
-    """
-
-    path: Path
-    name: str
-    shipped: bool
-    config: dict[str, Any]
-    metrics: dict[str, Any]
-
-    @property
-    def label_names(self) -> list[str]:
-        names = self.config.get("label_names")
-        return [str(n) for n in names] if isinstance(names, list) else []
-
-    @property
-    def dataset_name(self) -> str:
-        return str(_as_dict(self.config.get("dataset")).get("name", "?"))
-
-    @property
-    def cell(self) -> str:
-        return str(_as_dict(self.config.get("model")).get("cell", "?"))
-
-    def test_accuracy(self) -> float | None:
-        accuracy = _as_dict(self.metrics.get("test")).get("accuracy")
-        return float(accuracy) if _is_number(accuracy) else None
-
-    def title(self, origin: str | None = None) -> str:
-        """A one-line label for pickers: name, dataset, cell, test accuracy and where the run comes from
-        (default "shipped" or "yours")."""
-        acc = self.test_accuracy()
-        acc_text = f", test acc {acc:.1%}" if acc is not None else ""
-        where = origin or ("shipped" if self.shipped else "yours")
-        return f"{self.name} ({self.dataset_name}, {self.cell.upper()}{acc_text}, {where})"
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def _config_problem(config: dict[str, Any]) -> str | None:
-    """Why a run's config.json cannot be used, or None: every field the code reads is checked."""
-    for key in ("model", "train", "text", "label_names"):
-        if key not in config:
-            return f"lacks '{key}'"
-    for key in ("model", "train", "text"):
-        if not isinstance(config[key], dict):
-            return f"'{key}' is not an object"
-    for key in ("dataset", "summary"):
-        if key in config and not isinstance(config[key], dict):
-            return f"'{key}' is not an object"
-    if "spec" in _as_dict(config.get("dataset")) and not isinstance(config["dataset"]["spec"], dict):
-        return "'dataset.spec' is not an object"
-    names = config["label_names"]
-    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
-        return "'label_names' is not a list of class names"
-    try:  # the dataclasses' own checks, including their upper bounds on model sizes
-        model = ModelConfig.from_dict(config["model"])
-        TextConfig.from_dict(config["text"])
-        TrainConfig.from_dict(config["train"])
-    except (TypeError, ValueError) as exc:
-        return f"model settings are invalid ({' '.join(str(exc).split())})"
-    if len(names) != model.num_classes:
-        return f"it has {len(names)} label names but the model has {model.num_classes} classes"
-    return None
-
-
-def _metrics_problem(metrics: Any) -> str | None:
-    """Why a run's metrics.json cannot be shown, or None."""
-    if not isinstance(metrics, dict):
-        return "it is not an object"
-    for split in ("validation", "test"):
-        if split not in metrics:
-            continue
-        if not isinstance(metrics[split], dict):
-            return f"'{split}' is not an object"
-        for key in ("accuracy", "macro_f1", "loss", "n"):
-            value = metrics[split].get(key)
-            if value is not None and not _is_number(value):
-                return f"'{split}.{key}' is not a number"
-        for key, kind in (("per_class", dict), ("confusion_matrix", list)):
-            if key in metrics[split] and not isinstance(metrics[split][key], kind):
-                return f"'{split}.{key}' is malformed"
-    return None
-
-
 def read_run_info(run_dir: str | Path) -> RunInfo:
     """Reads config.json and metrics.json and checks that every run file is present.
 
@@ -289,11 +196,11 @@ def read_run_info(run_dir: str | Path) -> RunInfo:
     config = _read_json(run_dir / "config.json")
     if not isinstance(config, dict) or config.get("format_version") != FORMAT_VERSION:
         raise CheckpointError(f"{run_dir}/config.json is not an rnn_demo run configuration (format {FORMAT_VERSION})")
-    problem = _config_problem(config)
+    problem = config_problem(config)
     if problem:
         raise CheckpointError(f"{run_dir}/config.json: {problem}; the run is damaged, train it again")
     metrics = _read_json(run_dir / "metrics.json")
-    problem = _metrics_problem(metrics)
+    problem = metrics_problem(metrics)
     if problem:
         raise CheckpointError(f"{run_dir}/metrics.json: {problem}; the run is damaged, train it again")
     shipped = run_dir.resolve().parent == shipped_runs_dir()
@@ -327,13 +234,11 @@ def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> LoadedR
     """
     info = read_run_info(run_dir)
     path = info.path
+    model_config, text_config, train_config = info.model_config, info.text_config, info.train_config
     try:
-        model_config = ModelConfig.from_dict(info.config["model"])
-        text_config = TextConfig.from_dict(info.config["text"])
-        train_config = TrainConfig.from_dict(info.config["train"])
         vocab = Vocab.load(path / "vocab.json")
     except (TypeError, ValueError, KeyError) as exc:
-        raise CheckpointError(f"{path} has an invalid configuration or vocabulary: {exc}") from exc
+        raise CheckpointError(f"{path} has an invalid vocabulary: {exc}") from exc
     if len(vocab) != model_config.vocab_size:
         raise CheckpointError(f"{path}: vocab.json has {len(vocab)} tokens but the model expects {model_config.vocab_size}")
     try:
@@ -393,7 +298,7 @@ def runs_in_folder(folder: Path) -> tuple[list[RunInfo], list[DamagedRun]]:
     if folder.resolve() == shipped_runs_dir():
         runs.sort(key=lambda r: r.name)
     else:
-        runs.sort(key=lambda r: str(r.config.get("created", "")), reverse=True)
+        runs.sort(key=lambda r: r.created, reverse=True)
     return runs, damaged
 
 

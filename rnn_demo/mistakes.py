@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from rnn_demo.checkpoints import CheckpointError, load_saved_predictions, read_run_info
-from rnn_demo.data import DatasetError, DatasetSpec, load_splits
+from rnn_demo.data import DatasetError, load_splits
 from rnn_demo.metrics import example_predictions
 
 SPLITS = ("validation", "test")
@@ -59,10 +59,9 @@ def load_split_predictions(
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
     info = read_run_info(run_dir)
-    dataset = info.config.get("dataset") or {}
-    if "spec" not in dataset:
+    spec = info.dataset_spec
+    if spec is None:
         raise CheckpointError(f"{info.name} does not record which dataset it was trained on")
-    spec = DatasetSpec.from_dict(dataset["spec"])
     try:
         splits = load_splits(spec)
     except DatasetError as exc:
@@ -77,7 +76,7 @@ def load_split_predictions(
     saved = load_saved_predictions(info.path).get(f"{split}_probs")
     if (
         saved is not None
-        and splits.fingerprint == dataset.get("fingerprint")
+        and splits.fingerprint == info.dataset_fingerprint
         and saved.shape == (len(part), len(info.label_names))
     ):
         return SplitPredictions(list(part.texts), labels, saved, info.label_names, "saved")

@@ -8,35 +8,29 @@ its ``"cell"``. Each cell's run is evaluated and saved like a normal run.
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from rnn_demo.batching import BatchLoader
 from rnn_demo.checkpoints import user_runs_dir
-from rnn_demo.data import DatasetSpec, load_splits
-from rnn_demo.experiment import PreparedData, RunSummary, evaluate_and_save, prepare_data
-from rnn_demo.model import CELLS, ModelConfig, RecurrentClassifier
+from rnn_demo.data import DatasetSpec
+from rnn_demo.experiment import RunSummary, Training, build_training, evaluate_and_save, load_and_prepare
+from rnn_demo.model import CELLS, ModelConfig
 from rnn_demo.text import TextConfig
-from rnn_demo.train import EventCallback, StopSignal, TrainConfig, Trainer, TrainingError, seed_everything
-from rnn_demo.vectors import default_binary_cache, load_vectors_into, resolve_vectors
+from rnn_demo.train import EventCallback, StopSignal, TrainConfig, TrainingError
+from rnn_demo.vectors import resolve_vectors
 
 DEFAULT_CELLS = tuple(CELLS)  # ("rnn", "gru", "lstm")
 
 
 @dataclass
 class _Entrant:
-    """One cell in the race: its model, trainer and recorded history."""
+    """One cell in the race: its training (model, trainer, recorded history) and its step generator."""
 
     cell: str
-    model: RecurrentClassifier
-    trainer: Trainer
+    training: Training
     steps: Iterator[int]
-    history: list[dict[str, Any]] = field(default_factory=list)
-    vector_coverage: float | None = None
     error: str | None = None
     busy_seconds: float = 0.0  # time spent in this entrant's own steps and evaluations
 
@@ -81,16 +75,18 @@ def run_race(
     stage = on_stage or (lambda text: None)
     emit = callback or (lambda event: None)
 
-    stage("loading the dataset")
-    splits = load_splits(spec)
-    stage("building the vocabulary and encoding the texts")
-    data = prepare_data(splits, text_config)
+    data = load_and_prepare(spec, text_config, on_stage=stage)
     vectors_path = None
     if model_config.pretrained_vectors:
         stage(f"preparing word vectors ({model_config.pretrained_vectors})")
         vectors_path = resolve_vectors(model_config.pretrained_vectors, model_config.embedding_dim)
 
-    entrants = [_make_entrant(cell, data, model_config, train_config, vectors_path, emit, stop) for cell in cells]
+    entrants = []
+    for cell in cells:  # every cell from the same seed: build_training seeds before it builds each model
+        training = build_training(data, text_config, model_config.with_cell(cell), train_config,
+                                  callback=_tagged(emit, cell), stop=stop, watch=False, vectors_path=vectors_path,
+                                  on_stage=stage)
+        entrants.append(_Entrant(cell, training, training.trainer.iter_steps()))
     stage("training " + " vs ".join(c.upper() for c in cells))
     _interleave(entrants, emit)
     if all(e.error is not None for e in entrants):
@@ -106,40 +102,17 @@ def run_race(
         # The trainer's own clock also counts the other entrants' turns; busy_seconds is the cell's own time.
         summaries.append(
             evaluate_and_save(
-                entrant.trainer, data, spec, text_config, Path(out), entrant.history,
-                vector_coverage=entrant.vector_coverage, train_seconds=entrant.busy_seconds,
+                entrant.training.trainer, data, spec, text_config, Path(out), entrant.training.history,
+                vector_coverage=entrant.training.vector_coverage, train_seconds=entrant.busy_seconds,
                 extra_summary={"race": True},
             )
         )
     return summaries
 
 
-def _make_entrant(
-    cell: str,
-    data: PreparedData,
-    model_config: ModelConfig,
-    train_config: TrainConfig,
-    vectors_path: Path | None,
-    emit: EventCallback,
-    stop: StopSignal | None,
-) -> _Entrant:
-    config = dataclasses.replace(
-        model_config, cell=cell, vocab_size=len(data.vocab), num_classes=len(data.splits.label_names)
-    )
-    seed_everything(train_config.seed)  # same initial seed for every cell
-    model = RecurrentClassifier(config)
-    coverage = load_vectors_into(model.embedding, data.vocab, vectors_path, binary_cache=default_binary_cache()) if vectors_path else None
-    history: list[dict[str, Any]] = []
-
-    def record(event: dict[str, Any]) -> None:
-        history.append({**event, "time": time.time()})
-        emit({**event, "cell": cell})
-
-    # Each entrant has its own loaders (the training loader's shuffle state is per epoch).
-    train_loader = BatchLoader(data.train, train_config.batch_size, shuffle=True, seed=train_config.seed)
-    val_loader = BatchLoader(data.validation, max(train_config.batch_size, 256))
-    trainer = Trainer(model, train_loader, val_loader, train_config, callback=record, stop=stop)
-    return _Entrant(cell, model, trainer, trainer.iter_steps(), history, coverage)
+def _tagged(emit: EventCallback, cell: str) -> EventCallback:
+    """Passes each event on with its ``"cell"`` (the history keeps the untagged event)."""
+    return lambda event: emit({**event, "cell": cell})
 
 
 def _interleave(entrants: list[_Entrant], emit: EventCallback) -> None:

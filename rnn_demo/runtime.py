@@ -2,7 +2,8 @@
 
 Importing ``rnn_demo`` changes nothing in the process; a program that embeds the package
 calls :func:`configure_process` itself, before anything imports torch. Worker processes
-inherit the environment of the process that starts them.
+inherit the environment of the process that starts them. How many torch threads each kind
+of process uses is decided in :mod:`rnn_demo.threads`.
 """
 
 from __future__ import annotations

@@ -267,7 +267,7 @@ def _shared_runs(viewer: str | None) -> list[VisibleRun]:
                 continue
             with contextlib.suppress(CheckpointError):
                 found.append(read_run_info(path))
-    found.sort(key=lambda r: str(r.config.get("created", "")), reverse=True)
+    found.sort(key=lambda r: r.created, reverse=True)
     return [VisibleRun(info, SHARED) for info in found]
 
 

@@ -75,7 +75,7 @@ def test_predict_in_a_real_browser_and_screenshot_every_page(server, tiny_runs_d
     # What the Predict page selects first (the server sees the same runs): a run of the current
     # dataset (Rotten Tomatoes at start), else the first run.
     runs = list_runs()
-    default_run = next((r for r in runs if r.config["dataset"]["spec"]["name"] == "rotten_tomatoes"), runs[0])
+    default_run = next((r for r in runs if r.spec_name == "rotten_tomatoes"), runs[0])
     expected = Predictor.load(default_run.path).predict(SENTENCE).label
     SCREENSHOTS.mkdir(exist_ok=True)
     pages = {**PAGES, "Internals": "Internals"}
@@ -148,7 +148,7 @@ def test_live_training_view_keeps_the_sidebar_progress_current(server):
             expect(page.get_by_role("button", name="Stop training").first).to_be_in_viewport()
             page.screenshot(path=SCREENSHOTS / "train_live.png")
             page.get_by_role("button", name="Stop training").first.click()
-            expect(page.get_by_text("Test accuracy")).to_be_visible(timeout=120_000)
+            expect(page.get_by_text("Test accuracy", exact=True)).to_be_visible(timeout=120_000)
         finally:
             browser.close()
 
@@ -185,7 +185,7 @@ def test_enter_in_a_settings_box_never_starts_a_job(server, tmp_path):
             page.get_by_role("button", name="Start training").click()
             expect(stop.first).to_be_visible(timeout=60_000)
             stop.first.click()
-            expect(page.get_by_text("Test accuracy")).to_be_visible(timeout=120_000)
+            expect(page.get_by_text("Test accuracy", exact=True)).to_be_visible(timeout=120_000)
         finally:
             browser.close()
     saved = [path for path in (tmp_path / "sessions").glob("*/runs/*") if path.is_dir()]
@@ -224,7 +224,7 @@ def test_a_reload_keeps_the_dataset_choice_and_reattaches_the_running_job(server
             expect(page.get_by_text(re.compile(r"step \d+/\d+")).first).to_be_visible(timeout=60_000)
             page.screenshot(path=SCREENSHOTS / "train_after_reload.png")
             page.get_by_role("button", name="Stop training").first.click()
-            expect(page.get_by_text("Test accuracy")).to_be_visible(timeout=120_000)
+            expect(page.get_by_text("Test accuracy", exact=True)).to_be_visible(timeout=120_000)
         finally:
             browser.close()
 
@@ -249,6 +249,6 @@ def test_slow_motion_plots_the_watched_sentence_live(server):
             assert 5 <= later - first <= 30, (first, later)
             page.screenshot(path=SCREENSHOTS / "train_slow_motion.png")
             page.get_by_role("button", name="Stop training").first.click()
-            expect(page.get_by_text("Test accuracy")).to_be_visible(timeout=120_000)
+            expect(page.get_by_text("Test accuracy", exact=True)).to_be_visible(timeout=120_000)
         finally:
             browser.close()

@@ -19,7 +19,7 @@ from streamlit.testing.v1 import AppTest
 
 APP = str(Path(__file__).resolve().parent.parent / "app.py")
 PAGES = ["pages/home.py", "pages/data.py", "pages/train.py", "pages/predict.py", "pages/mistakes.py",
-         "pages/compare.py", "pages/internals.py"]
+         "pages/compare.py", "pages/internals.py", "pages/cell_step.py"]
 HOSTILE = ["[x](https://example.com) ![t](https://example.com/p.png)", "**bold** ![i](https://example.com/i.png)"]
 RAW = "](https://example.com"
 # Streamlit element types whose text is rendered as Markdown.

@@ -1,15 +1,12 @@
-"""What every interpreter shares: the error type, the token limit, reading one text, thread limits."""
+"""What every interpreter shares: the error type, the token limit, reading one text, the thread limit."""
 
 from __future__ import annotations
-
-import contextlib
-import threading
-from collections.abc import Iterator
 
 import numpy as np
 import torch
 
 from rnn_demo.predict import Predictor, TokenizedText
+from rnn_demo.threads import torch_threads  # noqa: F401  (re-exported: explain.torch_threads)
 
 # Tokens an explanation reads of a text. Occlusion and the prediction trace run T texts of up
 # to T tokens, so their work grows with T²: at 512 an explanation stays well under 1 GB, while
@@ -19,35 +16,6 @@ EXPLAIN_MAX_TOKENS = 512
 
 class ExplainError(ValueError):
     """An explanation cannot be computed for this input; the message says what to change."""
-
-
-_THREADS_LOCK = threading.Lock()
-_THREADS_STATE = {"depth": 0, "saved": 0}
-
-
-@contextlib.contextmanager
-def torch_threads(count: int | None) -> Iterator[None]:
-    """Limits torch's intra-op threads inside the block (None: leave them alone).
-
-    On a small shared machine one thread is often several times faster for these
-    small models than two threads fighting other processes for the cores. Nested and
-    concurrent blocks are counted: the setting is restored when the last one ends.
-    """
-    if count is None:
-        yield
-        return
-    with _THREADS_LOCK:
-        if _THREADS_STATE["depth"] == 0:
-            _THREADS_STATE["saved"] = torch.get_num_threads()
-        _THREADS_STATE["depth"] += 1
-        torch.set_num_threads(max(1, int(count)))
-    try:
-        yield
-    finally:
-        with _THREADS_LOCK:
-            _THREADS_STATE["depth"] -= 1
-            if _THREADS_STATE["depth"] == 0:
-                torch.set_num_threads(_THREADS_STATE["saved"])
 
 
 class _ReadCount:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from rnn_demo.data import DatasetSpec, load_splits
+from rnn_demo.data import load_splits
 from rnn_demo.explain.common import ExplainError, _read_batch, _ReadCount
 from rnn_demo.predict import Predictor
 
@@ -100,11 +100,11 @@ def validation_examples(predictor: Predictor, max_examples: int = 1000, seed: in
         ExplainError: The predictor has no run directory or its dataset cannot be loaded.
     """
     run = predictor.run
-    spec_data = ((run.info.config.get("dataset") or {}).get("spec")) if run is not None else None
-    if not spec_data:
+    spec = run.info.dataset_spec if run is not None else None
+    if spec is None:
         raise ExplainError("this model has no saved dataset reference; pass texts and labels yourself")
     try:
-        split = load_splits(DatasetSpec.from_dict(spec_data)).validation
+        split = load_splits(spec).validation
     except Exception as exc:  # DatasetError for moved user files, anything else for damaged specs
         raise ExplainError(f"the run's dataset cannot be loaded ({exc}); it may have been moved or deleted") from exc
     index = np.arange(len(split))

@@ -1,20 +1,17 @@
-"""How much runs at once: the job cap, the cores it shares, and torch threads per worker."""
+"""How much runs at once: the job cap, the cores it shares, and torch threads per worker.
+
+The cores and the threads per worker are decided by ``rnn_demo.threads`` (the one thread-count
+policy) and re-exported here.
+"""
 
 from __future__ import annotations
 
 import os
 
 from rnn_demo.jobs.errors import JobError
+from rnn_demo.threads import available_cores, worker_threads  # noqa: F401  (re-exported)
 
 MAX_JOBS_ENV = "RNN_DEMO_MAX_JOBS"
-
-
-def available_cores() -> int:
-    """CPU cores this process may use (respects affinity masks and container limits)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not on Linux
-        return max(1, os.cpu_count() or 1)
 
 
 def max_jobs_from_env(default: int | None = None) -> int:
@@ -30,7 +27,3 @@ def max_jobs_from_env(default: int | None = None) -> int:
         raise JobError(f"{MAX_JOBS_ENV}={raw!r} is not a positive integer; set it to e.g. 2 or unset it")
     return int(raw)
 
-
-def worker_threads(max_jobs: int, cores: int | None = None) -> int:
-    """Torch threads per worker so that ``max_jobs`` workers do not oversubscribe the cores."""
-    return max(1, (cores or available_cores()) // max(1, max_jobs))

@@ -27,7 +27,7 @@ from typing import Any
 
 import streamlit as st
 
-from rnn_demo import sessions
+from rnn_demo import sessions, threads
 from rnn_demo.checkpoints import RunInfo, read_run_info
 from rnn_demo.data import DATASETS, DatasetSpec, load_splits, read_table_preview
 from rnn_demo.dataset_stats import DatasetStats, dataset_stats
@@ -51,14 +51,10 @@ _PERSISTENT = "app.persistent_keys"
 def configure_server_process() -> None:
     """Process-wide settings of the app server (idempotent; ``app.py`` calls it on every run).
 
-    Inference in the server is one short text per request, run by many sessions in
-    parallel threads, while training workers own the cores: one torch thread per
-    request avoids oversubscription (with more, spinning threads slow everything down).
+    One torch thread per request: the server's share of ``rnn_demo.threads``' policy, which
+    says why (training workers own the cores).
     """
-    import torch
-
-    if torch.get_num_threads() != 1:
-        torch.set_num_threads(1)
+    threads.configure_server()
 
 
 def require_app_frame() -> None:
@@ -172,10 +168,12 @@ def touch_session() -> None:
 
 
 def sweep_expired_sessions() -> None:
-    """Deletes expired owner folders (at most every few minutes), sparing connected owners and running jobs."""
+    """Deletes expired owner folders (at most every few minutes), sparing connected owners and running or
+    waiting jobs (a waiting job will save into its owner's folder)."""
     with _connected_lock:
         keep = set(_connected)
-    keep.update(job.owner for job in shared_manager().active_jobs())
+    manager = shared_manager()
+    keep.update(job.owner for job in [*manager.active_jobs(), *manager.queued_jobs()])
     keep.add(owner_id())
     sessions.maybe_sweep(keep)
 
@@ -305,8 +303,7 @@ def current_configs() -> tuple[TextConfig, ModelConfig, TrainConfig]:
 def default_run(available: list[RunInfo]) -> RunInfo:
     """The run to show before the user picks one: the first trained on the current dataset, else the first."""
     dataset = current_spec().name
-    return next((run for run in available if run.config.get("dataset", {}).get("spec", {}).get("name") == dataset),
-                available[0])
+    return next((run for run in available if run.spec_name == dataset), available[0])
 
 
 def current_run_path() -> str | None:
@@ -410,7 +407,7 @@ def _split_records(path: str, mtime: float, split: str) -> tuple[list[dict[str, 
 
 def may_read_run_data(info: RunInfo) -> bool:
     """Whether this owner may load the run's own dataset (never another owner's uploaded file)."""
-    return sessions.may_read_dataset(owner_id(), (info.config.get("dataset") or {}).get("spec"))
+    return sessions.may_read_dataset(owner_id(), info.dataset_spec)
 
 
 def split_records(info: RunInfo, split: str) -> tuple[list[dict[str, Any]], str]:
