@@ -2,15 +2,15 @@
 
     python benchmarks/app_latency.py [--repeats 7] [--url http://127.0.0.1:8501]
 
-Without --url it starts ``streamlit run app.py`` itself (RNN_DEMO_MAX_JOBS=2, runs saved
-to a temporary folder). Measures, with the server warm:
+Without --url it starts ``streamlit run app.py`` itself with ``browser_support.streamlit_server``
+(RNN_DEMO_MAX_JOBS=2, runs saved to a temporary folder). Measures, with the server warm:
 
 1. home page render time (new session each time, until "Quick start" is visible);
 2. Predict: time from submitting a 50-word sentence to the predicted label being shown;
 3. Train: time from pressing Start (Rotten Tomatoes, default settings, a new session each
    time) to the first live loss point (the first "step N/M" progress line);
 4. two sessions training at once (60 epochs, no early stopping): both finish, each with its own run;
-5. a third session at the cap of 2 gets the "slots are busy" message;
+5. a third session at the cap of 2 waits in the queue (and leaves it);
 6. closing a session stops its job (after the grace period, set to 5 s here) and keeps the best weights.
 
 Needs Debian's chromium and the playwright package. Prints medians; never part of the tests.
@@ -19,32 +19,25 @@ Needs Debian's chromium and the playwright package. Prints medians; never part o
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
-import os
 import re
-import socket
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
+import common  # first: puts rnn_demo and tests/browser_support.py on the import path
+from browser_support import launch_chromium, streamlit_server
 from playwright.sync_api import Page, expect, sync_playwright
 
-ROOT = Path(__file__).resolve().parent.parent
-CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-]  # fmt: skip
 SENTENCE_50 = (
     "this film starts slowly and the first half hour drags with long scenes that go nowhere but then the story "
     "finds its feet and the two leads carry it with warmth and wit so that by the end I was moved and glad "
     "stayed even if it ends too neatly"
 )
 STEP = re.compile(r"step \d+/\d+")
-OUT = ROOT / "benchmarks" / "out"  # screenshots (gitignored)
+OUT = common.OUT_DIR  # screenshots (gitignored)
 
 
 SESSIONS = ".sessions"  # the app saves each browser's runs in <sessions>/<browser>/runs
@@ -55,22 +48,10 @@ def saved_runs(runs: Path) -> list[Path]:
     return sorted(runs.glob(f"{SESSIONS}/*/runs/*"), key=lambda p: p.stat().st_mtime)
 
 
-def start_server(runs: Path, port: int) -> subprocess.Popen:
-    env = {**os.environ, "RNN_DEMO_RUNS": str(runs), "RNN_DEMO_SESSIONS": str(runs / SESSIONS),
-           "RNN_DEMO_MAX_JOBS": "2", "RNN_DEMO_SESSION_GRACE": "5"}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true", "--server.port", str(port),
-         "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    for _ in range(120):
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2):
-                return process
-        except OSError:
-            time.sleep(0.5)
-    process.kill()
-    raise SystemExit("the server did not start")
+def server_env(runs: Path) -> dict[str, str]:
+    """The app's settings for a benchmark server: its own runs and sessions, two job slots, a 5 s grace."""
+    return {"RNN_DEMO_RUNS": str(runs), "RNN_DEMO_SESSIONS": str(runs / SESSIONS), "RNN_DEMO_MAX_JOBS": "2",
+            "RNN_DEMO_SESSION_GRACE": "5"}
 
 
 def open_page(browser, url: str, path: str = "") -> Page:
@@ -112,7 +93,7 @@ def measure(url: str, repeats: int, runs: Path | None, predict_only: bool = Fals
             until_first_loss: bool = False) -> dict:
     results: dict = {}
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        browser = launch_chromium(playwright)
         open_page(browser, url).context.close()  # warm the server (imports, caches)
 
         times = []
@@ -165,7 +146,7 @@ def measure(url: str, repeats: int, runs: Path | None, predict_only: bool = Fals
             expect(page.get_by_text(STEP).first).to_be_visible(timeout=180_000)
             times.append(time.perf_counter() - t0)
             page.get_by_role("button", name="Stop training").first.click()
-            expect(page.get_by_text("Test accuracy")).to_be_visible(timeout=120_000)
+            expect(page.get_by_text("Test accuracy", exact=True)).to_be_visible(timeout=120_000)
             page.context.close()
         results["first_loss_point_s"] = statistics.median(times)
         results["first_loss_point_all_s"] = [round(t, 2) for t in times]
@@ -183,12 +164,13 @@ def measure(url: str, repeats: int, runs: Path | None, predict_only: bool = Fals
         first.screenshot(path=OUT / "train_live.png")
         third = open_page(browser, url)
         start_training(third)
-        busy = third.get_by_text("training slots on this server are busy")
-        expect(busy).to_be_visible(timeout=60_000)
-        results["cap_message"] = busy.inner_text()
+        queued = third.get_by_text("Queued: you are next in line")
+        expect(queued).to_be_visible(timeout=60_000)
+        results["queue_message"] = queued.inner_text()
+        third.get_by_role("button", name="Leave the queue").click()
         names = []
         for page in (first, second):
-            expect(page.get_by_text("Test accuracy")).to_be_visible(timeout=600_000)
+            expect(page.get_by_text("Test accuracy", exact=True)).to_be_visible(timeout=600_000)
             names.append(page.get_by_role("textbox", name="Run name", exact=True).input_value())
         first.wait_for_timeout(1500)
         first.screenshot(path=OUT / "train_done.png")
@@ -230,21 +212,12 @@ def main() -> None:
                         help="stop after the first-loss-point measurement (skip the concurrency checks)")
     args = parser.parse_args()
     runs = None
-    server = None
     url = args.url
-    if url is None:
-        runs = Path(tempfile.mkdtemp(prefix="rnn_demo_bench_runs_"))
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = sock.getsockname()[1]
-        server = start_server(runs, port)
-        url = f"http://127.0.0.1:{port}"
-    try:
+    with contextlib.ExitStack() as stack:
+        if url is None:
+            runs = Path(tempfile.mkdtemp(prefix="rnn_demo_bench_runs_"))
+            url = stack.enter_context(streamlit_server(server_env(runs), start_timeout=120))
         results = measure(url, args.repeats, runs, args.predict_only, args.until_first_loss)
-    finally:
-        if server is not None:
-            server.terminate()
-            server.wait(timeout=30)
     print(json.dumps(results, indent=1))
 
 

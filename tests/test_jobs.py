@@ -7,6 +7,7 @@ import gc
 import json
 import os
 import queue
+import re
 import signal
 import threading
 import time
@@ -19,7 +20,7 @@ from rnn_demo.checkpoints import CheckpointError, load_run
 from rnn_demo.data import DatasetSpec
 from rnn_demo.experiment import default_configs
 from rnn_demo.checkpoints import rename_run
-from rnn_demo.jobs import CapacityError, JobError, JobManager, summarize_progress
+from rnn_demo.jobs import JobError, JobManager, summarize_progress
 from rnn_demo.jobs.worker import worker_main
 
 SPEC = DatasetSpec(name="negation", params={"n": 600})
@@ -98,51 +99,32 @@ def test_stop_keeps_and_saves_the_best_weights(manager):
     load_run(summary["run_dir"])  # loadable
 
 
-def test_cap_reached_names_the_limit_and_when_a_slot_frees(tmp_path):
+def test_a_full_server_queues_the_next_job_and_starts_it_when_the_slot_frees(tmp_path):
     manager = JobManager(max_jobs=1, cores=1, runs_dir=tmp_path)
     try:
         text, model, train = configs()
-        # Long enough that its estimated end stays well beyond "freeing up now" (epochs are capped at 200).
+        # Long enough that its estimated end stays well beyond "a slot is freeing up now" (epochs are capped at 200).
         long_job = manager.start_training("carol", DatasetSpec(name="negation", params={"n": 4000}), text, model,
                                           dataclasses.replace(train, epochs=200, patience=0))
-        with pytest.raises(CapacityError) as first:
-            manager.start_training("dave", SPEC, *configs())
-        assert "All 1 training slots" in str(first.value) and "RNN_DEMO_MAX_JOBS" in str(first.value)
-        # Once the running job has made some steps, the message estimates when it ends.
+        waiting = manager.start_training("dave", SPEC, *configs(), run_name="dave run")
+        assert waiting.status == jobs.QUEUED and manager.queue_position(waiting) == 1 and waiting.pid is None
+        assert manager.queue_status(waiting) == "Queued: you are next in line; no estimate yet"
+        # Once the running job has made some steps, the waiting one knows when it should start.
         assert wait_for(lambda: long_job.progress().eta_seconds is not None)
-        with pytest.raises(CapacityError, match=r"free up in about \d+"):
-            manager.start_training("dave", SPEC, *configs())
+        assert manager.estimated_start(waiting) > 3
+        assert re.fullmatch(r"Queued: you are next in line; expected to start in about \d+.*",
+                            manager.queue_status(waiting))
         with pytest.raises(JobError, match="already have a job running"):
             manager.start_training("carol", SPEC, *configs())
+        with pytest.raises(JobError, match="already have a job waiting in the queue"):
+            manager.start_training("dave", SPEC, *configs())
         assert manager.threads_per_job == 1
         long_job.request_stop()
-        assert long_job.wait(TIMEOUT)
-        assert manager.seconds_until_free_slot() == 0.0 and manager.active_jobs() == []  # the slot is free again
+        assert waiting.wait(TIMEOUT) and waiting.status == jobs.FINISHED, waiting.error
+        assert long_job.status == jobs.FINISHED and waiting.started_at >= long_job.finished_at
+        assert Path(waiting.summary["run_dir"]) == tmp_path / "dave-run"  # reserved when it joined the line
+        assert manager.active_jobs() == [] and manager.queued_jobs() == []
     finally:
-        manager.shutdown()
-
-
-def test_cap_message_never_says_a_slot_frees_in_0_s(tmp_path, monkeypatch):
-    """A job that has just finished (or is about to) still holds its slot for a moment; the
-    message then says a slot is freeing up now, not "in about 0 s"."""
-    manager = JobManager(max_jobs=2, cores=1, runs_dir=tmp_path, spare=False)
-
-    class Job:
-        def __init__(self, eta):
-            self.eta = eta
-
-        def eta_seconds(self):
-            return self.eta
-
-    try:
-        for etas in ([0.0, 40.0], [0.4, 95.0]):
-            monkeypatch.setattr(manager, "active_jobs", lambda etas=etas: [Job(e) for e in etas])
-            message = manager.capacity_message()
-            assert "0 s" not in message and "freeing up now" in message and "few seconds" in message
-        monkeypatch.setattr(manager, "active_jobs", lambda: [Job(None), Job(75.0)])
-        assert "about 1 min 15 s" in manager.capacity_message()
-    finally:
-        monkeypatch.undo()
         manager.shutdown()
 
 
@@ -193,6 +175,22 @@ def test_a_spare_worker_with_torch_loaded_takes_the_next_job_and_is_replaced(tmp
     finally:
         manager.shutdown()
     assert manager.spare_pid() is None  # shutdown ends the spare too
+
+
+def test_while_jobs_wait_a_spare_warms_up_for_the_next_in_line(tmp_path):
+    manager = JobManager(max_jobs=1, cores=1, runs_dir=tmp_path, spare=True)
+    try:
+        text, model, train = configs(patience=0)
+        first = manager.start_training("nia", SPEC, text, model, dataclasses.replace(train, epochs=200))
+        waiting = manager.start_training("oli", SPEC, *configs())
+        assert waiting.status == jobs.QUEUED
+        assert manager.wait_for_spare(TIMEOUT)  # warmed up beside the running job, not after it
+        spare_pid = manager.spare_pid()
+        first.request_stop()
+        assert waiting.wait(TIMEOUT) and waiting.status == jobs.FINISHED, waiting.error
+        assert waiting.pid == spare_pid  # the next in line started in the warm process
+    finally:
+        manager.shutdown()
 
 
 def test_a_job_handed_to_a_spare_that_is_still_starting_runs(tmp_path):

@@ -11,7 +11,7 @@ import pytest
 from rnn_demo import explain, jobs
 from rnn_demo.data import DatasetSpec
 from rnn_demo.experiment import default_configs
-from rnn_demo.jobs import CapacityError, JobError, JobManager
+from rnn_demo.jobs import JobError, JobManager
 
 TINY = explain.LabSettings(cells=("rnn", "gru"), distractors=(3, 5), n=200, epochs=1, hidden_size=8,
                            embedding_dim=8, gradient_examples=4)  # fmt: skip
@@ -46,14 +46,15 @@ def test_a_tiny_lab_runs_as_a_job_streams_progress_and_writes_its_result(manager
     assert set(saved.accuracy) == {"rnn", "gru"} and len(saved.gradients["gru"]["trained"]) == 6
 
 
-def test_the_lab_counts_against_the_cap(tmp_path):
+def test_a_lab_beyond_the_cap_waits_in_the_queue(tmp_path):
     manager = JobManager(max_jobs=1, cores=1, runs_dir=tmp_path / "runs")
     try:
         job = manager.start_lab("alice", TINY, cache_dir=tmp_path / "lab")
-        with pytest.raises(CapacityError):
-            manager.start_lab("bob", TINY, cache_dir=tmp_path / "lab")
+        waiting = manager.start_lab("bob", TINY, cache_dir=tmp_path / "lab")
+        assert waiting.status == jobs.QUEUED and manager.queue_position(waiting) == 1
         job.request_stop()
         assert job.wait(TIMEOUT)
+        assert waiting.wait(TIMEOUT) and waiting.status == jobs.FINISHED
     finally:
         manager.shutdown(timeout=10)
 

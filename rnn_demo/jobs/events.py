@@ -24,7 +24,9 @@ from typing import Any
 Event = dict[str, Any]
 
 STARTING, RUNNING, STOPPING, FINISHED, FAILED = "starting", "running", "stopping", "finished", "failed"
-TERMINAL = (FINISHED, FAILED)
+QUEUED = "queued"  # waiting in the manager's line for a free slot (no worker yet)
+CANCELLED = "cancelled"  # left the line before it started (the user, a closed session or shutdown): nothing ran
+TERMINAL = (FINISHED, FAILED, CANCELLED)
 
 
 def format_duration(seconds: float | None) -> str:

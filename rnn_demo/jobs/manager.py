@@ -1,8 +1,10 @@
-"""The job manager: starts each job in its own worker process, caps how many run at once, one per owner.
+"""The job manager: starts each job in its own worker process, caps how many run at once, queues the rest.
 
-It also reserves run directories, keeps the warm spare worker, and stops the jobs of
-sessions that went away (after a grace period a reconnect cancels). ``shared_manager()``
-is the one manager of the app's server process.
+One job per owner, running or waiting; when every slot is busy a job waits in a
+first-come-first-served line (``rnn_demo.jobs.queue``) and starts when a slot frees. It
+also reserves run directories, keeps the warm spare worker, and stops (or takes out of
+the line) the jobs of sessions that went away (after a grace period a reconnect
+cancels). ``shared_manager()`` is the one manager of the app's server process.
 """
 
 from __future__ import annotations
@@ -10,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import multiprocessing
-import os
 import threading
 import time
 import uuid
@@ -21,10 +22,13 @@ from typing import Any
 from rnn_demo.checkpoints import CheckpointError, sanitize_run_name, user_runs_dir
 from rnn_demo.data import DatasetSpec
 from rnn_demo.explain.lab import LabSettings
-from rnn_demo.jobs.errors import CapacityError, JobError
-from rnn_demo.jobs.events import format_duration
+from rnn_demo.jobs.errors import JobError
+from rnn_demo.jobs.events import FINISHED, QUEUED
 from rnn_demo.jobs.handle import TrainingJob
-from rnn_demo.jobs.limits import MAX_JOBS_ENV, available_cores, max_jobs_from_env, worker_threads
+from rnn_demo.jobs.leases import GraceTimers, grace_from_env
+from rnn_demo.jobs.limits import available_cores, max_jobs_from_env, worker_threads
+from rnn_demo.jobs.queue import Waiting, WaitingLine, estimate_start, max_queue_from_env, waiting_text
+from rnn_demo.jobs.ray_backend import select_backend
 from rnn_demo.jobs.spare import SPARE_REFILL_DELAY, Spare, spare_from_env, start_spare
 from rnn_demo.jobs.worker import start_worker
 from rnn_demo.model import CELLS, ModelConfig
@@ -33,9 +37,6 @@ from rnn_demo.train import TrainConfig
 
 logger = logging.getLogger(__name__)
 
-RELEASE_GRACE_SECONDS = 30.0  # a closed session's job is stopped after this long (a reconnect cancels it)
-RELEASE_GRACE_ENV = "RNN_DEMO_SESSION_GRACE"  # overrides RELEASE_GRACE_SECONDS
-FREEING_NOW_SECONDS = 3.0  # a slot expected within this is "freeing up now" in the cap message
 
 
 def _slug(spec: DatasetSpec) -> str:
@@ -45,15 +46,20 @@ def _slug(spec: DatasetSpec) -> str:
 
 
 class JobManager:
-    """Starts jobs in worker processes, at most ``max_jobs`` at a time, one per owner.
+    """Starts jobs in worker processes, at most ``max_jobs`` at a time, one per owner; the rest wait in line.
 
     Args:
         max_jobs: The cap (default ``$RNN_DEMO_MAX_JOBS`` or the number of cores).
+        max_queue: Most jobs that may wait for a slot (default ``$RNN_DEMO_MAX_QUEUE`` or 100).
         cores: Cores to share between workers (default: those available).
         runs_dir: Where runs are saved (default ``rnn_demo.checkpoints.user_runs_dir()`` at start time).
         start_method: ``multiprocessing`` start method; "spawn" gives each worker a clean process.
-        spare: Keep one warm worker (torch imported) ready while a slot is free, so that a
-            job starts training about 3 s sooner. Each worker still runs exactly one job.
+        spare: Keep one warm worker (torch imported) ready while a slot is free or a job waits,
+            so that a job starts training about 3 s sooner. Each worker still runs exactly one job.
+            Local workers only.
+        ray_address: Run jobs on this Ray cluster (see ``rnn_demo.jobs.ray_backend``); None reads
+            ``$RNN_DEMO_RAY_ADDRESS``, "" runs them in local worker processes. An unreachable cluster
+            falls back to local workers and sets ``backend_notice``.
     """
 
     def __init__(
@@ -64,19 +70,25 @@ class JobManager:
         runs_dir: Path | None = None,
         start_method: str = "spawn",
         spare: bool = False,
+        max_queue: int | None = None,
+        ray_address: str | None = None,
     ) -> None:
+        self.backend, self.backend_notice = select_backend(ray_address)  # backend None: local worker processes
+        if max_jobs is None and self.backend is not None:  # the cluster's CPUs, unless RNN_DEMO_MAX_JOBS says
+            max_jobs = max_jobs_from_env(default=self.backend.max_jobs)
         self.max_jobs = max_jobs if max_jobs is not None else max_jobs_from_env()
         if self.max_jobs < 1:
             raise JobError(f"max_jobs must be at least 1, got {self.max_jobs}")
+        self._line = WaitingLine(max_queue if max_queue is not None else max_queue_from_env())
         self.cores = cores or available_cores()
         self.runs_dir = runs_dir
         self._context = multiprocessing.get_context(start_method)
         self._lock = threading.Lock()
         self._active: dict[str, TrainingJob] = {}  # job id -> running job
         self._latest: dict[str, TrainingJob] = {}  # owner -> their latest job
-        self._reserved: set[Path] = set()  # run dirs promised to running jobs
-        self._release_timers: dict[str, threading.Timer] = {}
-        self._spare_enabled = spare
+        self._reserved: set[Path] = set()  # run dirs promised to running and waiting jobs
+        self._grace = GraceTimers()  # closed sessions whose jobs end unless they reconnect
+        self._spare_enabled = spare and self.backend is None
         self._spare: Spare | None = None
         with self._lock:
             self._ensure_spare()
@@ -96,27 +108,35 @@ class JobManager:
         with self._lock:
             return self._latest.get(owner)
 
-    def seconds_until_free_slot(self) -> float | None:
-        """0 when a slot is free; else the smallest ETA of the running jobs (None if none is known yet)."""
-        jobs = self.active_jobs()
-        if len(jobs) < self.max_jobs:
-            return 0.0
-        etas = [eta for eta in (job.eta_seconds() for job in jobs) if eta is not None]
-        return min(etas) if etas else None
+    def queued_jobs(self) -> list[TrainingJob]:
+        """The waiting jobs, the next to start first."""
+        with self._lock:
+            return self._line.jobs()
 
-    def capacity_message(self) -> str:
-        """What to tell a user who hits the cap."""
-        eta = self.seconds_until_free_slot()
-        if eta is None:
-            when = "The running jobs are still loading their data, so there is no estimate yet; try again in a minute."
-        elif eta < FREEING_NOW_SECONDS:  # a job that has just ended holds its slot until its process exits
-            when = "A slot is freeing up now; try again in a few seconds."
-        else:
-            when = f"The next slot should free up in about {format_duration(eta)}; try again then."
-        return (
-            f"All {self.max_jobs} training slots on this server are busy (it trains at most {self.max_jobs} "
-            f"model{'s' if self.max_jobs != 1 else ''} at once; {MAX_JOBS_ENV} sets the limit). {when}"
-        )
+    def queue_position(self, job: TrainingJob) -> int | None:
+        """1 when ``job`` is the next to start; None when it is not waiting."""
+        with self._lock:
+            return self._line.position(job)
+
+    def estimated_start(self, job: TrainingJob) -> float | None:
+        """Seconds until a waiting ``job`` should start; None when it is not waiting or a figure is unknown.
+
+        The running jobs end at their ETAs; each job ahead then takes the earliest free slot for
+        the typical (median) duration of the last finished jobs of its kind on this server.
+        """
+        with self._lock:
+            position = self._line.position(job)
+            if position is None:
+                return None
+            typical = self._line.typical_duration
+            running = [(other, typical(other.kind)) for other in self._active.values()]
+            ahead = [typical(other.kind) for other in self._line.jobs()[: position - 1]]
+        return estimate_start(running, ahead, self.max_jobs, time.time())  # ETAs read events: outside the lock
+
+    def queue_status(self, job: TrainingJob) -> str | None:
+        """E.g. "Queued: you are 3rd in line; expected to start in about 1 min"; None when ``job`` is not waiting."""
+        position = self.queue_position(job)
+        return None if position is None else waiting_text(position, self.estimated_start(job))
 
     # ----- starting -------------------------------------------------------------------
 
@@ -146,8 +166,8 @@ class JobManager:
             The job handle.
 
         Raises:
-            JobError: The owner already has a running job, or the name is unusable.
-            CapacityError: Every slot is busy (the message says when one should free up).
+            JobError: The owner already has a job (running or waiting), or the name is unusable.
+            CapacityError: Every slot is busy and the waiting line is full.
         """
         name = run_name or f"{_slug(spec)}-{model_config.cell}-{time.strftime('%Y%m%d-%H%M%S')}"
         payload = self._payload(spec, text_config, model_config, train_config)
@@ -177,8 +197,8 @@ class JobManager:
         ``runs_dir``); see ``rnn_demo.race.run_race``.
 
         Raises:
-            JobError: Unknown cells, or the owner already has a running job.
-            CapacityError: Every slot is busy.
+            JobError: Unknown cells, or the owner already has a job.
+            CapacityError: Every slot is busy and the waiting line is full.
         """
         cells = list(dict.fromkeys(cells))
         unknown = [c for c in cells if c not in CELLS]
@@ -201,8 +221,8 @@ class JobManager:
         and sent with the ``finished`` event (``job.lab_result``).
 
         Raises:
-            JobError: The owner already has a running job.
-            CapacityError: Every slot is busy.
+            JobError: The owner already has a job.
+            CapacityError: Every slot is busy and the waiting line is full.
         """
         payload = {"lab": dataclasses.asdict(settings), "cache_dir": None if cache_dir is None else str(cache_dir)}
         return self._start(owner, "lab", payload, "vanishing-gradient lab", lambda base: {"_dirs": []})
@@ -213,7 +233,7 @@ class JobManager:
         return {"spec": spec.to_dict(), "text": text.to_dict(), "model": model.to_dict(), "train": train.to_dict()}
 
     def _unique_dir(self, base: Path, name: str) -> Path:
-        """A run dir under ``base`` that neither exists nor is promised to a running job (lock held)."""
+        """A run dir under ``base`` that neither exists nor is promised to a running or waiting job (lock held)."""
         try:
             clean = sanitize_run_name(name)
         except CheckpointError as exc:
@@ -233,67 +253,129 @@ class JobManager:
         reserve: Callable[[Path], dict[str, Any]],
         runs_dir: Path | None = None,
     ) -> TrainingJob:
+        """Launches the job at once when a slot is free and nobody waits; otherwise puts it at the end of the line.
+
+        Its run dirs are reserved now, so two waiting jobs never get the same one.
+        """
         with self._lock:
-            mine = [job for job in self._active.values() if job.owner == owner]
+            mine = [job for job in (*self._active.values(), *self._line.jobs()) if job.owner == owner]
             if mine:
+                queued = mine[0].status == QUEUED
+                where, undo = ("waiting in the queue", "leave the queue") if queued else ("running", "stop it")
                 raise JobError(
-                    f"You already have a job running ({mine[0].description}); stop it or wait for it to "
-                    "finish before starting another. Only one job per session runs at a time."
+                    f"You already have a job {where} ({mine[0].description}); {undo} or wait for it to finish "
+                    "before starting another. Only one job per session runs at a time."
                 )
-            if len(self._active) >= self.max_jobs:
-                capacity_full = True
-            else:
-                capacity_full = False
-                dirs = reserve(runs_dir or self.runs_dir or user_runs_dir())
-                run_dirs = dirs.pop("_dirs")
-                payload = {**payload, **dirs}
-                job_id = uuid.uuid4().hex[:8]
-                spare, self._spare = self._spare, None
-                channels: tuple[Any, ...] = ()
-                took_spare = spare is not None and spare.process.is_alive()
-                if spare is not None and took_spare:
-                    process, events, stop = spare.process, spare.events, spare.stop
-                    spare.tasks.put((kind, payload, self.threads_per_job, job_id))
-                    channels = (spare.tasks, spare.ready)
+            dirs = reserve(runs_dir or self.runs_dir or user_runs_dir())
+            run_dirs = dirs.pop("_dirs")
+            job = TrainingJob(uuid.uuid4().hex[:8], owner, kind, description, run_dirs, self._job_exited, self._leave)
+            waiting = Waiting(job, kind, {**payload, **dirs})
+            launch_now = len(self._active) < self.max_jobs and not self._line
+            try:
+                if launch_now:
+                    self._launch(waiting)
                 else:
-                    if spare is not None:
-                        spare.end()
-                    try:
-                        process, events, stop = start_worker(
-                            self._context, kind, payload, self.threads_per_job, job_id
-                        )
-                    except OSError as exc:
-                        self._reserved.difference_update(run_dirs)
-                        raise JobError(f"Could not start a training process ({exc}); the server may be out of "
-                                       "memory or processes. Try again later.") from None
-                job = TrainingJob(job_id, owner, kind, description, process, events, stop, run_dirs, self._job_exited,
-                                  channels)
-                self._active[job.id] = job
-                self._latest[owner] = job
-                if not took_spare:
-                    self._ensure_spare()
-                else:  # the new spare's torch import would compete with this job's start for the CPU
-                    timer = threading.Timer(SPARE_REFILL_DELAY, self._refill_spare)
-                    timer.daemon = True
-                    timer.start()
-        if capacity_full:
-            raise CapacityError(self.capacity_message())  # outside the lock: it reads the jobs' ETAs
-        job._begin()
-        logger.info("started job %s for %s: %s (%d threads)", job.id, owner, description, self.threads_per_job)
+                    self._line.add(waiting, self.max_jobs)
+            except JobError:  # CapacityError too: the line is full
+                self._reserved.difference_update(run_dirs)
+                raise
+            self._latest[owner] = job
+            if not launch_now:
+                self._ensure_spare()  # warms up beside the running jobs for the first in line
+        if launch_now:
+            job._begin()
+            logger.info("started job %s for %s: %s (%d threads)", job.id, owner, description, self.threads_per_job)
+        else:
+            logger.info("queued job %s for %s: %s", job.id, owner, description)
         return job
+
+    def _launch(self, waiting: Waiting) -> None:
+        """Attaches a worker to a job and counts it as running (lock held; the caller calls ``_begin``)."""
+        job = waiting.job
+        job._attach(*self._launch_worker(waiting.kind, waiting.payload, job.id))
+        self._active[job.id] = job
+
+    def _launch_waiting(self) -> list[TrainingJob]:
+        """Launches waiting jobs, first come first served, while slots are free (lock held).
+
+        Returns:
+            The launched jobs; the caller calls their ``_begin`` outside the lock.
+        """
+        launched = []
+        while len(self._active) < self.max_jobs and (waiting := self._line.pop_next()) is not None:
+            try:
+                self._launch(waiting)
+            except JobError as exc:
+                self._reserved.difference_update(waiting.job.run_dirs)
+                waiting.job._fail_to_start(str(exc))
+                continue
+            launched.append(waiting.job)
+        return launched
+
+    def _leave(self, job: TrainingJob) -> bool:
+        """Takes a waiting job out of the line and cancels it; False when it is no longer waiting."""
+        with self._lock:
+            if self._line.remove(job) is None:
+                return False
+            self._reserved.difference_update(job.run_dirs)
+            job._cancel()
+        logger.info("job %s left the queue", job.id)
+        return True
+
+    def _launch_worker(self, kind: str, payload: dict[str, Any], job_id: str) -> tuple[Any, Any, Any, tuple[Any, ...]]:
+        """Starts the worker of one job: hands it to the warm spare, or starts a new process (lock held).
+
+        The seam between the manager and where jobs run: it returns the worker's
+        ``(process, events queue, stop event, extra channels)`` that a :class:`TrainingJob`
+        watches, and keeps the spare's bookkeeping (a taken spare is replaced a little later,
+        so that the new spare's torch import does not compete with this job's start).
+
+        Raises:
+            JobError: The worker could not be started.
+        """
+        if self.backend is not None:
+            return self.backend.launch(kind, payload, job_id)
+        spare, self._spare = self._spare, None
+        if spare is not None and spare.process.is_alive():
+            spare.tasks.put((kind, payload, self.threads_per_job, job_id))
+            self._refill_spare_later()
+            return spare.process, spare.events, spare.stop, (spare.tasks, spare.ready)
+        if spare is not None:
+            spare.end()
+        try:
+            process, events, stop = start_worker(self._context, kind, payload, self.threads_per_job, job_id)
+        except OSError as exc:
+            raise JobError(f"Could not start a training process ({exc}); the server may be out of "
+                           "memory or processes. Try again later.") from None
+        if self._line:  # the next in line wants a spare, but not one competing with this job's start
+            self._refill_spare_later()
+        else:
+            self._ensure_spare(starting=1)
+        return process, events, stop, ()
 
     def _job_exited(self, job: TrainingJob) -> None:
         with self._lock:
             self._active.pop(job.id, None)
             self._reserved.difference_update(job.run_dirs)
-            self._ensure_spare()
+            if job.status == FINISHED and job.finished_at is not None:
+                self._line.record_duration(job.kind, job.finished_at - job.started_at)
+            launched = self._launch_waiting()
+            if not launched:  # a launch schedules its own refill
+                self._ensure_spare()
         logger.info("job %s ended: %s", job.id, job.status)
+        for new in launched:
+            new._begin()
+            logger.info("started queued job %s for %s: %s", new.id, new.owner, new.description)
 
     # ----- the spare worker -----------------------------------------------------------
 
-    def _ensure_spare(self) -> None:
-        """Starts a spare worker if enabled, none is alive and a slot is free (lock held)."""
-        if not self._spare_enabled or len(self._active) >= self.max_jobs:
+    def _ensure_spare(self, starting: int = 0) -> None:
+        """Starts a spare worker if enabled, none is alive, and a slot is free or a job waits (lock held).
+
+        ``starting`` counts jobs being launched that are not in ``_active`` yet. While jobs wait, the
+        spare warms up beside the running ones, so the next in line trains as soon as a slot frees.
+        """
+        if not self._spare_enabled or (len(self._active) + starting >= self.max_jobs and not self._line):
             return
         if self._spare is not None:
             if self._spare.process.is_alive():
@@ -309,6 +391,11 @@ class JobManager:
         with self._lock:
             self._ensure_spare()
 
+    def _refill_spare_later(self) -> None:
+        timer = threading.Timer(SPARE_REFILL_DELAY, self._refill_spare)
+        timer.daemon = True
+        timer.start()
+
     def spare_pid(self) -> int | None:
         """Process id of the spare worker (None when there is none)."""
         with self._lock:
@@ -323,7 +410,7 @@ class JobManager:
         deadline = time.time() + timeout
         while True:
             with self._lock:
-                if self._spare is None and self._spare_enabled and len(self._active) < self.max_jobs:
+                if self._spare is None:
                     self._ensure_spare()  # e.g. the last one died
                 spare = self._spare
             if spare is not None and spare.ready.wait(max(0.0, min(0.2, deadline - time.time()))):
@@ -338,24 +425,21 @@ class JobManager:
     def release_owner(
         self, owner: str, grace: float | None = None, on_expire: Callable[[], None] | None = None
     ) -> None:
-        """The owner went away: stop their running job after ``grace`` s unless ``claim_owner`` comes first.
+        """The owner went away: after ``grace`` s, unless ``claim_owner`` comes first, their running job is
+        stopped and their waiting job leaves the line (it never starts).
 
         Args:
             owner: The owner whose session closed.
             grace: Seconds to wait for a reconnect (default ``$RNN_DEMO_SESSION_GRACE`` or 30).
             on_expire: Also called when the grace period ends unclaimed (e.g. a clean-up).
         """
-        if grace is None:
-            try:
-                grace = float(os.environ.get(RELEASE_GRACE_ENV) or RELEASE_GRACE_SECONDS)
-            except ValueError:
-                grace = RELEASE_GRACE_SECONDS
 
         def expire() -> None:
             with self._lock:
-                self._release_timers.pop(owner, None)
                 jobs = [job for job in self._active.values() if job.owner == owner]
+                waiting = [job for job in self._line.jobs() if job.owner == owner]
                 self._latest.pop(owner, None)
+            jobs += [job for job in waiting if not job.leave_queue()]  # one that started meanwhile is stopped
             for job in jobs:
                 logger.info("stopping job %s: its session closed", job.id)
                 job.stop_and_kill_later()
@@ -365,27 +449,20 @@ class JobManager:
                 except Exception:  # cleanup must never crash the timer thread
                     logger.exception("cleanup after session %s failed", owner)
 
-        timer = threading.Timer(grace, expire)
-        timer.daemon = True
-        with self._lock:
-            previous = self._release_timers.pop(owner, None)
-            self._release_timers[owner] = timer
-        if previous is not None:
-            previous.cancel()
-        timer.start()
+        self._grace.schedule(owner, grace_from_env() if grace is None else grace, expire)
 
     def claim_owner(self, owner: str) -> None:
         """The owner is (still) here: cancel a pending release."""
-        with self._lock:
-            timer = self._release_timers.pop(owner, None)
-        if timer is not None:
-            timer.cancel()
+        self._grace.cancel(owner)
 
     def shutdown(self, timeout: float = 10.0) -> None:
-        """Stops every job and the spare, waits up to ``timeout`` s, then terminates what is left."""
+        """Empties the line, stops every job and the spare, waits up to ``timeout`` s, then terminates what is left."""
         with self._lock:
             self._spare_enabled = False
             spare, self._spare = self._spare, None
+            for waiting in self._line.clear():
+                self._reserved.difference_update(waiting.job.run_dirs)
+                waiting.job._cancel()
         if spare is not None:
             spare.end()
         jobs = self.active_jobs()

@@ -1,5 +1,5 @@
 """The worker process: runs one job (a training run, a race or the vanishing-gradient lab) and sends every event
-back on a queue.
+back on a queue; :func:`run_job` is that body without the process, also run by the Ray back-end.
 
 A worker is started with the "spawn" context, so its entry point must be importable
 by its module path in the child (it is: ``rnn_demo.jobs.worker.worker_main``), and
@@ -14,12 +14,13 @@ import os
 import sys
 import time
 import types
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from rnn_demo.checkpoints import CheckpointError
 from rnn_demo.data import DatasetError, DatasetSpec
 from rnn_demo.jobs.events import Event
+from rnn_demo.threads import set_threads
 from rnn_demo.model import ModelConfig
 from rnn_demo.text import TextConfig
 from rnn_demo.train import TrainConfig, TrainingError
@@ -38,12 +39,28 @@ def worker_main(kind: str, payload: dict[str, Any], events: Any, stop: Any, thre
     """Entry point of a worker process: trains and reports every event on ``events``."""
     import torch  # imported here: the spawned worker pays for it, not the parent
 
-    torch.set_num_threads(threads)
+    set_threads(threads)
     lower_priority()
 
     def put(event: Event) -> None:
         events.put({**event, "time": time.time()})
 
+    run_job(kind, payload, put, stop, job_id)
+
+
+def run_job(kind: str, payload: dict[str, Any], put: Callable[[Event], None], stop: Any, job_id: str) -> None:
+    """Runs one job and reports it through ``put``: its events, then ``finished`` or ``error`` (never raises).
+
+    The body of every back-end's worker: a local worker process passes a queue's ``put``
+    and a ``multiprocessing`` event, a Ray actor a list append and a ``threading.Event``.
+
+    Args:
+        kind: ``"train"``, ``"race"`` or ``"lab"``.
+        payload: The job's configs as plain dicts, and where to save (``out_dir``, ``out_dirs`` or ``cache_dir``).
+        put: Receives every event (the caller stamps its ``time``).
+        stop: Anything with ``is_set()``; when set, training ends after the current step, keeping the best weights.
+        job_id: The job's id, for error messages and the log.
+    """
     try:
         from rnn_demo.experiment import run_experiment  # late: an import problem becomes a job error too
         from rnn_demo.race import run_race

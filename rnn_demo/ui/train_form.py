@@ -310,7 +310,7 @@ def start_training_job() -> None:
             state.owner_id(), state.current_spec(), text_cfg, model_cfg, train_cfg,
             run_name=st.session_state.get("train.run_name") or None, runs_dir=state.new_runs_dir(1),
         )
-    except (JobError, sessions.QuotaError) as exc:  # CapacityError says when a slot frees up; quota what to delete
+    except (JobError, sessions.QuotaError) as exc:  # a full waiting line or a job already; quota: what to delete
         st.session_state[START_ERROR] = md(exc)
         return
     state.set_current_job(job)

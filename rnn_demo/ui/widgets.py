@@ -10,10 +10,10 @@ import streamlit as st
 
 from rnn_demo import sessions
 from rnn_demo.checkpoints import RunInfo
-from rnn_demo.jobs import format_duration
+from rnn_demo.jobs import QUEUED, format_duration
 from rnn_demo.plots.results import probability_figure
 from rnn_demo.predict import Prediction
-from rnn_demo.ui import presenter, state
+from rnn_demo.ui import presenter, queue_view, state
 
 logger = logging.getLogger(__name__)
 
@@ -60,8 +60,8 @@ def sidebar() -> None:
 
             @st.fragment(run_every=SIDEBAR_POLL_SECONDS if not job.done else None)
             def job_status() -> None:  # redrawn on its own while the job runs, on every page
-                if job.done:
-                    st.caption(f"{md(job.description)}: {job.status}")
+                if job.done or job.status == QUEUED:
+                    st.caption(f"{md(job.description)}: {queue_view.status_word(job)}")
                 else:
                     progress = job.progress()
                     eta = f", about {format_duration(progress.eta_seconds)} left" if progress.eta_seconds else ""

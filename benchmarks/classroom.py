@@ -1,0 +1,377 @@
+"""A class at once against a real server: real Chromium pages predict and explain while a class presses Start.
+
+    python benchmarks/classroom.py [--sessions 10] [--trainers 30] [--backend local|ray] [--max-jobs N]
+
+Starts ``streamlit run app.py`` (private runs and sessions folders; with ``--backend ray`` also a
+Ray head and a second worker node on this machine, each ``--num-cpus 1``, and points the server
+at it with ``RNN_DEMO_RAY_ADDRESS``), then drives headless Debian Chromium through Playwright:
+
+- ``--sessions`` pages that never train: each opens the app, predicts and explains, then keeps
+  predicting and explaining (a pause of ``--think`` s between actions) while the class trains;
+- ``--trainers`` pages, one browser context (= one session) each: open the app, predict and
+  explain once, go to Train (the Negation task, 1 epoch, a run name of their own), and then all
+  press Start within about a second.
+
+It reports the non-training sessions' interaction latency p50/p95 (action to result element:
+the predicted label, then the explanation), the time from Start to the first loss point including
+the wait in line p50/p95, jobs finished per minute, server RSS per session (the server process
+tree before the pages opened and after, over the number of sessions), whether every job started
+in the order it joined the line (first loss points, allowing ``--order-slack`` s of worker
+start-up jitter) with nobody told to try again, and whether each page showed only its own job.
+Prints a table and writes JSON to benchmarks/out/classroom-<backend>.json. Never part of the tests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from typing import Any
+
+from common import OUT_DIR, ROOT, load_average, log, percentile, write_result
+
+from browser_support import CHROMIUM, CHROMIUM_ARGS, missing_browser_parts, streamlit_server  # noqa: E402
+
+STEP = re.compile(r"step \d+/\d+")
+PLACE = re.compile(r"Queued: you are (next|(\d+)(?:st|nd|rd|th)) in line")
+SENTENCES = ["a gripping, funny and beautifully acted film that I would gladly watch again",
+             "the plot is dull, the jokes never land and the ending drags on far too long"]
+RAY_PORT = 6391
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sessions", type=int, default=10, help="pages that predict and explain, never train")
+    parser.add_argument("--trainers", type=int, default=30, help="pages that each press Start once, all at once")
+    parser.add_argument("--backend", choices=("local", "ray"), default="local")
+    parser.add_argument("--max-jobs", type=int, default=None, help="RNN_DEMO_MAX_JOBS (default: the server's)")
+    parser.add_argument("--think", type=float, default=1.0, help="seconds between a session's actions")
+    parser.add_argument("--order-slack", type=float, default=3.0, help="start-up jitter allowed in the order check")
+    parser.add_argument("--timeout", type=float, default=1800.0, help="seconds the whole class may take")
+    parser.add_argument("--out", type=Path, default=None, help="JSON result (default benchmarks/out/classroom-*.json)")
+    args = parser.parse_args(argv)
+    if args.sessions < 0 or args.trainers < 0 or args.sessions + args.trainers == 0:
+        parser.error("--sessions and --trainers must be 0 or more, and not both 0")
+    return args
+
+
+# ---- the server side: process tree memory, the Ray cluster ----------------------------------------------------
+
+
+def tree_rss_mb(root: int) -> float:
+    """Resident memory of ``root`` and all its descendants, in MB (from /proc)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    total, todo = 0.0, [root]
+    while todo:
+        pid = todo.pop()
+        todo.extend(children.get(pid, []))
+        try:
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1]) / 1024
+        except OSError:
+            continue
+    return total
+
+
+def server_pid(port: int) -> int:
+    """The pid of the ``streamlit run`` on ``port`` that this process started."""
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+            argv = (stat.parent / "cmdline").read_bytes().split(b"\0")
+        except (OSError, IndexError, ValueError):
+            continue
+        if ppid == os.getpid() and b"streamlit" in argv and str(port).encode() in argv:
+            return int(stat.parent.name)
+    raise RuntimeError(f"no streamlit server of ours on port {port}")
+
+
+@contextmanager
+def ray_cluster(tmp: Path):
+    """A Ray head and a second node on this machine, one CPU each; ``ray stop --force`` at the end."""
+    env = {**os.environ, "RAY_TMPDIR": str(tmp)}
+    ray = str(Path(sys.executable).with_name("ray"))
+    head = [ray, "start", "--head", "--node-ip-address", "127.0.0.1", "--num-cpus", "1", "--port", str(RAY_PORT),
+            "--include-dashboard", "false", "--disable-usage-stats"]
+    node = [ray, "start", "--address", f"127.0.0.1:{RAY_PORT}", "--node-ip-address", "127.0.0.1", "--num-cpus", "1"]
+    try:
+        for command in (head, node):
+            subprocess.run(command, env=env, check=True, capture_output=True, timeout=120)
+        yield f"127.0.0.1:{RAY_PORT}"
+    finally:
+        subprocess.run([ray, "stop", "--force"], env=env, capture_output=True, timeout=120)
+
+
+def prepare_owner(sessions_dir: Path, dataset: str | None) -> str:
+    """A new browser token; with ``dataset``, its saved dataset choice (as if chosen on the Data page before)."""
+    from rnn_demo import sessions
+
+    token = sessions.new_token()
+    if dataset is not None:
+        folder = sessions_dir / token
+        folder.mkdir(parents=True)
+        (folder / "choices.json").write_text(json.dumps({"dataset": {"name": dataset, "params": {}}}))
+    return token
+
+
+# ---- the browser side --------------------------------------------------------------------------------------------
+
+
+async def open_app(browser: Any, url: str, token: str, path: str = "predict") -> Any:
+    context = await browser.new_context(viewport={"width": 1200, "height": 900})
+    page = await context.new_page()
+    await page.goto(f"{url}/{path}?s={token}")
+    await page.get_by_text("Current dataset").first.wait_for(timeout=120_000)
+    return page
+
+
+async def predict_and_explain(page: Any, sentence: str) -> tuple[float, float]:
+    """Sends ``sentence`` on Predict; seconds until the predicted label, and until the explanation is drawn."""
+    box = page.get_by_role("textbox", name="Text")
+    await box.fill("")
+    await box.press("Control+Enter")
+    await page.get_by_text("Type a sentence above").wait_for(timeout=120_000)
+    await box.fill(sentence)
+    t0 = time.perf_counter()
+    await box.press("Control+Enter")
+    await page.get_by_test_id("stMetricValue").first.wait_for(timeout=120_000)
+    label = time.perf_counter() - t0
+    await page.get_by_text("computed in").first.wait_for(timeout=120_000)
+    return label, time.perf_counter() - t0
+
+
+async def sidebar_jobs(page: Any) -> int:
+    return await page.get_by_test_id("stSidebar").get_by_text("Your job").count()
+
+
+async def browse(page: Any, index: int, class_started: asyncio.Event, class_over: asyncio.Event,
+                 think: float) -> dict[str, Any]:
+    """A session that never trains: predicts and explains until the class is over (timed while it trains)."""
+    label, explained = [], []
+    n = 0
+    await predict_and_explain(page, SENTENCES[index % 2])  # loads the model for this session
+    while not class_over.is_set():
+        n += 1
+        timed = class_started.is_set()
+        a, b = await predict_and_explain(page, SENTENCES[(index + n) % 2])
+        if timed and not class_over.is_set():
+            label.append(a)
+            explained.append(b)
+        await asyncio.sleep(think)
+    return {"label_s": label, "explained_s": explained, "saw_a_job": await sidebar_jobs(page) > 0}
+
+
+async def train(page: Any, index: int, ready: asyncio.Barrier, go: asyncio.Event, timeout: float) -> dict[str, Any]:
+    """A student: predicts once, prepares a 1-epoch run named ``class-NN``, presses Start with the class.
+
+    A failure leaves a screenshot in benchmarks/out/ (the class waits for everyone, so it ends the run).
+    """
+    try:
+        return await _train(page, index, ready, go, timeout)
+    except Exception:
+        OUT_DIR.mkdir(parents=True, exist_ok=True)
+        await page.screenshot(path=OUT_DIR / f"classroom-failed-class-{index:02d}.png", full_page=True)
+        raise
+
+
+async def _train(page: Any, index: int, ready: asyncio.Barrier, go: asyncio.Event, timeout: float) -> dict[str, Any]:
+    await predict_and_explain(page, SENTENCES[index % 2])
+    await page.get_by_test_id("stSidebarNav").get_by_role("link", name="Train").click()
+    start = page.get_by_role("button", name="Start training")
+    await start.wait_for(timeout=120_000)
+    name = f"class-{index:02d}"
+    for field, value in (("Epochs", "1"), ("Run name (optional)", name)):
+        box = page.get_by_role("spinbutton" if field == "Epochs" else "textbox", name=field, exact=True)
+        await box.fill(value)
+        await box.press("Tab")
+    log(f"class-{index:02d} is ready to start")
+    await ready.wait()
+    await go.wait()
+    t0 = time.perf_counter()
+    await start.click()
+    clicked = time.time()
+    first_loss = asyncio.ensure_future(page.get_by_text(STEP).first.wait_for(timeout=timeout * 1000))
+    places: list[int] = []
+    told_to_retry = False
+    while not first_loss.done():  # what the page says while the job waits
+        text = (await page.get_by_test_id("stMain").inner_text()).replace("\n", " ")
+        if match := PLACE.search(text):
+            places.append(1 if match.group(1) == "next" else int(match.group(2)))
+        told_to_retry |= "try again" in text.lower()  # the old refusal ("… busy … try again in 36 s")
+        await asyncio.wait([first_loss], timeout=1.0)
+    await first_loss
+    loss_s = time.perf_counter() - t0
+    await page.get_by_text("Test accuracy").first.wait_for(timeout=timeout * 1000)
+    done_s = time.perf_counter() - t0
+    log(f"{name}: first loss point after {loss_s:.1f} s, finished after {done_s:.1f} s (place {places[:1]})")
+    run, box = "", page.get_by_role("textbox", name="Run name", exact=True)
+    for _ in range(40):  # the result panel reruns once to make the run the current model
+        if run := await box.input_value():
+            break
+        await asyncio.sleep(0.5)
+    return {"name": name, "clicked_at": clicked, "first_place": places[0] if places else 0,
+            "places_seen": sorted(set(places), reverse=True), "first_loss_s": loss_s, "finished_s": done_s,
+            "told_to_retry": told_to_retry, "run": run, "own_run": run == name or run.startswith(f"{name}-"),
+            "jobs_in_sidebar": await sidebar_jobs(page)}
+
+
+async def sample_rss(pid: int, samples: list[float], stop: asyncio.Event) -> None:
+    while not stop.is_set():
+        samples.append(tree_rss_mb(pid))
+        await asyncio.sleep(2.0)
+
+
+async def run_class(url: str, pid: int, args: argparse.Namespace, sessions_dir: Path) -> dict[str, Any]:
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        warm = await open_app(browser, url, prepare_owner(sessions_dir, None))
+        await predict_and_explain(warm, SENTENCES[0])  # imports and caches of the server, not of a session
+        await warm.context.close()
+        await asyncio.sleep(6.0)  # the spare worker warms up
+        rss_before = tree_rss_mb(pid)
+        log(f"server tree {rss_before:.0f} MB; opening {args.sessions} + {args.trainers} sessions")
+
+        browsers = [await open_app(browser, url, prepare_owner(sessions_dir, None)) for _ in range(args.sessions)]
+        students = [await open_app(browser, url, prepare_owner(sessions_dir, "negation"))
+                    for _ in range(args.trainers)]
+        class_started, class_over, stop_sampling = asyncio.Event(), asyncio.Event(), asyncio.Event()
+        ready = asyncio.Barrier(args.trainers + 1)
+        rss: list[float] = []
+        sampler = asyncio.ensure_future(sample_rss(pid, rss, stop_sampling))
+        browsing = [asyncio.ensure_future(browse(page, i, class_started, class_over, args.think))
+                    for i, page in enumerate(browsers)]
+        training = [asyncio.ensure_future(train(page, i, ready, class_started, args.timeout))
+                    for i, page in enumerate(students)]
+        waiter = asyncio.ensure_future(ready.wait())
+        done, _ = await asyncio.wait([waiter, *training], return_when=asyncio.FIRST_COMPLETED)
+        for task in done - {waiter}:
+            task.result()  # a student failed before Start: raise its error instead of waiting for ever
+        await waiter
+        log(f"{args.trainers} students press Start")
+        started = time.time()
+        class_started.set()
+        trained = await asyncio.gather(*training)
+        ended = time.time()
+        class_over.set()
+        browsed = await asyncio.gather(*browsing)
+        rss_after = tree_rss_mb(pid)
+        stop_sampling.set()
+        await sampler
+        await browser.close()
+    return {"trained": trained, "browsed": browsed, "started": started, "ended": ended,
+            "rss_before_mb": rss_before, "rss_after_mb": rss_after, "rss_peak_mb": max(rss, default=rss_after)}
+
+
+# ---- the report --------------------------------------------------------------------------------------------------
+
+
+def order_inversions(trained: list[dict[str, Any]], slack: float) -> list[tuple[str, str]]:
+    """Pairs (earlier, later) in line whose first loss points came the other way round by more than ``slack`` s."""
+    by_arrival = sorted(trained, key=lambda t: (t["first_place"], t["clicked_at"]))
+    late = []
+    for i, first in enumerate(by_arrival):
+        for second in by_arrival[i + 1:]:
+            if first["first_place"] < second["first_place"] and \
+                    first["clicked_at"] + first["first_loss_s"] > second["clicked_at"] + second["first_loss_s"] + slack:
+                late.append((first["name"], second["name"]))
+    return late
+
+
+def summarize(raw: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
+    """The figures of the report from the raw per-page observations."""
+    trained, browsed = raw["trained"], raw["browsed"]
+    label = [s for b in browsed for s in b["label_s"]]
+    explained = [s for b in browsed for s in b["explained_s"]]
+    loss = [t["first_loss_s"] for t in trained]
+    minutes = (raw["ended"] - raw["started"]) / 60
+    sessions = args.sessions + args.trainers
+    inversions = order_inversions(trained, args.order_slack)
+
+    def p(values: list[float], q: float) -> float | None:
+        return round(percentile(values, q), 3) if values else None
+
+    return {
+        "backend": args.backend, "sessions": args.sessions, "trainers": args.trainers, "max_jobs": args.max_jobs,
+        "interactions_timed": len(label),
+        "predict_label_p50_s": p(label, 50), "predict_label_p95_s": p(label, 95),
+        "explained_p50_s": p(explained, 50), "explained_p95_s": p(explained, 95),
+        "first_loss_p50_s": p(loss, 50), "first_loss_p95_s": p(loss, 95),
+        "jobs_finished": len(trained), "class_minutes": round(minutes, 2),
+        "jobs_per_minute": round(len(trained) / minutes, 2) if minutes > 0 else None,
+        "longest_line": max((t["first_place"] for t in trained), default=0),
+        "rss_before_mb": round(raw["rss_before_mb"]), "rss_after_mb": round(raw["rss_after_mb"]),
+        "rss_peak_mb": round(raw["rss_peak_mb"]),
+        "rss_per_session_mb": round((raw["rss_after_mb"] - raw["rss_before_mb"]) / sessions, 1),
+        "in_arrival_order": not inversions, "order_inversions": inversions,
+        "nobody_told_to_retry": not any(t["told_to_retry"] for t in trained),
+        "only_own_jobs": all(t["own_run"] and t["jobs_in_sidebar"] == 1 for t in trained)
+        and not any(b["saw_a_job"] for b in browsed),
+    }
+
+
+def table(summary: dict[str, Any]) -> str:
+    rows = [
+        ("back-end", summary["backend"]),
+        ("sessions browsing / training", f"{summary['sessions']} / {summary['trainers']}"),
+        ("predicted label p50 / p95 (s)", f"{summary['predict_label_p50_s']} / {summary['predict_label_p95_s']}"),
+        ("label + explanation p50 / p95 (s)", f"{summary['explained_p50_s']} / {summary['explained_p95_s']}"),
+        ("Start → first loss point p50 / p95 (s)", f"{summary['first_loss_p50_s']} / {summary['first_loss_p95_s']}"),
+        ("jobs finished / minutes / per minute",
+         f"{summary['jobs_finished']} / {summary['class_minutes']} / {summary['jobs_per_minute']}"),
+        ("longest line seen", summary["longest_line"]),
+        ("server RSS before / after / peak (MB)",
+         f"{summary['rss_before_mb']} / {summary['rss_after_mb']} / {summary['rss_peak_mb']}"),
+        ("server RSS per session (MB)", summary["rss_per_session_mb"]),
+        ("started in arrival order", summary["in_arrival_order"]),
+        ("nobody told to try again", summary["nobody_told_to_retry"]),
+        ("each page saw only its own job", summary["only_own_jobs"]),
+    ]
+    width = max(len(name) for name, _ in rows)
+    return "\n".join(f"{name:<{width}}  {value}" for name, value in rows)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if missing := missing_browser_parts():
+        print("needs " + " and ".join(missing), file=sys.stderr)
+        return 2
+    out = args.out or OUT_DIR / f"classroom-{args.backend}.json"
+    with tempfile.TemporaryDirectory(prefix="classroom-") as tmp, ExitStack() as stack:
+        folder = Path(tmp)
+        env = {"RNN_DEMO_RUNS": str(folder / "runs"), "RNN_DEMO_SESSIONS": str(folder / "sessions")}
+        if args.max_jobs is not None:
+            env["RNN_DEMO_MAX_JOBS"] = str(args.max_jobs)
+        if args.backend == "ray":
+            (folder / "ray").mkdir()
+            env["RNN_DEMO_RAY_ADDRESS"] = stack.enter_context(ray_cluster(folder / "ray"))
+        os.environ["RNN_DEMO_SESSIONS"] = env["RNN_DEMO_SESSIONS"]  # prepare_owner writes the choices there
+        url = stack.enter_context(streamlit_server(env, folder / "server.log", start_timeout=120))
+        pid = server_pid(int(url.rsplit(":", 1)[1]))
+        raw = asyncio.run(asyncio.wait_for(run_class(url, pid, args, folder / "sessions"), args.timeout))
+    summary = summarize(raw, args)
+    print(table(summary))
+    write_result(out, {"summary": summary, "raw": raw, "environment": {"load_average_at_start": load_average()},
+                       "command": " ".join(["python benchmarks/classroom.py", *(argv or sys.argv[1:])])})
+    log(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
