@@ -2,9 +2,10 @@
 
 import streamlit as st
 
-from rnn_demo.plots.results import per_class_f1_figure
+from rnn_demo.jobs import QUEUED
+from rnn_demo.plots.results import baseline_figure, per_class_f1_figure
 from rnn_demo.plots.training import METRIC_LABELS, compare_figure
-from rnn_demo.ui import compare_view, job_view, presenter, state, widgets
+from rnn_demo.ui import compare_view, job_view, presenter, results_view, state, widgets
 
 state.require_app_frame()
 st.title("Compare")
@@ -33,6 +34,15 @@ else:
     st.dataframe(compare_view.metrics_table(picked), hide_index=True, column_config=compare_view.METRICS_COLUMNS)
     per_class = {run.name: (run.metrics.get("test") or {}).get("per_class", {}) for run in picked}
     presenter.chart(per_class_f1_figure(per_class, cells), key="compare.f1")
+    with st.expander("Precision, recall, F1 and support per class"):
+        st.dataframe(results_view.per_class_table(picked), hide_index=True, column_config=results_view.CLASS_COLUMNS)
+        st.caption(results_view.CLASS_CAPTION)
+    st.subheader("Beside a bag-of-words classifier")
+    left, right = st.columns(2)
+    presenter.chart(baseline_figure(compare_view.baseline_bars(picked)), key="compare.baseline", container=left)
+    for sentence in compare_view.baseline_sentences(picked):
+        right.markdown(widgets.md(sentence))
+    right.caption(results_view.BASELINE_CAPTION)
     if len({run.dataset_name for run in picked}) > 1:
         st.caption("These runs were trained on different datasets; their numbers are not directly comparable.")
 
@@ -48,7 +58,8 @@ if job is not None and job.kind == "race":
 running = job is not None and not job.done
 if running and job.kind != "race":
     page = "Internals" if job.kind == "lab" else "Train"
-    st.info(f"Your {widgets.md(job.description)} is running ({page} page); one job per session.")
+    where = "is waiting in the queue" if job.status == QUEUED else "is running"
+    st.info(f"Your {widgets.md(job.description)} {where} ({page} page); one job per session.")
 new_job = compare_view.race_form(disabled=running)
 if new_job is not None:
     state.set_current_job(new_job)

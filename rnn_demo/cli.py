@@ -230,6 +230,7 @@ class _ProgressBar:
 
 
 def cmd_train(args: argparse.Namespace) -> int | None:
+    from rnn_demo.baseline import saved_run_sentence
     from rnn_demo.experiment import run_experiment
 
     # Leftovers of interrupted saves go first; then --out is checked before anything slow.
@@ -269,6 +270,7 @@ def cmd_train(args: argparse.Namespace) -> int | None:
         print(f"saved {summary.run_dir}")
         print(f"test accuracy {summary.test['accuracy']:.4f}  macro-F1 {summary.test['macro_f1']:.4f}  "
               f"({summary.epochs_run} epochs, {sum(summary.epoch_seconds):.1f} s training)")
+        print(saved_run_sentence(summary.run_dir))  # the run beside its bag-of-words baseline
 
     data = summary.to_dict()
     keys = ("run_dir", "n_train", "epochs_run", "epoch_seconds", "tokens_per_second", "val", "test", "label_names",
@@ -286,27 +288,35 @@ def cmd_train(args: argparse.Namespace) -> int | None:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
+    from rnn_demo.baseline import baseline_report
     from rnn_demo.metrics import classification_summary
     from rnn_demo.predict import Predictor
 
     predictor = Predictor.load(args.run_dir, device=args.device)
-    if args.dataset or args.csv:
-        spec = _dataset_spec(args)
-    else:
-        spec = DatasetSpec.from_dict(predictor.run.info.config["dataset"]["spec"])
+    info = predictor.run.info
+    own = not (args.dataset or args.csv)
+    spec = DatasetSpec.from_dict(info.config["dataset"]["spec"]) if own else _dataset_spec(args)
     splits = load_splits(spec)
     if splits.label_names != predictor.label_names:
         raise DatasetError(f"the dataset's classes {splits.label_names} differ from the model's {predictor.label_names}")
     part = getattr(splits, args.split)
     probs = predictor.predict_proba(part.texts)
     result = classification_summary(part.labels, probs, predictor.label_names)
+    # The bag-of-words baseline of the run's own splits: stored, or fitted now for an older run.
+    baseline = baseline_report(info.config, info.metrics, predictor.run.text_config, splits if own else None)
 
     def human() -> None:
-        print(f"{args.split}: n={result['n']}  accuracy {result['accuracy']:.4f}  macro-F1 {result['macro_f1']:.4f}")
+        print(f"{args.split}: n={result['n']}  accuracy {result['accuracy']:.4f}  macro-F1 {result['macro_f1']:.4f}  "
+              f"weighted F1 {result['weighted_f1']:.4f}")
         for name, row in result["per_class"].items():
             print(f"  {name:<16} precision {row['precision']:.3f}  recall {row['recall']:.3f}  f1 {row['f1']:.3f}  n={row['support']}")
+        for row in baseline["rows"]:
+            print(f"{row['model']} (TF-IDF + logistic regression; {baseline['source']}): "
+                  f"test accuracy {row['test accuracy']:.4f}")
+        print(baseline["sentence"])
 
-    _emit({k: result[k] for k in ("accuracy", "macro_f1", "per_class", "confusion_matrix", "n")}, args.json, human)
+    keys = ("accuracy", "macro_f1", "weighted_f1", "per_class", "confusion_matrix", "n")
+    _emit({**{k: result[k] for k in keys}, "baseline": baseline}, args.json, human)
 
 
 def _truncation_note(predictor: Any, text: str, num_tokens: int) -> str:
@@ -464,10 +474,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.threads is not None:
-        import torch
+    if args.threads is not None:  # else torch's own choice (see rnn_demo.threads)
+        from rnn_demo.threads import set_threads
 
-        torch.set_num_threads(args.threads)
+        set_threads(args.threads)
     try:
         status = args.func(args)
     except KeyboardInterrupt as exc:

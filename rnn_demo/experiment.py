@@ -1,13 +1,16 @@
-"""One training run from a dataset reference to a saved run directory.
+"""One training run from a dataset reference to a saved run directory, and the recipe behind it.
 
 ``run_experiment`` is what ``python -m rnn_demo train`` and the app's training
 worker both call: load and split the data, fit the vocabulary on the training
 split, encode every split once, build the model, train, evaluate, save.
+``build_training`` is the one recipe from data to a ready Trainer; the race
+(``rnn_demo.race``) and the vanishing-gradient lab (``rnn_demo.explain.lab``) use it too.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import time
 from collections.abc import Callable
@@ -24,6 +27,8 @@ from rnn_demo.pacing import Watch
 from rnn_demo.text import TextConfig, Tokenizer, Vocab
 from rnn_demo.train import EventCallback, StopSignal, Trainer, TrainConfig, evaluate, seed_everything
 from rnn_demo.vectors import default_binary_cache, load_vectors_into, resolve_vectors
+
+logger = logging.getLogger(__name__)
 
 # Per-dataset defaults, chosen so that the default model is good, not just fast.
 # Keys are dataset names; values override the dataclass defaults.
@@ -214,21 +219,100 @@ def _train_and_save(
 ) -> RunSummary:
     """The body of ``run_experiment``, run while it holds the output folder."""
     stage = on_stage or (lambda text: None)
+    data = load_and_prepare(spec, text_config, on_stage=stage)
+    training = build_training(data, text_config, model_config, train_config, callback=callback, stop=stop,
+                              on_stage=stage)
+    training.trainer.fit()
+    return evaluate_and_save(
+        training.trainer, data, spec, text_config, out_dir, training.history,
+        vector_coverage=training.vector_coverage, on_stage=stage, overwrite=overwrite,
+    )
+
+
+def load_and_prepare(
+    spec: DatasetSpec, text_config: TextConfig, *, on_stage: Callable[[str], None] | None = None
+) -> PreparedData:
+    """Loads and splits a dataset, then fits the vocabulary and encodes it (``prepare_data``).
+
+    For a user file the load report (rows read, kept and dropped) goes to ``on_stage``:
+    nothing is dropped silently.
+    """
+    stage = on_stage or (lambda text: None)
     stage("loading the dataset")
     splits = load_splits(spec)
     if spec.csv:
-        stage(splits.load_summary())  # rows read, kept and dropped: nothing is dropped silently
+        stage(splits.load_summary())
     stage("building the vocabulary and encoding the texts")
-    data = prepare_data(splits, text_config)
-    model_config = dataclasses.replace(model_config, vocab_size=len(data.vocab), num_classes=len(splits.label_names))
-    seed_everything(train_config.seed)
+    return prepare_data(splits, text_config)
+
+
+@dataclass
+class Training:
+    """A model ready to train on prepared data: call ``trainer.fit()`` or step ``trainer.iter_steps()``.
+
+    ``history`` collects every event the trainer sends, each with its wall-clock ``time``;
+    ``vector_coverage`` is the share of the vocabulary that had pretrained vectors (None
+    without them).
+    """
+
+    data: PreparedData
+    model: RecurrentClassifier
+    trainer: Trainer
+    history: list[dict[str, Any]]
+    vector_coverage: float | None
+
+
+def build_training(
+    data: PreparedData | DatasetSplits,
+    text_config: TextConfig,
+    model_config: ModelConfig,
+    train_config: TrainConfig,
+    *,
+    callback: EventCallback | None = None,
+    stop: StopSignal | None = None,
+    watch: bool = True,
+    vectors_path: Path | None = None,
+    on_stage: Callable[[str], None] | None = None,
+) -> Training:
+    """The one training recipe: data → vocabulary → seeded model → word vectors → loaders → Trainer.
+
+    ``run_experiment``, the race and the vanishing-gradient lab all build their models here,
+    so a model trained by any of them starts from the same weights and sees the same batches
+    for the same settings and seed.
+
+    Args:
+        data: Prepared data, or splits to prepare here (vocabulary fitted on the train split).
+        text_config: Tokenizer settings (its ``max_tokens`` also caps the watched sentence).
+        model_config: Model settings; ``vocab_size`` and ``num_classes`` are filled in here.
+        train_config: Training settings (batch size, seed, watched sentence …).
+        callback: Receives every training event (after it is added to ``history``).
+        stop: Optional stop signal (keeps the best weights so far).
+        watch: Follow ``train_config.watch_text`` after every step (the race does not).
+        vectors_path: ``model_config.pretrained_vectors`` already resolved (the race resolves
+            once for all its models); resolved here when None.
+        on_stage: Called with a short description before each slow stage.
+
+    Returns:
+        The data, the model, its trainer (not yet run), the history it fills and the
+        vector coverage.
+
+    Raises:
+        rnn_demo.vectors.VectorsError: The word-vector file cannot be read.
+    """
+    stage = on_stage or (lambda text: None)
+    if isinstance(data, DatasetSplits):
+        data = prepare_data(data, text_config)
+    model_config = dataclasses.replace(model_config, vocab_size=len(data.vocab),
+                                       num_classes=len(data.splits.label_names))
+    seed_everything(train_config.seed)  # the same initial weights for the same seed, whoever trains
     model = RecurrentClassifier(model_config)
     vector_coverage = None
     if model_config.pretrained_vectors:
-        stage(f"preparing word vectors ({model_config.pretrained_vectors})")
-        path = resolve_vectors(model_config.pretrained_vectors, model_config.embedding_dim)
-        vector_coverage = load_vectors_into(model.embedding, data.vocab, path, binary_cache=default_binary_cache())
-
+        if vectors_path is None:
+            stage(f"preparing word vectors ({model_config.pretrained_vectors})")
+            vectors_path = resolve_vectors(model_config.pretrained_vectors, model_config.embedding_dim)
+        vector_coverage = load_vectors_into(model.embedding, data.vocab, vectors_path,
+                                            binary_cache=default_binary_cache())
     history: list[dict[str, Any]] = []
 
     def record(event: dict[str, Any]) -> None:
@@ -236,16 +320,14 @@ def _train_and_save(
         if callback is not None:
             callback(event)
 
+    # Each model has its own loaders: the training loader's shuffle state is per epoch.
     train_loader = BatchLoader(data.train, train_config.batch_size, shuffle=True, seed=train_config.seed)
     val_loader = BatchLoader(data.validation, max(train_config.batch_size, 256))
-    watch = Watch.build(train_config.watch_text, data.tokenizer, data.vocab, text_config.max_tokens, splits.label_names)
-    trainer = Trainer(model, train_loader, val_loader, train_config, callback=record, stop=stop, watch=watch,
+    watched = (Watch.build(train_config.watch_text, data.tokenizer, data.vocab, text_config.max_tokens,
+                           data.splits.label_names) if watch else None)
+    trainer = Trainer(model, train_loader, val_loader, train_config, callback=record, stop=stop, watch=watched,
                       on_stage=stage)  # e.g. compiling the training kernels, once per machine
-    trainer.fit()
-    return evaluate_and_save(
-        trainer, data, spec, text_config, out_dir, history, vector_coverage=vector_coverage, on_stage=stage,
-        overwrite=overwrite,
-    )
+    return Training(data=data, model=model, trainer=trainer, history=history, vector_coverage=vector_coverage)
 
 
 def evaluate_and_save(
@@ -289,6 +371,15 @@ def evaluate_and_save(
     splits, names = data.splits, data.splits.label_names
     val_summary = classification_summary(val_eval.labels, val_eval.probs, names)
     test_summary = classification_summary(test_eval.labels, test_eval.probs, names)
+    stage("fitting the bag-of-words baseline")
+    from rnn_demo.baseline import fit_baseline  # loads scikit-learn's linear models only when a run is saved
+
+    try:
+        baseline = fit_baseline(splits, text_config)
+    except (MemoryError, ValueError) as exc:  # a comparison must never cost the trained run
+        logger.warning("bag-of-words baseline failed: %s", exc)
+        stage(f"no bag-of-words baseline ({type(exc).__name__}: {exc})")
+        baseline = None
     stage("saving the run")
     run_dir = save_run(
         out_dir,
@@ -307,6 +398,7 @@ def evaluate_and_save(
         metrics={
             "validation": {**val_summary, "loss": val_eval.loss},
             "test": {**test_summary, "loss": test_eval.loss},
+            "baseline": baseline,
         },
         summary={
             "train_seconds": sum(result.epoch_seconds) if train_seconds is None else train_seconds,

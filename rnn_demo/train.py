@@ -309,7 +309,7 @@ class Trainer:
         self.callback({"type": "start", "total_steps": steps_per_epoch * c.epochs, "steps_per_epoch": steps_per_epoch,
                        "epochs": c.epochs, "n_train": len(self.train_loader.encoded),
                        "n_validation": len(self.val_loader.encoded), "device": str(device),
-                       "num_parameters": model.num_parameters()})
+                       "num_parameters": model.num_parameters(), "clip": c.clip})
         best_state = copy.deepcopy(model.state_dict())
         best = {"val_loss": math.inf, "step": 0, "epoch": 0}
         bad_evals = 0

@@ -320,3 +320,47 @@ def test_the_confusion_matrix_cells_fill_the_plot_not_the_click_markers(n):
     fig = confusion_matrix_figure(np.eye(n, dtype=int) * 3, [f"c{i}" for i in range(n)])
     assert list(fig.layout.xaxis.range) == [-0.5, n - 0.5]
     assert list(fig.layout.yaxis.range) == [n - 0.5, -0.5]  # first class on top
+
+
+# ---- learning rate and gradient norm under the loss; the bag-of-words bars -------------------
+
+DYNAMICS = [
+    {"type": "start", "total_steps": 20, "steps_per_epoch": 10, "epochs": 2},
+    {"type": "step", "step": 5, "loss": 0.9, "lr": 2e-3, "grad_norm": 40.0},
+    {"type": "eval", "step": 10, "val_loss": 0.8, "val_accuracy": 0.6, "val_macro_f1": 0.55, "improved": True},
+    {"type": "step", "step": 10, "loss": 0.7, "lr": 1e-3, "grad_norm": 0.2},
+    {"type": "step", "step": 15, "loss": 0.6, "lr": 1e-3, "grad_norm": float("nan")},  # a bad value is skipped
+    {"type": "done", "reason": "completed"},
+]
+
+
+def test_learning_rate_and_gradient_norm_are_drawn_under_the_loss_on_one_epoch_axis():
+    from rnn_demo.plots.training import has_step_dynamics, loss_and_dynamics_figure
+
+    assert has_step_dynamics(DYNAMICS) and not has_step_dynamics(EVENTS)  # EVENTS: a history from before them
+    fig = loss_and_dynamics_figure(DYNAMICS, clip=1.0)
+    traces = {t.name: t for t in fig.data}
+    assert list(traces) == ["training loss", "validation loss", "learning rate", "gradient norm"]
+    assert list(traces["learning rate"].y) == [2e-3, 1e-3, 1e-3] and traces["learning rate"].yaxis == "y2"
+    assert list(traces["gradient norm"].x) == [0.5, 1.0] and traces["gradient norm"].yaxis == "y3"
+    assert fig.layout.xaxis.matches == "x3" or fig.layout.xaxis2.matches == "x3"  # one shared x axis
+    clip = [s for s in fig.layout.shapes if s.yref == "y3"]
+    assert len(clip) == 1 and clip[0].y0 == clip[0].y1 == 1.0
+    assert any(a.text == "clipped to 1" for a in fig.layout.annotations)
+    assert fig.layout.yaxis3.type == "log"  # 0.2 .. 40 spans more than two decades
+    assert fig.layout.xaxis3.title.text == "epoch" and list(fig.layout.xaxis3.range) == [0, 2]
+    assert any(a.text == "kept weights" for a in fig.layout.annotations)
+    unclipped = loss_and_dynamics_figure(DYNAMICS, clip=0.0)
+    assert not [s for s in unclipped.layout.shapes if s.yref == "y3"]
+
+
+def test_each_run_stands_beside_its_bag_of_words_bar():
+    from rnn_demo.plots import palette
+    from rnn_demo.plots.results import baseline_figure
+
+    fig = baseline_figure([("gru <b>run</b>", "gru", 0.99, 0.5), ("old", "lstm", 0.8, None)])
+    run, base = fig.data
+    assert list(run.x) == ["gru &lt;b&gt;run&lt;/b&gt;", "old"] and list(run.y) == [0.99, 0.8]
+    assert list(run.marker.color) == [palette.CELL["gru"], palette.CELL["lstm"]]
+    assert list(base.y) == [0.5, None] and list(base.text) == ["50.0%", "none yet"]
+    assert base.marker.color == palette.GUIDE and fig.layout.yaxis.tickformat == ".0%"

@@ -63,6 +63,7 @@ def test_shipped_runs_were_trained_by_this_checkouts_training_code(name, dataset
 
     from rnn_demo import TRAINING_VERSION
     from rnn_demo.experiment import default_configs
+    from rnn_demo.model import ModelConfig
 
     config = json.loads((shipped_runs_dir() / name / "config.json").read_text())
     assert config["versions"].get("training") == TRAINING_VERSION, "shipped runs predate the training code: make checkpoints"
@@ -70,6 +71,6 @@ def test_shipped_runs_were_trained_by_this_checkouts_training_code(name, dataset
     model = dataclasses.replace(model, **overrides)
     for group, expected in (("text", text), ("train", train)):
         assert config[group] == expected.to_dict(), f"{name}: {group} settings are not today's defaults"
-    recorded = {k: v for k, v in config["model"].items() if k not in ("vocab_size", "num_classes")}
+    recorded = {k: v for k, v in ModelConfig.from_dict(config["model"]).to_dict().items() if k not in ("vocab_size", "num_classes")}
     wanted = {k: v for k, v in model.to_dict().items() if k not in ("vocab_size", "num_classes")}
     assert recorded == wanted, f"{name}: model settings are not today's defaults"

@@ -163,3 +163,35 @@ def per_class_f1_figure(
         legend=dict(orientation="h", yanchor="top", y=-0.25, x=0),
     )
     return fig
+
+
+BASELINE_NAME = "bag of words"  # the baseline's legend entry and its "cell" for per_class_f1_figure (grey)
+
+
+def baseline_figure(runs: Sequence[tuple[str, str, float | None, float | None]]) -> go.Figure:
+    """Test accuracy of each run beside its bag-of-words baseline (grouped bars, one group per run).
+
+    Args:
+        runs: ``(run name, cell type, run test accuracy, baseline test accuracy)``; a missing
+            baseline (a run trained before it existed) leaves its bar out and says so on hover.
+    """
+    names = [plain(name) for name, *_ in runs]
+    fig = go.Figure()
+    fig.add_bar(x=names, y=[acc for _, _, acc, _ in runs], name="the run (its cell's colour)",
+                marker=dict(color=[palette.cell_color(cell) for _, cell, _, _ in runs]),
+                text=[f"{acc:.1%}" if acc is not None else "" for _, _, acc, _ in runs], textposition="outside",
+                hovertemplate="%{x}: %{y:.1%}<extra>the run</extra>")
+    fig.add_bar(x=names, y=[base for *_, base in runs], name=BASELINE_NAME,
+                marker=dict(color=palette.GUIDE, pattern_shape="/"),
+                text=[f"{base:.1%}" if base is not None else "none yet" for *_, base in runs], textposition="outside",
+                hovertemplate="%{x}: %{y:.1%}<extra>" + BASELINE_NAME + "</extra>")
+    fig.update_layout(
+        title="Test accuracy: each run beside bag-of-words on the same split",
+        barmode="group",
+        yaxis=dict(range=[0, 1.1], tickformat=".0%", title="test accuracy"),
+        xaxis=dict(title="run", **class_axis(names)),
+        height=380,
+        margin=dict(l=10, r=10, t=40, b=10),
+        legend=dict(orientation="h", yanchor="top", y=-0.3, x=0),
+    )
+    return fig

@@ -1,4 +1,4 @@
-"""Training curves from trainer events: live loss/accuracy, the RNN/GRU/LSTM race, run comparisons.
+"""Training curves from trainer events: live loss/accuracy, learning rate and gradient norm, the race, comparisons.
 
 Events are the dicts described in ``rnn_demo.train`` (``start``, ``step``, ``eval`` …),
 either streamed from a job or read from a run's history.json. The x axis is in
@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import plotly.graph_objects as go
+from plotly.subplots import make_subplots
 
 from rnn_demo.plots import palette
 from rnn_demo.plots.results import plain
@@ -36,6 +37,8 @@ class Curves:
     val_loss: tuple[list[float], list[float]] = field(default_factory=lambda: ([], []))
     val_accuracy: tuple[list[float], list[float]] = field(default_factory=lambda: ([], []))
     val_macro_f1: tuple[list[float], list[float]] = field(default_factory=lambda: ([], []))
+    lr: tuple[list[float], list[float]] = field(default_factory=lambda: ([], []))
+    grad_norm: tuple[list[float], list[float]] = field(default_factory=lambda: ([], []))  # before clipping
 
     def series(self, metric: str) -> tuple[list[float], list[float]]:
         return getattr(self, metric)
@@ -44,8 +47,9 @@ class Curves:
 def training_curves(events: Sequence[Event]) -> Curves:
     """Curves of one run (ignores ``cell``; use ``curves_by_cell`` for races).
 
-    Step events give the training loss (averaged over ``log_every`` steps), eval
-    events the validation loss, accuracy and macro-F1; x = step / steps per epoch.
+    Step events give the training loss (averaged over ``log_every`` steps), the learning rate
+    and the gradient norm before clipping (at the logged step; absent from old histories),
+    eval events the validation loss, accuracy and macro-F1; x = step / steps per epoch.
     """
     curves = Curves()
     steps_per_epoch = 0
@@ -57,6 +61,9 @@ def training_curves(events: Sequence[Event]) -> Curves:
             x = float(event["step"]) / steps_per_epoch
             if kind == "step":
                 _append(curves.train_loss, x, event["loss"])
+                for name in ("lr", "grad_norm"):
+                    if isinstance(event.get(name), (int, float)) and math.isfinite(event[name]):
+                        _append(curves.series(name), x, event[name])
             else:
                 _append(curves.val_loss, x, event["val_loss"])
                 _append(curves.val_accuracy, x, event["val_accuracy"])
@@ -110,8 +117,9 @@ def _mark_kept(fig: go.Figure, events: Sequence[Event]) -> None:
     kept = kept_epoch(events)
     if kept is not None:
         x, final = kept
+        inside = "top left" if x > planned_epochs(events) / 2 else "top right"  # the label stays inside the plot
         fig.add_vline(x=x, line=dict(color=palette.GUIDE, dash="dot", width=1),
-                      annotation_text="kept weights" if final else "best so far", annotation_position="top")
+                      annotation_text="kept weights" if final else "best so far", annotation_position=inside)
 
 
 def _add_run_curve(fig: go.Figure, events: Sequence[Event], metric: str, name: str, color: str,
@@ -157,16 +165,69 @@ def _share_axis(fig: go.Figure, metric: str) -> None:
         fig.update_yaxes(range=[0, 1.02], tickformat=".0%")
 
 
+def _loss_traces(curves: Curves) -> list[go.Scatter]:
+    return [
+        go.Scatter(x=curves.train_loss[0], y=curves.train_loss[1], mode="lines", name="training loss",
+                   line=dict(color=palette.SPLIT["train"])),
+        go.Scatter(x=curves.val_loss[0], y=curves.val_loss[1], mode="lines+markers", name="validation loss",
+                   line=dict(color=palette.SPLIT["validation"])),
+    ]
+
+
 def loss_figure(events: Sequence[Event]) -> go.Figure:
     """Training and validation loss of one run."""
-    curves = training_curves(events)
-    fig = go.Figure()
-    fig.add_scatter(x=curves.train_loss[0], y=curves.train_loss[1], mode="lines", name="training loss",
-                    line=dict(color=palette.SPLIT["train"]))
-    fig.add_scatter(x=curves.val_loss[0], y=curves.val_loss[1], mode="lines+markers", name="validation loss",
-                    line=dict(color=palette.SPLIT["validation"]))
+    fig = go.Figure(_loss_traces(training_curves(events)))
     _mark_kept(fig, events)
     return _layout(fig, "Loss", "cross-entropy", planned_epochs(events))
+
+
+def has_step_dynamics(events: Sequence[Event]) -> bool:
+    """Whether the events carry the learning rate and gradient norm (histories before them do not)."""
+    curves = training_curves(events)
+    return bool(curves.lr[0] or curves.grad_norm[0])
+
+
+def loss_and_dynamics_figure(events: Sequence[Event], clip: float | None = None) -> go.Figure:
+    """The loss, and under it on the same epoch axis the learning rate and the gradient norm before clipping.
+
+    Why together: a loss spike lines up with a gradient-norm spike, a plateau with a learning-rate
+    cut. The gradient-norm axis turns logarithmic when values span more than two decades.
+
+    Args:
+        events: One run's events.
+        clip: The clipping threshold (``TrainConfig.clip``); drawn as a dashed line when above 0.
+    """
+    curves = training_curves(events)
+    fig = make_subplots(rows=3, cols=1, shared_xaxes=True, row_heights=[0.5, 0.25, 0.25], vertical_spacing=0.07,
+                        subplot_titles=("Loss", "Learning rate", "Gradient norm (before clipping)"))
+    for trace in _loss_traces(curves):
+        fig.add_trace(trace, row=1, col=1)
+    # The panel titles name these two: no legend entries beside the loss's.
+    fig.add_scatter(x=curves.lr[0], y=curves.lr[1], mode="lines", name="learning rate", row=2, col=1, showlegend=False,
+                    line=dict(color=palette.SPLIT["train"], shape="hv"), hovertemplate="%{y:.2g}")
+    fig.add_scatter(x=curves.grad_norm[0], y=curves.grad_norm[1], mode="lines", name="gradient norm", row=3, col=1,
+                    showlegend=False, line=dict(color=palette.SPLIT["train"], dash="dot"), hovertemplate="%{y:.3g}")
+    if curves.lr[1]:  # from 0, so a constant rate is a flat line at its value, not at the middle of the panel
+        fig.update_yaxes(range=[0, max(curves.lr[1]) * 1.2], tickformat="~g", row=2, col=1)
+    if clip:
+        fig.add_hline(y=clip, row=3, col=1, line=dict(color=palette.GUIDE, dash="dash", width=1),
+                      annotation_text=f"clipped to {clip:g}", annotation_position="top left")
+    kept = kept_epoch(events)
+    if kept is not None:
+        fig.add_vline(x=kept[0], line=dict(color=palette.GUIDE, dash="dot", width=1))
+        fig.add_annotation(x=kept[0], y=1, yref="y domain", yanchor="bottom", showarrow=False,
+                           xanchor="right" if kept[0] > planned_epochs(events) / 2 else "left",  # as _mark_kept
+                           text="kept weights" if kept[1] else "best so far")
+    norms = [v for v in curves.grad_norm[1] if v > 0]
+    if norms and max(norms) > 100 * min(norms):
+        fig.update_yaxes(type="log", row=3, col=1)
+    _layout(fig, "", "cross-entropy", planned_epochs(events), height=560)
+    fig.update_layout(title=None, margin=dict(l=10, r=10, t=30, b=10), legend=dict(y=-0.12))
+    fig.update_xaxes(title_text=None)
+    fig.update_xaxes(title_text="epoch", row=3, col=1)
+    fig.update_yaxes(title_text="step size", row=2, col=1)
+    fig.update_yaxes(title_text="norm", row=3, col=1)
+    return fig
 
 
 def validation_metrics_figure(events: Sequence[Event]) -> go.Figure:

@@ -11,8 +11,10 @@ import pandas as pd
 import streamlit as st
 
 from rnn_demo import sessions
+from rnn_demo.baseline import baseline_accuracy, points, run_sentence, stored_baseline
 from rnn_demo.checkpoints import RunInfo
 from rnn_demo.jobs import JobError, TrainingJob, shared_manager
+from rnn_demo.metrics import as_number, weighted_f1
 from rnn_demo.model import CELLS
 from rnn_demo.ui import state
 from rnn_demo.ui.widgets import md
@@ -61,17 +63,22 @@ def adopt_race_runs(job: TrainingJob | None) -> None:
 
 
 def metrics_table(runs: Sequence[RunInfo]) -> pd.DataFrame:
-    """One row per run: dataset, cell, test accuracy and macro-F1, parameters, training time."""
+    """One row per run: dataset, cell, test accuracy, macro- and weighted F1, its bag-of-words baseline's
+    test accuracy and the gap in points (empty for runs trained before the baseline), parameters, time."""
     rows = []
     for run in runs:
         test = run.metrics.get("test") or {}
         facts = run.config.get("summary") or {}
+        accuracy, bow = as_number(test.get("accuracy")), baseline_accuracy(stored_baseline(run.metrics))
         rows.append({
             "run": run.name,
             "dataset": run.dataset_name,
             "cell": run.cell.upper(),
-            "test accuracy": test.get("accuracy"),
+            "test accuracy": accuracy,
             "test macro-F1": test.get("macro_f1"),
+            "test weighted F1": weighted_f1(test),
+            "bag-of-words accuracy": bow,
+            "gain over bag-of-words (points)": points(accuracy, bow) if accuracy is not None and bow is not None else None,
             "parameters": facts.get("num_parameters"),
             "training time (s)": facts.get("train_seconds"),
             "epochs": facts.get("epochs_run"),
@@ -82,6 +89,10 @@ def metrics_table(runs: Sequence[RunInfo]) -> pd.DataFrame:
 METRICS_COLUMNS = {
     "test accuracy": st.column_config.NumberColumn(format="percent"),
     "test macro-F1": st.column_config.NumberColumn(format="%.3f"),
+    "test weighted F1": st.column_config.NumberColumn(format="%.3f", help="F1 per class, weighted by its test texts"),
+    "bag-of-words accuracy": st.column_config.NumberColumn(
+        format="percent", help="TF-IDF + logistic regression on the run's own split; empty: trained before it existed"),
+    "gain over bag-of-words (points)": st.column_config.NumberColumn(format="%+d"),
     "parameters": st.column_config.NumberColumn(format="localized"),
     "training time (s)": st.column_config.NumberColumn(format="%.1f"),
 }
@@ -118,3 +129,13 @@ def race_form(disabled: bool) -> TrainingJob | None:
     except JobError as exc:
         st.error(md(exc))
     return None
+
+
+def baseline_bars(runs: Sequence[RunInfo]) -> list[tuple[str, str, float | None, float | None]]:
+    """``(run, cell, test accuracy, bag-of-words test accuracy)`` per run for ``plots.results.baseline_figure``."""
+    return [(run.name, run.cell, run.test_accuracy(), baseline_accuracy(stored_baseline(run.metrics))) for run in runs]
+
+
+def baseline_sentences(runs: Sequence[RunInfo]) -> list[str]:
+    """Each run's one-line verdict against its bag-of-words baseline, prefixed with the run's name."""
+    return [f"{run.name}: {run_sentence(run.config, run.metrics)}" for run in runs]

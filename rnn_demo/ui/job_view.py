@@ -17,16 +17,27 @@ import streamlit as st
 
 from rnn_demo import sessions
 from rnn_demo.checkpoints import CheckpointError, read_run_info
-from rnn_demo.jobs import FAILED, STOPPING, TrainingJob, format_duration
+from rnn_demo.jobs import CANCELLED, FAILED, QUEUED, STOPPING, TrainingJob, format_duration
 from rnn_demo.plots.results import confusion_matrix_figure
-from rnn_demo.plots.training import loss_figure, race_figure, validation_metrics_figure
+from rnn_demo.plots.training import (
+    has_step_dynamics,
+    loss_and_dynamics_figure,
+    loss_figure,
+    race_figure,
+    validation_metrics_figure,
+)
 from rnn_demo.plots.watch import watch_events, watch_figure
-from rnn_demo.ui import presenter, state
+from rnn_demo.ui import presenter, queue_view, results_view, state
 from rnn_demo.ui.widgets import md
 
 POLL_SECONDS = 1.0
 STARTUP_POLL_SECONDS = 0.25
 _CHART_CONFIG = {"displayModeBar": False}
+DYNAMICS_CAPTION = (
+    "Under the loss: the learning rate (how big each update step is; it drops when the validation loss "
+    "stalls) and the gradient norm before clipping (how steep the loss is at that step). Spikes above the "
+    "dashed line are cut back to it, so one bad batch cannot throw the weights far."
+)
 
 
 def progress_text(job: TrainingJob) -> tuple[float, str]:
@@ -59,16 +70,26 @@ def _has_steps(job: TrainingJob) -> bool:
 def live_panel(job: TrainingJob, *, race: bool = False) -> None:
     """Progress, stop button and live curves; polls while the job runs.
 
-    Until the first loss point arrives the panel polls every ``STARTUP_POLL_SECONDS``
-    (a spare worker starts training within about a second); then one full rerun
-    switches it to ``POLL_SECONDS``.
+    A job waiting for a slot shows its place in line instead (``queue_view``, redrawn every
+    ``QUEUE_POLL_SECONDS``). Until the first loss point arrives the panel polls every
+    ``STARTUP_POLL_SECONDS`` (a spare worker starts training within about a second); then
+    one full rerun switches it to ``POLL_SECONDS``.
     """
+    if job.status == CANCELLED:
+        st.info(queue_view.LEFT_QUEUE)
+        return
     running = not job.done
+    queued = job.status == QUEUED
     starting = running and not _has_steps(job)
+    every = queue_view.QUEUE_POLL_SECONDS if queued else STARTUP_POLL_SECONDS if starting else POLL_SECONDS
 
-    @st.fragment(run_every=(STARTUP_POLL_SECONDS if starting else POLL_SECONDS) if running else None)
+    @st.fragment(run_every=every if running else None)
     def panel() -> None:
         state.touch_session()
+        if queued:
+            if not queue_view.queue_notice(job, key=f"{'compare' if race else 'train'}.leave_queue"):
+                st.rerun()  # it has started (or left the line): a full rerun polls at the starting pace
+            return
         job.poll()  # mark events as seen; the charts redraw from all events
         fraction, text = progress_text(job)
         st.progress(min(1.0, fraction), text=text)
@@ -86,14 +107,16 @@ def live_panel(job: TrainingJob, *, race: bool = False) -> None:
             presenter.chart(race_figure(events, "train_loss"), config=_CHART_CONFIG, key="race.loss", container=left)
             presenter.chart(race_figure(events, "val_accuracy"), config=_CHART_CONFIG, key="race.acc", container=right)
         elif watch_events(events):  # slow motion with a watched sentence: its prediction beside the loss
-            presenter.chart(loss_figure(events), config=_CHART_CONFIG, key="train.loss_chart", container=left)
+            presenter.chart(_loss_chart(job, events), config=_CHART_CONFIG, key="train.loss_chart", container=left)
             presenter.chart(watch_figure(events), config=_CHART_CONFIG, key="train.watch_chart", container=right)
             presenter.chart(validation_metrics_figure(events), config=_CHART_CONFIG, key="train.metrics_chart",
                             container=st.columns(2)[0])
         else:
-            presenter.chart(loss_figure(events), config=_CHART_CONFIG, key="train.loss_chart", container=left)
+            presenter.chart(_loss_chart(job, events), config=_CHART_CONFIG, key="train.loss_chart", container=left)
             presenter.chart(validation_metrics_figure(events), config=_CHART_CONFIG, key="train.metrics_chart",
                             container=right)
+        if not race and has_step_dynamics(events):
+            st.caption(DYNAMICS_CAPTION)
         if not job.done and not any(e.get("type") == "eval" for e in events):
             st.caption("Validation points appear after each epoch (or every N steps: see 'Evaluate every N steps').")
         for event in events:
@@ -103,6 +126,20 @@ def live_panel(job: TrainingJob, *, race: bool = False) -> None:
             st.rerun()  # one full rerun draws the results and stops polling
 
     panel()
+
+
+def _loss_chart(job: TrainingJob, events: list[dict[str, Any]]) -> Any:
+    """The loss with the learning rate and gradient norm under it (the loss alone for older event streams)."""
+    if not has_step_dynamics(events):
+        return loss_figure(events)
+    return loss_and_dynamics_figure(events, clip=_clip(job))
+
+
+def _clip(job: TrainingJob) -> float | None:
+    """The job's clipping threshold, as its ``start`` event reported it (None before that, or when clipping is off)."""
+    start = next((event for event in job.events() if event.get("type") == "start"), None)
+    clip = start.get("clip") if start is not None else None
+    return float(clip) if isinstance(clip, (int, float)) and not isinstance(clip, bool) and clip > 0 else None
 
 
 def _saved_path(job: TrainingJob, original: str) -> Path:
@@ -126,7 +163,8 @@ def _rename(original: str, key: str) -> None:
 
 
 def result_panel(job: TrainingJob) -> None:
-    """After a single run: how it ended, test metrics, confusion matrix and the run's name."""
+    """After a single run: how it ended, test metrics, confusion matrix, the run beside bag-of-words,
+    per-class scores and the run's name."""
     if job.status == FAILED:
         st.error(f"Training failed: {md(job.error)}")
         return
@@ -152,6 +190,8 @@ def result_panel(job: TrainingJob) -> None:
     except (CheckpointError, KeyError) as exc:
         st.warning(f"The saved run could not be read ({md(exc)}).")
         return
+    results_view.baseline_section(info)
+    results_view.per_class_section(info, key="train.per_class_f1")
     key = f"train.name_{job.id}"
     st.session_state.setdefault(key, path.name)
     col, button = st.columns([3, 1], vertical_alignment="bottom")
