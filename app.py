@@ -32,9 +32,11 @@ pages = [
     st.Page("pages/data.py", title="Data", icon=":material/table:"),
     st.Page("pages/train.py", title="Train", icon=":material/model_training:"),
     st.Page("pages/predict.py", title="Predict", icon=":material/chat:"),
+    st.Page("pages/cell_step.py", title="Cell step", icon=":material/calculate:"),
     st.Page("pages/mistakes.py", title="Mistakes", icon=":material/rule:"),
     st.Page("pages/compare.py", title="Compare", icon=":material/compare_arrows:"),
     st.Page("pages/internals.py", title="Internals", icon=":material/visibility:"),
+    st.Page("pages/neurons.py", title="Neurons", icon=":material/neurology:"),
 ]
 
 page = st.navigation(pages)

@@ -6,7 +6,7 @@ from rnn_demo import explain, sessions
 from rnn_demo.checkpoints import CheckpointError
 from rnn_demo.plots import explanations as plots
 from rnn_demo.ui import explain_panel as panel
-from rnn_demo.ui import presenter, state, widgets
+from rnn_demo.ui import presenter, spectral_view, state, widgets
 
 state.require_app_frame()
 st.title("Internals")
@@ -50,6 +50,7 @@ else:
         f"LSTM forget and GRU update gates start at bias {lab.memory_gate_bias:g}. Gradient curves: median over "
         f"{lab.gradient_examples} validation sequences. Computed {result.created} in {result.seconds:.0f} s."
     )
+    spectral_view.render(result, weights)
 
 # ---- Hidden-state map ------------------------------------------------------------------
 st.header("Hidden-state map")

@@ -5,6 +5,7 @@ Only ``nn.Module`` code lives here; no I/O and no training.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import torch
@@ -18,6 +19,7 @@ from rnn_demo.text import PAD_ID, TEXT_LIMITS
 # The one place that maps cell names to torch modules.
 CELLS: dict[str, type[nn.RNNBase]] = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}
 POOLINGS = ("last", "max", "mean", "attention")
+NONLINEARITIES = ("tanh", "relu")  # of the plain RNN (nn.RNN(nonlinearity=...)); gated cells are fixed
 
 # The limits bound the model's sizes, so that a mistyped flag or a hand-edited config.json is a
 # clear error rather than an allocation of gigabytes.
@@ -50,6 +52,10 @@ class ModelConfig(Settings):
     gate_bias: float = setting(
         1.0, label="Gate bias", widget="float", flag="--gate-bias",
         help="initial LSTM forget-gate / GRU update-gate bias (higher = remembers longer at first)")
+    nonlinearity: str = setting("tanh", label="RNN nonlinearity", widget="select", options=NONLINEARITIES, form=10,
+                                flag="--nonlinearity",
+                                help="the plain RNN's activation: tanh, or relu (unbounded, no saturation); "
+                                     "RNN cell only")
     freeze_embeddings: bool = setting(False, label="Freeze word vectors",
                                       help="keep pretrained vectors fixed during training", widget="check", form=9,
                                       flag="--freeze-embeddings")
@@ -65,9 +71,18 @@ class ModelConfig(Settings):
             raise ValueError(f"unknown cell {self.cell!r}; choose one of {', '.join(CELLS)}")
         if self.pooling not in POOLINGS:
             raise ValueError(f"unknown pooling {self.pooling!r}; choose one of {', '.join(POOLINGS)}")
+        if self.nonlinearity not in NONLINEARITIES:
+            raise ValueError(f"unknown nonlinearity {self.nonlinearity!r}; choose one of {', '.join(NONLINEARITIES)}")
+        if self.nonlinearity != "tanh" and self.cell != "rnn":
+            raise ValueError(f"the {self.nonlinearity} nonlinearity is for the RNN cell only; the {self.cell.upper()} "
+                             "has fixed sigmoid and tanh gates (choose tanh or the RNN cell)")
         check_limits(self)
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+
+    def with_cell(self, cell: str) -> ModelConfig:
+        """A copy with another cell, e.g. for a race; a gated cell gets tanh (``nonlinearity`` is the RNN's)."""
+        return dataclasses.replace(self, cell=cell, nonlinearity=self.nonlinearity if cell == "rnn" else "tanh")
 
     @property
     def num_directions(self) -> int:
@@ -114,12 +129,14 @@ class RecurrentClassifier(nn.Module):
         self.embedding = nn.Embedding(config.vocab_size, config.embedding_dim, padding_idx=PAD_ID)
         self.embedding.weight.requires_grad_(not config.freeze_embeddings)
         cell = CELLS[config.cell]
+        extra = {"nonlinearity": config.nonlinearity} if config.cell == "rnn" else {}
         self.layers = nn.ModuleList(
             cell(
                 input_size=config.embedding_dim if i == 0 else config.output_size,
                 hidden_size=config.hidden_size,
                 batch_first=True,
                 bidirectional=config.bidirectional,
+                **extra,
             )
             for i in range(config.num_layers)
         )

@@ -19,7 +19,7 @@ from rnn_demo.data import DatasetSpec
 
 APP = str(Path(__file__).resolve().parent.parent / "app.py")
 PAGES = ["pages/home.py", "pages/data.py", "pages/train.py", "pages/predict.py", "pages/mistakes.py",
-         "pages/compare.py"]
+         "pages/compare.py", "pages/cell_step.py", "pages/neurons.py"]
 TIMEOUT = 120
 
 

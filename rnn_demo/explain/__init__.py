@@ -20,8 +20,14 @@ Looking inside:
   LSTM/GRU gates, from a replay of the cell equations (``rnn_demo.cells``) with the trained weights.
 * :func:`gradient_through_time` (:mod:`.through_time`) — ``‖∂loss/∂h_t‖`` for every time step.
 * :func:`hidden_state_map` / :func:`hidden_trajectory` (:mod:`.maps`) — 2-D PCA pictures of states.
+* :func:`build_activation_cache` (:mod:`.neurons`) — every unit's activation over a split, cached on disk;
+  :func:`top_contexts`, :func:`activation_histogram`, :func:`class_correlation` of one unit;
+  :func:`select_units` / :func:`match` (:mod:`.neuron_select`) — LSTMVis's select and match.
+* :func:`cell_step` (:mod:`.cell_step`) — one step of a cell worked through: its equations and, for a
+  few units, every gate's pre-activation and value, from ``rnn_demo.cells``.
 * :func:`run_vanishing_lab` / :func:`load_vanishing_lab` (:mod:`.lab`) — RNN vs GRU vs LSTM on
-  the ``long_range`` task, cached on disk.
+  the ``long_range`` task, cached on disk; with :func:`spectral_summary` (:mod:`.spectral`), the
+  singular values of W_hh and the gates' saturation behind the gradient curves.
 
 Every explanation of one text reads at most :data:`EXPLAIN_MAX_TOKENS` tokens of it (fewer
 when the model's own cap is smaller) and says so in its result (``truncated``, ``num_tokens``).
@@ -41,6 +47,7 @@ from rnn_demo.explain.attribution import (
     explain_tokens,
     rank_agreement,
 )
+from rnn_demo.explain.cell_step import CellStep, cell_step
 from rnn_demo.explain.common import EXPLAIN_MAX_TOKENS, ExplainError, torch_threads
 from rnn_demo.explain.lab import (
     LabResult,
@@ -61,6 +68,17 @@ from rnn_demo.explain.maps import (
     state_vectors,
     validation_examples,
 )
+from rnn_demo.explain.neuron_select import Match, Selection, UnitScore, match, select_units
+from rnn_demo.explain.neurons import (
+    NeuronCache,
+    activation_histogram,
+    build_activation_cache,
+    class_correlation,
+    load_activation_cache,
+    strongest_unit,
+    top_contexts,
+)
+from rnn_demo.explain.spectral import SpectralSummary, spectral_summary
 from rnn_demo.explain.states import (
     GATE_NAMES,
     UNIT_ORDERS,
@@ -81,17 +99,27 @@ __all__ = [
     "UNIT_ORDERS",
     "ExplainError",
     "GradientThroughTime",
+    "CellStep",
     "InternalStates",
     "LabResult",
     "LabSettings",
+    "Match",
     "MethodComparison",
+    "NeuronCache",
     "PCABasis",
     "PredictionTrace",
     "ProgressCallback",
+    "Selection",
+    "SpectralSummary",
     "StateMap",
     "TokenAttribution",
     "Trajectory",
+    "UnitScore",
+    "activation_histogram",
     "attention_weights",
+    "build_activation_cache",
+    "cell_step",
+    "class_correlation",
     "compare_methods",
     "explain_gradient",
     "explain_lime",
@@ -104,13 +132,19 @@ __all__ = [
     "internal_states",
     "lab_dir",
     "lab_result_path",
+    "load_activation_cache",
     "load_vanishing_lab",
+    "match",
     "order_units",
     "prediction_trace",
     "rank_agreement",
     "row_names",
     "run_vanishing_lab",
+    "select_units",
+    "spectral_summary",
     "state_vectors",
+    "strongest_unit",
+    "top_contexts",
     "torch_threads",
     "validation_examples",
 ]

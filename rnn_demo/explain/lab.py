@@ -20,6 +20,7 @@ import torch
 from rnn_demo.batching import EncodedTexts
 from rnn_demo.cachefiles import atomic_path
 from rnn_demo.data import DatasetSpec, default_cache_dir, load_splits
+from rnn_demo.explain.spectral import spectral_summary
 from rnn_demo.explain.through_time import _bptt_norms
 from rnn_demo.model import RecurrentClassifier
 
@@ -66,13 +67,17 @@ class LabResult:
     gradients: dict[str, dict[str, list[float]]]
     seconds: float
     created: str
+    # cell -> {"untrained", "trained"} -> SpectralSummary.to_dict() of its layer at the largest distractor count
+    # (W_hh's singular values, the gates' mean derivatives); empty in results cached before it was measured
+    spectral: dict[str, dict[str, dict[str, Any]]] = dataclasses.field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> LabResult:
-        return cls(**{f.name: data[f.name] for f in dataclasses.fields(cls)})
+        """Fields with a default may be missing (a result cached by an older version); the others may not."""
+        return cls(**{f.name: data[f.name] for f in dataclasses.fields(cls) if f.name in data})
 
 
 ProgressCallback = Callable[[int, int, str], None]  # (done, total, message)
@@ -111,6 +116,12 @@ def _median_relative_norms(model: RecurrentClassifier, encoded: EncodedTexts, co
     return [float(v) for v in np.median(norms / last, axis=0)]
 
 
+def _spectral(model: RecurrentClassifier, encoded: EncodedTexts, count: int) -> dict[str, Any]:
+    """W_hh's singular values and the gates' saturation over the same texts as the gradient curves."""
+    model.eval()
+    return spectral_summary(model, torch.stack(encoded.sequences[:count])).to_dict()
+
+
 def run_vanishing_lab(
     settings: LabSettings = LabSettings(),
     cache_dir: str | Path | None = None,
@@ -131,10 +142,10 @@ def run_vanishing_lab(
         and trained models at the largest distractor count; None when stopped.
     """
     from rnn_demo.batching import BatchLoader
-    from rnn_demo.experiment import prepare_data
+    from rnn_demo.experiment import build_training
     from rnn_demo.model import ModelConfig
     from rnn_demo.text import TextConfig
-    from rnn_demo.train import Trainer, TrainConfig, evaluate, seed_everything
+    from rnn_demo.train import TrainConfig, evaluate
 
     start = time.perf_counter()
     runs = [(cell, d) for d in settings.distractors for cell in settings.cells]
@@ -146,10 +157,15 @@ def run_vanishing_lab(
 
     accuracy: dict[str, list[float]] = {cell: [] for cell in settings.cells}
     gradients: dict[str, dict[str, list[float]]] = {cell: {} for cell in settings.cells}
+    spectral: dict[str, dict[str, dict[str, Any]]] = {cell: {} for cell in settings.cells}
     longest = max(settings.distractors)
     train_config = TrainConfig(
         epochs=settings.epochs, lr=settings.lr, batch_size=settings.batch_size, patience=0, seed=settings.seed,
         device="cpu",
+    )
+    model_config = ModelConfig(
+        embedding_dim=settings.embedding_dim, hidden_size=settings.hidden_size, pooling="last", dropout=0.0,
+        gate_bias=settings.memory_gate_bias,
     )
     report(0, "preparing the data")
     for done, (cell, distractors) in enumerate(runs):
@@ -157,35 +173,27 @@ def run_vanishing_lab(
             return None
         report(done, f"training {cell.upper()} with {distractors} distractors")
         spec = DatasetSpec(name="long_range", params={"n": settings.n, "distractors": distractors}, seed=settings.seed)
-        data = prepare_data(load_splits(spec), TextConfig())
-        config = ModelConfig(
-            vocab_size=len(data.vocab), num_classes=2, cell=cell, embedding_dim=settings.embedding_dim,
-            hidden_size=settings.hidden_size, pooling="last", dropout=0.0, gate_bias=settings.memory_gate_bias,
-        )  # fmt: skip
-        seed_everything(settings.seed)
-        model = RecurrentClassifier(config)
+        training = build_training(load_splits(spec), TextConfig(), dataclasses.replace(model_config, cell=cell),
+                                  train_config, stop=stop)
+        data, model = training.data, training.model
         count = min(settings.gradient_examples, len(data.validation))
         if distractors == longest:
             gradients[cell]["untrained"] = _median_relative_norms(model, data.validation, count)
-        trainer = Trainer(
-            model,
-            BatchLoader(data.train, settings.batch_size, shuffle=True, seed=settings.seed),
-            BatchLoader(data.validation, 256),
-            train_config,
-            stop=stop,
-        )
-        trainer.fit()
+            spectral[cell]["untrained"] = _spectral(model, data.validation, count)
+        training.trainer.fit()
         if stop is not None and stop.is_set():
             return None
         accuracy[cell].append(float(evaluate(model, BatchLoader(data.test, 256)).accuracy))
         if distractors == longest:
             gradients[cell]["trained"] = _median_relative_norms(model, data.validation, count)
+            spectral[cell]["trained"] = _spectral(model, data.validation, count)
     result = LabResult(
         settings=dataclasses.asdict(settings),
         distractors=list(settings.distractors),
         accuracy=accuracy,
         gradient_distractors=longest,
         gradients=gradients,
+        spectral=spectral,
         seconds=time.perf_counter() - start,
         created=time.strftime("%Y-%m-%d %H:%M:%S"),
     )

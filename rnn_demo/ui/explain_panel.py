@@ -24,8 +24,9 @@ from rnn_demo.jobs import FAILED, JobError, TrainingJob, shared_manager
 from rnn_demo.plots import explanations as plots
 from rnn_demo.plots import palette
 from rnn_demo.predict import Predictor
+from rnn_demo.threads import EXPLAIN_THREADS
 from rnn_demo.ui.widgets import md
-from rnn_demo.ui import presenter, state
+from rnn_demo.ui import presenter, queue_view, state
 
 logger = logging.getLogger(__name__)
 
@@ -60,9 +61,6 @@ _COMPUTE: dict[str, Callable[..., Any]] = {
 }
 
 
-# Torch threads while explaining: on the shared 2-core server one thread is several times
-# faster than two that compete with training workers (benchmarks/explain_latency.py).
-EXPLAIN_THREADS = 1
 
 
 def _run(kind: str, predictor: Predictor, text: str, settings: dict[str, Any]) -> Any:
@@ -340,6 +338,8 @@ def render_lab_progress() -> None:
         status, progress = lab_status()
         if job is None or status != "running":
             st.rerun()
+        if queue_view.queue_notice(job, key="internals.leave_queue"):
+            return
         done, total = progress.get("done", 0), progress.get("total")
         if job.stop_requested:
             message = "stopping"
