@@ -345,3 +345,33 @@ def test_rename_run(tiny_runs_dir, tmp_path):
     with pytest.raises(CheckpointError, match="no usable characters"):
         rename_run(renamed, "///")
     assert rename_run(renamed, "my-best-run") == renamed
+
+
+def _write_marker(path: str) -> None:
+    Path(path).with_suffix(".child").write_text("ran")
+
+
+def test_a_worker_never_reruns_the_app_script_even_when_main_is_swapped_meanwhile(tmp_path, monkeypatch):
+    # Streamlit's script threads set sys.modules["__main__"] to the page being run. A worker launched from a
+    # job's event thread (the next in the queue) while another session's script starts must still not
+    # re-run that page in the child: it did, and the child died in app.py with a Streamlit error.
+    import multiprocessing
+    import sys
+    import types
+
+    from rnn_demo.jobs.worker import main_module_hidden
+
+    marker = tmp_path / "page-ran"
+    page = tmp_path / "page.py"
+    page.write_text(f"from pathlib import Path\nPath({str(marker)!r}).write_text('ran')\n")
+    streamlit_page = types.ModuleType("__main__")
+    streamlit_page.__file__ = str(page)
+    context = multiprocessing.get_context("spawn")
+    process = context.Process(target=_write_marker, args=(str(marker),), daemon=True)
+    with main_module_hidden():
+        monkeypatch.setitem(sys.modules, "__main__", streamlit_page)  # another session's script run begins
+        process.start()
+    process.join(60)
+    assert process.exitcode == 0
+    assert marker.with_suffix(".child").read_text() == "ran"
+    assert not marker.exists(), "the worker re-ran the page script"

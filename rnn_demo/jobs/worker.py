@@ -11,9 +11,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import sys
+import threading
 import time
-import types
+from multiprocessing import spawn
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -146,23 +146,35 @@ def lower_priority() -> None:
         logger.warning("could not lower the priority of training worker %d", os.getpid())
 
 
+_SPAWN_LOCK = threading.Lock()
+
+
 @contextlib.contextmanager
 def main_module_hidden() -> Iterator[None]:
-    """Hides ``__main__`` from a "spawn" start so the worker does not re-run it.
+    """Keeps a "spawn" start from re-running the parent's main script in the worker.
 
-    A spawned child normally re-imports the parent's main script. Under Streamlit
-    ``__main__`` is the app page being run (it would redraw the app in the worker
-    and fail); under other launchers it may be a file that does not exist. The
-    worker needs nothing from it: its target lives in this package. Called with the
-    manager's lock held; the swap lasts only while the child is launched.
+    A spawned child normally re-imports the parent's ``__main__``. Under Streamlit that is
+    the page being run (it would redraw the app in the worker and fail); under other
+    launchers it may be a file that does not exist. The worker needs nothing from it: its
+    target lives in this package. Swapping ``sys.modules["__main__"]`` is not enough:
+    Streamlit's script threads set it at the start of every run, so another session's rerun
+    can put the page back between the swap and the start. The main-module entries are
+    therefore dropped from the data the child is prepared with, for starts inside this block.
     """
-    original = sys.modules.get("__main__")
-    sys.modules["__main__"] = types.ModuleType("__main__")
-    try:
-        yield
-    finally:
-        if original is not None:
-            sys.modules["__main__"] = original
+    with _SPAWN_LOCK:
+        original = spawn.get_preparation_data
+
+        def without_main(name: str) -> dict[str, Any]:
+            data = original(name)
+            data.pop("init_main_from_path", None)
+            data.pop("init_main_from_name", None)
+            return data
+
+        spawn.get_preparation_data = without_main
+        try:
+            yield
+        finally:
+            spawn.get_preparation_data = original
 
 
 def start_worker(
