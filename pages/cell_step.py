@@ -2,7 +2,6 @@
 
 import streamlit as st
 
-from rnn_demo.checkpoints import CheckpointError
 from rnn_demo.ui import cell_step_view, state, widgets
 
 MAX_TEXT_CHARS = 20_000  # as on Predict; the step reads at most the explanations' token cap anyway
@@ -12,14 +11,7 @@ st.title("Cell step")
 st.markdown("What does the cell actually compute when it reads a word? Pick a trained run, type a sentence and "
             "move the slider to a token: below are the cell's equations and, under each, the numbers this run "
             "computed there, for a few hidden units.")
-info = widgets.run_picker()
-if info is None:
-    st.stop()
-try:
-    predictor = state.load_predictor(info)
-except (CheckpointError, OSError) as exc:
-    st.error(f"This model cannot be loaded: {widgets.md(exc)}. Pick another one or train it again.")
-    st.stop()
+_, predictor = widgets.picked_predictor()
 text = st.text_input("Sentence", key=state.persist("cell_step.text", ""), max_chars=MAX_TEXT_CHARS,
                      placeholder="e.g. the movie was not good")
 if not text.strip():

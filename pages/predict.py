@@ -2,21 +2,13 @@
 
 import streamlit as st
 
-from rnn_demo.checkpoints import CheckpointError
 from rnn_demo.ui import state, widgets
 
 MAX_TEXT_CHARS = 20_000  # a long review is ~10,000 characters; predictions and explanations cap tokens anyway
 
 state.require_app_frame()
 st.title("Predict")
-info = widgets.run_picker()
-if info is None:
-    st.stop()
-try:
-    predictor = state.load_predictor(info)
-except (CheckpointError, OSError) as exc:
-    st.error(f"This model cannot be loaded: {widgets.md(exc)}. Pick another one or train it again.")
-    st.stop()
+info, predictor = widgets.picked_predictor()
 st.caption(f"Classes: {widgets.md(', '.join(info.label_names))} · trained on {widgets.md(info.dataset_name)}"
            + f" · reads at most {predictor.token_cap():,} tokens")
 

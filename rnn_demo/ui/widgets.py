@@ -9,10 +9,10 @@ from pathlib import Path
 import streamlit as st
 
 from rnn_demo import sessions
-from rnn_demo.checkpoints import RunInfo
+from rnn_demo.checkpoints import CheckpointError, RunInfo
 from rnn_demo.jobs import QUEUED, format_duration
 from rnn_demo.plots.results import probability_figure
-from rnn_demo.predict import Prediction
+from rnn_demo.predict import Prediction, Predictor
 from rnn_demo.ui import presenter, queue_view, state
 
 logger = logging.getLogger(__name__)
@@ -134,6 +134,19 @@ def run_picker(label: str = "Model") -> RunInfo | None:
     state.keep_choice_valid(state.RUN_KEY, paths, default)
     path = st.selectbox(label, paths, key=state.RUN_KEY, format_func=lambda p: runs[p].title())
     return runs[path].info
+
+
+def picked_predictor() -> tuple[RunInfo, Predictor]:
+    """The run picker, then the chosen run loaded; stops the page with a message when there is none or it fails."""
+    info = run_picker()
+    if info is None:
+        st.stop()
+    try:
+        return info, state.load_predictor(info)
+    except (CheckpointError, OSError) as exc:
+        st.error(f"This model cannot be loaded: {md(exc)}. Pick another one or train it again.")
+        st.stop()
+    raise AssertionError("unreachable")  # st.stop() raises
 
 
 def damaged_runs_caption() -> None:
