@@ -1,7 +1,9 @@
 """Worst inputs: peak RSS and seconds of every path that reads user input, fed the worst of its kind.
 
 Each case runs in a fresh process, waited for with ``os.wait4`` so that its own
-``ru_maxrss`` is read (not the high-water mark of every child so far):
+``ru_maxrss`` is read (not the high-water mark of every child so far). The kernel starts that
+figure at this process's own peak (it survives fork + exec), which stays small because this
+process never imports torch:
 
 - ``python -m rnn_demo explain`` (occlusion, LIME, gradient x input) and ``predict`` on a
   100,000-character text, with the shipped Rotten Tomatoes GRU (it has no length cap of its own,

@@ -8,10 +8,9 @@ explanation of 100k characters tried to allocate 197 GB.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
-import threading
+import tempfile
 import time
 from pathlib import Path
 
@@ -192,28 +191,51 @@ def test_cli_explain_reports_truncation_in_json_and_on_stderr(tiny_runs_dir, cap
     assert data["truncated"] is False and data["num_tokens"] == 4 and "read the first" not in err
 
 
+# Runs the CLI and, as it exits, writes its own peak RSS (VmHWM of the process's own memory, which
+# exec starts afresh) to the file named first. ``ru_maxrss`` from wait4 would not do: the kernel
+# carries the parent's high-water mark over fork + exec, so a child of a 1 GB test process "peaked" at 1 GB.
+_MEASURED_CLI = """
+import atexit, runpy, sys
+def _report(path=sys.argv[1]):
+    with open("/proc/self/status") as status:
+        peak_kb = next(line.split()[1] for line in status if line.startswith("VmHWM:"))
+    with open(path, "w") as out:
+        out.write(peak_kb)
+atexit.register(_report)
+sys.argv = ["rnn_demo", *sys.argv[2:]]
+runpy.run_module("rnn_demo", run_name="__main__", alter_sys=True)
+"""
+
+
 def _run_measured(args: list[str], timeout: float = 120) -> tuple[int, int, str, str, float]:
-    """Runs ``python -m rnn_demo ARGS``; returns (exit code, peak RSS in bytes, stdout, stderr, seconds)."""
-    with open(os.devnull, "rb") as null, subprocess.Popen(
-        [sys.executable, "-m", "rnn_demo", *args], cwd=ROOT, stdin=null,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-    ) as proc:  # fmt: skip
-        killer = threading.Timer(timeout, proc.kill)
-        killer.start()
+    """Runs ``python -m rnn_demo ARGS``; returns (exit code, its own peak RSS in bytes, stdout, stderr, seconds)."""
+    with tempfile.TemporaryDirectory() as folder:
+        peak_file = Path(folder) / "peak_kb"
         start = time.perf_counter()
-        out = bytearray()
-        err = bytearray()
-        readers = [threading.Thread(target=lambda s=s, b=b: b.extend(s.read())) for s, b in
-                   ((proc.stdout, out), (proc.stderr, err))]  # fmt: skip
-        for reader in readers:
-            reader.start()
-        _, status, usage = os.wait4(proc.pid, 0)  # this child's own peak RSS
+        proc = subprocess.run([sys.executable, "-c", _MEASURED_CLI, str(peak_file), *args], cwd=ROOT,
+                              stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout)  # fmt: skip
         seconds = time.perf_counter() - start
-        killer.cancel()
-        for reader in readers:
-            reader.join()
-        proc.returncode = os.waitstatus_to_exitcode(status)
-    return proc.returncode, usage.ru_maxrss * 1024, out.decode(), err.decode(), seconds
+        peak = int(peak_file.read_text()) * 1024
+    return proc.returncode, peak, proc.stdout.decode(), proc.stderr.decode(), seconds
+
+
+def _own_peak_rss() -> int:
+    with open("/proc/self/status") as status:
+        return int(next(line.split()[1] for line in status if line.startswith("VmHWM:"))) * 1024
+
+
+def test_measured_peak_is_the_childs_own_not_the_parents():
+    """The kernel carries a parent's high-water mark over fork + exec into the child's ``ru_maxrss``:
+    late in a full run the test process itself is near 1 GB, and a small child was reported at 1,032 MB."""
+    base = _own_peak_rss()
+    ballast = bytearray(800 * 1024**2)  # raise this process's peak by 800 MB
+    ballast[:: 4096] = b"x" * len(ballast[:: 4096])
+    del ballast
+    assert _own_peak_rss() > base + 700 * 1024**2
+    code, rss, out, err, _ = _run_measured(["datasets", "--json"])
+    assert code == 0, err
+    assert json.loads(out.strip().splitlines()[-1])
+    assert 20 * 1024**2 < rss < _own_peak_rss() - 500 * 1024**2, f"child peak {rss / 1024**2:.0f} MB"
 
 
 def test_cli_explain_of_100k_characters_stays_under_1_gb(tmp_path):
