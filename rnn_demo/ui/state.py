@@ -38,6 +38,7 @@ from rnn_demo.model import ModelConfig
 from rnn_demo.predict import Predictor
 from rnn_demo.text import TextConfig
 from rnn_demo.train import TrainConfig
+from rnn_demo.ui import run_delivery
 
 DEFAULT_DATASET = DatasetSpec(name="rotten_tomatoes")
 RUN_KEY = "app.run"  # the current model: a run directory (also the key of every run picker)
@@ -52,9 +53,11 @@ def configure_server_process() -> None:
     """Process-wide settings of the app server (idempotent; ``app.py`` calls it on every run).
 
     One torch thread per request: the server's share of ``rnn_demo.threads``' policy, which
-    says why (training workers own the cores).
+    says why (training workers own the cores). And no finished run's output is dropped because
+    a polling tick came before the busy server had sent it (``run_delivery``).
     """
     threads.configure_server()
+    run_delivery.install()
 
 
 def require_app_frame() -> None:
