@@ -52,12 +52,10 @@ st.markdown(f"Trains the cells on **{widgets.md(state.dataset_title(state.curren
             "split, settings and epoch budget, step by step, so their curves advance together.")
 job = state.current_job()
 if job is not None and job.kind == "race":
-    job_view.live_panel(job, race=True)
-    if job.done:
-        job_view.race_results(job)
+    job_view.live_panel(job, race=True)  # with the results once it has ended
 running = job is not None and not job.done
 if running and job.kind != "race":
-    page = "Internals" if job.kind == "lab" else "Train"
+    page = state.job_page(job)
     where = "is waiting in the queue" if job.status == QUEUED else "is running"
     st.info(f"Your {widgets.md(job.description)} {where} ({page} page); one job per session.")
 new_job = compare_view.race_form(disabled=running)

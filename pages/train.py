@@ -14,11 +14,9 @@ if notice := shared_manager().backend_notice:  # e.g. the Ray cluster could not 
 job = state.current_job()
 
 if job is not None and job.kind == "train":
-    job_view.live_panel(job)
-    if job.done:
-        job_view.result_panel(job)
+    job_view.live_panel(job)  # with the results once it has ended
 elif job is not None and not job.done:
-    page = "Internals" if job.kind == "lab" else "Compare"
+    page = state.job_page(job)
     where = "is waiting in the queue" if job.status == QUEUED else "is running"
     st.info(f"Your {widgets.md(job.description)} {where}; follow it on the **{page}** page.")
 running = job is not None and not job.done

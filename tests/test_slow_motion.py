@@ -184,6 +184,7 @@ def _live_panel_app(with_watch: bool) -> None:
     class FakeJob:
         done = True
         status = "finished"
+        summary = None  # no saved run: the live panel draws no results under the curves
 
         def poll(self):
             return []

@@ -68,12 +68,15 @@ def _has_steps(job: TrainingJob) -> bool:
 
 
 def live_panel(job: TrainingJob, *, race: bool = False) -> None:
-    """Progress, stop button and live curves; polls while the job runs.
+    """Progress, stop button and live curves; polls while the job runs; the results once it has ended.
 
     A job waiting for a slot shows its place in line instead (``queue_view``, redrawn every
     ``QUEUE_POLL_SECONDS``). Until the first loss point arrives the panel polls every
     ``STARTUP_POLL_SECONDS`` (a spare worker starts training within about a second); then
-    one full rerun switches it to ``POLL_SECONDS``.
+    one full rerun switches it to ``POLL_SECONDS``. When the job ends, one full rerun draws the
+    page afresh and stops the polling. The results are drawn inside the polling fragment too: on
+    a busy class server that full rerun can reach the browser late, and until it does the page's
+    own ticks show the results.
     """
     if job.status == CANCELLED:
         st.info(queue_view.LEFT_QUEUE)
@@ -90,6 +93,9 @@ def live_panel(job: TrainingJob, *, race: bool = False) -> None:
             if not queue_view.queue_notice(job, key=f"{'compare' if race else 'train'}.leave_queue"):
                 st.rerun()  # it has started (or left the line): a full rerun polls at the starting pace
             return
+        # Checked first: on a busy server every chart drawn here delays this page's final full run
+        # (and every other page's ticks).
+        rerun_when_ended()
         job.poll()  # mark events as seen; the charts redraw from all events
         fraction, text = progress_text(job)
         st.progress(min(1.0, fraction), text=text)
@@ -122,7 +128,16 @@ def live_panel(job: TrainingJob, *, race: bool = False) -> None:
         for event in events:
             if event.get("type") == "cell_error":
                 st.warning(f"{md(event['message'])} (the other cells go on)")
+        rerun_when_ended()  # it may have ended while this tick drew
+        if job.done and race:
+            race_results(job)
+        elif job.done:
+            result_panel(job)
+
+    def rerun_when_ended() -> None:
         if running and job.done:
+            if not race:
+                announce_result(job)  # so that one full rerun draws the sidebar with the new model too
             st.rerun()  # one full rerun draws the results and stops polling
 
     panel()
@@ -160,6 +175,17 @@ def _rename(original: str, key: str) -> None:
     renamed[original] = str(new)
     if state.current_run_path() == str(current):
         state.set_current_run(new)
+        st.rerun()  # the whole page (the button sits in the live panel's fragment): the sidebar names the run
+
+
+def announce_result(job: TrainingJob) -> bool:
+    """Makes a finished single run the current model, once per job. Returns whether it did just now."""
+    summary = job.summary
+    if summary is None or st.session_state.get("train.announced") == job.id:
+        return False
+    st.session_state["train.announced"] = job.id
+    state.set_current_run(_saved_path(job, summary["run_dir"]))
+    return True
 
 
 def result_panel(job: TrainingJob) -> None:
@@ -172,9 +198,7 @@ def result_panel(job: TrainingJob) -> None:
     if summary is None:
         return
     path = _saved_path(job, summary["run_dir"])
-    if st.session_state.get("train.announced") != job.id:  # the new run becomes the current model once
-        st.session_state["train.announced"] = job.id
-        state.set_current_run(path)
+    if announce_result(job):
         st.rerun()  # redraw the sidebar with the new model
     reason = {"stopped": "Stopped on request", "early_stopping": "Stopped early", "completed": "Finished"}
     st.success(f"{reason.get(summary['stop_reason'], 'Finished')}: {summary['message']}. "

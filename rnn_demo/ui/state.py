@@ -330,6 +330,14 @@ def set_current_run(path: str | Path) -> None:
     st.session_state[RUN_KEY] = str(path)
 
 
+JOB_PAGES = {"train": "Train", "race": "Compare", "lab": "Internals"}  # the page that follows each kind of job live
+
+
+def job_page(job: TrainingJob) -> str:
+    """The title of the page that shows ``job`` live (its progress, curves and results)."""
+    return JOB_PAGES.get(job.kind, "Train")
+
+
 def current_job() -> TrainingJob | None:
     return st.session_state.get("app.job")
 
