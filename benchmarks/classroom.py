@@ -28,6 +28,7 @@ import asyncio
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -62,6 +63,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--order-slack", type=float, default=3.0, help="start-up jitter allowed in the order check")
     parser.add_argument("--timeout", type=float, default=1800.0, help="seconds the whole class may take")
     parser.add_argument("--out", type=Path, default=None, help="JSON result (default benchmarks/out/classroom-*.json)")
+    parser.add_argument("--trace", action="store_true",
+                        help="record every training page's websocket messages (benchmarks/out/classroom-trace-*.json)")
     args = parser.parse_args(argv)
     if args.sessions < 0 or args.trainers < 0 or args.sessions + args.trainers == 0:
         parser.error("--sessions and --trainers must be 0 or more, and not both 0")
@@ -137,11 +140,60 @@ def prepare_owner(sessions_dir: Path, dataset: str | None) -> str:
 # ---- the browser side --------------------------------------------------------------------------------------------
 
 
-async def open_app(browser: Any, url: str, token: str, path: str = "predict") -> Any:
+def _describe(payload: bytes | str, sent: bool) -> dict[str, Any]:
+    """One websocket message, decoded: its kind and what identifies its run or fragment."""
+    from streamlit.proto.BackMsg_pb2 import BackMsg
+    from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
+
+    data = payload.encode() if isinstance(payload, str) else payload
+    if sent:
+        back = BackMsg.FromString(data)
+        kind = back.WhichOneof("type")
+        entry: dict[str, Any] = {"dir": "out", "type": kind}
+        if kind == "rerun_script":
+            entry.update(fragment=back.rerun_script.fragment_id, auto=back.rerun_script.is_auto_rerun,
+                         page=back.rerun_script.page_name)
+        return entry
+    msg = ForwardMsg.FromString(data)
+    kind = msg.WhichOneof("type")
+    entry = {"dir": "in", "type": kind, "run": msg.metadata.run.script_run_id[-6:],
+             "fragments": list(msg.metadata.run.fragment_ids)}
+    if kind == "auto_rerun":
+        entry.update(fragment=msg.auto_rerun.fragment_id, interval=msg.auto_rerun.interval)
+    elif kind == "script_finished":
+        entry["status"] = ForwardMsg.ScriptFinishedStatus.Name(msg.script_finished)
+    elif kind == "session_status_changed":
+        entry["running"] = msg.session_status_changed.script_is_running
+    elif kind == "delta":
+        entry["path"] = list(msg.metadata.delta_path)
+        element = msg.delta.new_element
+        shown = element.WhichOneof("type") if msg.delta.WhichOneof("type") == "new_element" else None
+        if shown in ("markdown", "alert", "progress", "metric", "text"):
+            body = getattr(element, shown)
+            entry["text"] = (getattr(body, "body", "") or getattr(body, "text", "") or getattr(body, "label", ""))[:80]
+    return entry
+
+
+def trace_websockets(page: Any, log_to: list[dict[str, Any]]) -> None:
+    """Appends every websocket message of ``page`` to ``log_to`` (time, direction, decoded kind)."""
+    start = time.perf_counter()
+
+    def on_socket(socket: Any) -> None:
+        for event, sent in (("framesent", True), ("framereceived", False)):
+            socket.on(event, lambda payload, sent=sent: log_to.append(
+                {"t": round(time.perf_counter() - start, 3), **_describe(payload, sent)}))
+        socket.on("close", lambda _: log_to.append({"t": round(time.perf_counter() - start, 3), "type": "closed"}))
+
+    page.on("websocket", on_socket)
+
+
+async def open_app(browser: Any, url: str, token: str, path: str = "predict", trace: list | None = None) -> Any:
     context = await browser.new_context(viewport={"width": 1200, "height": 900})
     # 40 pages share the server's 2 cores: a click may wait minutes for the page to settle.
     context.set_default_timeout(ACTION_TIMEOUT_MS)
     page = await context.new_page()
+    if trace is not None:
+        trace_websockets(page, trace)
     await page.goto(f"{url}/{path}?s={token}")
     await page.get_by_text("Current dataset").first.wait_for(timeout=120_000)
     return page
@@ -233,7 +285,7 @@ async def _train(page: Any, index: int, ready: asyncio.Barrier, go: asyncio.Even
     done_s = time.perf_counter() - t0
     log(f"{name}: result shown after {done_s:.1f} s (place {places[:1]})")
     run, box = "", page.get_by_role("textbox", name="Run name", exact=True)
-    for _ in range(40):  # the result panel reruns once to make the run the current model
+    for _ in range(240):  # the result panel reruns once to make the run the current model (slow in a full class)
         if run := await box.input_value():
             break
         await asyncio.sleep(0.5)
@@ -271,8 +323,9 @@ async def run_class(url: str, pid: int, args: argparse.Namespace, sessions_dir: 
         log(f"server tree {rss_before:.0f} MB; opening {args.sessions} + {args.trainers} sessions")
 
         browsers = [await open_app(browser, url, prepare_owner(sessions_dir, None)) for _ in range(args.sessions)]
-        students = [await open_app(browser, url, prepare_owner(sessions_dir, "negation"))
-                    for _ in range(args.trainers)]
+        traces: list[list[dict[str, Any]]] = [[] for _ in range(args.trainers)]
+        students = [await open_app(browser, url, prepare_owner(sessions_dir, "negation"),
+                                   trace=traces[i] if args.trace else None) for i in range(args.trainers)]
         class_started, class_over, stop_sampling = asyncio.Event(), asyncio.Event(), asyncio.Event()
         ready = asyncio.Barrier(args.trainers + 1)
         rss: list[float] = []
@@ -289,7 +342,14 @@ async def run_class(url: str, pid: int, args: argparse.Namespace, sessions_dir: 
         log(f"{args.trainers} students press Start")
         started = time.time()
         class_started.set()
-        trained = await asyncio.gather(*training)
+        try:
+            trained = await asyncio.gather(*training)
+        finally:
+            if args.trace:
+                OUT_DIR.mkdir(parents=True, exist_ok=True)
+                for i, trace in enumerate(traces):
+                    (OUT_DIR / f"classroom-trace-class-{i:02d}.json").write_text(
+                        "\n".join(json.dumps(entry) for entry in trace))
         for student in trained:
             student["first_loss_s"] = first_step_seconds(sessions_dir, student["name"], student["clicked_at"])
         ended = time.time()
@@ -346,7 +406,9 @@ def summarize(raw: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
         "rss_per_session_mb": round((raw["rss_after_mb"] - raw["rss_before_mb"]) / sessions, 1),
         "in_arrival_order": not inversions, "order_inversions": inversions,
         "nobody_told_to_retry": not any(t["told_to_retry"] for t in trained),
-        "only_own_jobs": all(t["own_run"] and t["jobs_in_sidebar"] == 1 for t in trained)
+        "run_names_read": sum(bool(t["run"]) for t in trained),
+        "only_own_jobs": not any(t["run"] and not t["own_run"] for t in trained)
+        and all(t["jobs_in_sidebar"] == 1 for t in trained)
         and not any(b["saw_a_job"] for b in browsed),
     }
 
@@ -367,7 +429,7 @@ def table(summary: dict[str, Any]) -> str:
         ("server RSS per session (MB)", summary["rss_per_session_mb"]),
         ("started in arrival order", summary["in_arrival_order"]),
         ("nobody told to try again", summary["nobody_told_to_retry"]),
-        ("each page saw only its own job", summary["only_own_jobs"]),
+        ("each page saw only its own job (run names read)", f"{summary['only_own_jobs']} ({summary['run_names_read']})"),
     ]
     width = max(len(name) for name, _ in rows)
     return "\n".join(f"{name:<{width}}  {value}" for name, value in rows)
@@ -390,7 +452,11 @@ def main(argv: list[str] | None = None) -> int:
         os.environ["RNN_DEMO_SESSIONS"] = env["RNN_DEMO_SESSIONS"]  # prepare_owner writes the choices there
         url = stack.enter_context(streamlit_server(env, folder / "server.log", start_timeout=120))
         pid = server_pid(int(url.rsplit(":", 1)[1]))
-        raw = asyncio.run(asyncio.wait_for(run_class(url, pid, args, folder / "sessions"), args.timeout))
+        try:
+            raw = asyncio.run(asyncio.wait_for(run_class(url, pid, args, folder / "sessions"), args.timeout))
+        finally:
+            if args.trace:  # the server's side of the traced messages
+                shutil.copyfile(folder / "server.log", OUT_DIR / f"classroom-server-{args.backend}.log")
     summary = summarize(raw, args)
     print(table(summary))
     write_result(out, {"summary": summary, "raw": raw, "environment": {"load_average_at_start": load_average()},
