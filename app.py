@@ -40,5 +40,5 @@ pages = [
 ]
 
 page = st.navigation(pages)
-widgets.sidebar(current_page=page.title)
+widgets.sidebar()
 page.run()

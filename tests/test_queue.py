@@ -416,16 +416,3 @@ def test_the_classroom_report_checks_order_own_jobs_and_counts_jobs_per_minute(m
     summary = classroom.summarize(raw, args)
     assert summary["only_own_jobs"] and summary["run_names_read"] == 2  # unread is not someone else's
 
-
-def test_one_polling_fragment_per_page_the_sidebar_rests_on_the_jobs_own_page():
-    """With a class on one server every tick is work: the Train page's live panel polls, the sidebar line not."""
-    from types import SimpleNamespace
-
-    from rnn_demo.ui.widgets import job_line_polls
-
-    train, race, lab = (SimpleNamespace(done=False, kind=kind) for kind in ("train", "race", "lab"))
-    assert job_line_polls(train, "Predict") and job_line_polls(train, "Compare") and job_line_polls(train, None)
-    assert not job_line_polls(train, "Train")
-    assert not job_line_polls(race, "Compare") and job_line_polls(race, "Train")
-    assert not job_line_polls(lab, "Internals") and job_line_polls(lab, "Predict")
-    assert not job_line_polls(SimpleNamespace(done=True, kind="train"), "Predict")

@@ -10,7 +10,7 @@ import streamlit as st
 
 from rnn_demo import sessions
 from rnn_demo.checkpoints import CheckpointError, RunInfo
-from rnn_demo.jobs import QUEUED, TrainingJob, format_duration
+from rnn_demo.jobs import QUEUED, format_duration
 from rnn_demo.plots.results import probability_figure
 from rnn_demo.predict import Prediction, Predictor
 from rnn_demo.ui import presenter, queue_view, state
@@ -41,13 +41,10 @@ def md(text: object) -> str:
 SIDEBAR_POLL_SECONDS = 2.0
 
 
-def sidebar(current_page: str | None = None) -> None:
+def sidebar() -> None:
     """The shared sidebar: current dataset, current model, the session's job and presenter mode.
 
     Presenter mode hides the run management (share, delete): a projected sidebar shows what runs.
-    The job's line redraws itself every ``SIDEBAR_POLL_SECONDS`` except on ``current_page`` = the
-    job's own page, whose live panel polls already (one polling fragment per page: with a class
-    on one server every tick is work that delays everyone's pages).
     """
     with st.sidebar:
         st.markdown("**Current dataset**")
@@ -61,7 +58,7 @@ def sidebar(current_page: str | None = None) -> None:
         if job is not None:
             st.markdown("**Your job**")
 
-            @st.fragment(run_every=SIDEBAR_POLL_SECONDS if job_line_polls(job, current_page) else None)
+            @st.fragment(run_every=SIDEBAR_POLL_SECONDS if not job.done else None)
             def job_status() -> None:  # redrawn on its own while the job runs, on every page
                 if job.done or job.status == QUEUED:
                     st.caption(f"{md(job.description)}: {queue_view.status_word(job)}")
@@ -72,11 +69,6 @@ def sidebar(current_page: str | None = None) -> None:
 
             job_status()
         presenter.controls()
-
-
-def job_line_polls(job: TrainingJob, current_page: str | None) -> bool:
-    """Whether the sidebar's job line polls: while the job runs, except on the job's own page."""
-    return not job.done and current_page != state.job_page(job)
 
 
 _CONFIRM_DELETE = "app.confirm_delete"  # the own run whose deletion awaits a confirmation
