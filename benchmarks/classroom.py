@@ -283,6 +283,7 @@ async def _train(page: Any, index: int, ready: asyncio.Barrier, go: asyncio.Even
         await asyncio.wait([first_loss], timeout=3.0)  # reading 30 pages' text is work for the shared CPU
     await first_loss
     done_s = time.perf_counter() - t0
+    shown_at = time.time()
     log(f"{name}: result shown after {done_s:.1f} s (place {places[:1]})")
     run, box = "", page.get_by_role("textbox", name="Run name", exact=True)
     for _ in range(240):  # the result panel reruns once to make the run the current model (slow in a full class)
@@ -290,7 +291,7 @@ async def _train(page: Any, index: int, ready: asyncio.Barrier, go: asyncio.Even
             break
         await asyncio.sleep(0.5)
     return {"name": name, "clicked_at": clicked, "first_place": places[0] if places else 0,
-            "places_seen": sorted(set(places), reverse=True), "first_loss_s": None, "finished_s": done_s,
+            "places_seen": sorted(set(places), reverse=True), "first_loss_s": None, "finished_s": done_s, "shown_at": shown_at,
             "told_to_retry": told_to_retry, "run": run, "own_run": run == name or run.startswith(f"{name}-"),
             "jobs_in_sidebar": await sidebar_jobs(page)}
 
@@ -352,7 +353,7 @@ async def run_class(url: str, pid: int, args: argparse.Namespace, sessions_dir: 
                         "\n".join(json.dumps(entry) for entry in trace))
         for student in trained:
             student["first_loss_s"] = first_step_seconds(sessions_dir, student["name"], student["clicked_at"])
-        ended = time.time()
+        ended = max((t["shown_at"] for t in trained), default=time.time())  # not the wait for run names after it
         class_over.set()
         browsed = await asyncio.gather(*browsing)
         rss_after = tree_rss_mb(pid)
