@@ -40,5 +40,5 @@ pages = [
 ]
 
 page = st.navigation(pages)
-widgets.sidebar()
+widgets.sidebar(current_page=page.title)
 page.run()

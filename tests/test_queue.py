@@ -416,3 +416,30 @@ def test_the_classroom_report_checks_order_own_jobs_and_counts_jobs_per_minute(m
     summary = classroom.summarize(raw, args)
     assert summary["only_own_jobs"] and summary["run_names_read"] == 2  # unread is not someone else's
 
+
+
+def test_one_polling_fragment_per_page_the_sidebar_rests_on_the_live_panels_page():
+    """With a class on one server every tick is work: on Train and Compare the live panel redraws the sidebar line."""
+    from types import SimpleNamespace
+
+    from rnn_demo.ui.widgets import job_line_polls
+
+    train, race, lab = (SimpleNamespace(done=False, kind=kind) for kind in ("train", "race", "lab"))
+    assert job_line_polls(train, "Predict") and job_line_polls(train, "Compare") and job_line_polls(train, None)
+    assert not job_line_polls(train, "Train")
+    assert not job_line_polls(race, "Compare") and job_line_polls(race, "Train")
+    assert job_line_polls(lab, "Internals")  # the lab's progress fragment does not draw the sidebar
+    assert not job_line_polls(SimpleNamespace(done=True, kind="train"), "Predict")
+
+
+def test_on_the_train_page_the_sidebar_names_the_job_once(full_server):
+    """The live panel writes the sidebar's job line; the sidebar does not write it a second time."""
+    mgr, _ = full_server
+    at = page("pages/train.py")
+    next(b for b in at.button if b.label == "Start training").click().run()
+    assert not at.exception
+    lines = [c.value for c in at.sidebar.caption if ": " in c.value and " on " in c.value]
+    assert len(lines) == 1 and lines[0].endswith(": queued (3rd)")
+    at.switch_page("pages/predict.py").run()  # elsewhere the sidebar's own fragment draws it
+    lines = [c.value for c in at.sidebar.caption if ": " in c.value and " on " in c.value]
+    assert len(lines) == 1 and lines[0].endswith(": queued (3rd)")

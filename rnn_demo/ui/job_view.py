@@ -27,7 +27,7 @@ from rnn_demo.plots.training import (
     validation_metrics_figure,
 )
 from rnn_demo.plots.watch import watch_events, watch_figure
-from rnn_demo.ui import presenter, queue_view, results_view, state
+from rnn_demo.ui import presenter, queue_view, results_view, state, widgets
 from rnn_demo.ui.widgets import md
 
 POLL_SECONDS = 1.0
@@ -89,6 +89,7 @@ def live_panel(job: TrainingJob, *, race: bool = False) -> None:
     @st.fragment(run_every=every if running else None)
     def panel() -> None:
         state.touch_session()
+        widgets.redraw_job_line(job)  # this page's only polling fragment: the sidebar's line rests on it
         if queued:
             if not queue_view.queue_notice(job, key=f"{'compare' if race else 'train'}.leave_queue"):
                 st.rerun()  # it has started (or left the line): a full rerun polls at the starting pace

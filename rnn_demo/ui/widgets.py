@@ -10,7 +10,7 @@ import streamlit as st
 
 from rnn_demo import sessions
 from rnn_demo.checkpoints import CheckpointError, RunInfo
-from rnn_demo.jobs import QUEUED, format_duration
+from rnn_demo.jobs import QUEUED, TrainingJob, format_duration
 from rnn_demo.plots.results import probability_figure
 from rnn_demo.predict import Prediction, Predictor
 from rnn_demo.ui import presenter, queue_view, state
@@ -39,12 +39,17 @@ def md(text: object) -> str:
 
 
 SIDEBAR_POLL_SECONDS = 2.0
+JOB_LINE = "app.job_line"  # the sidebar's container for the job line, while the page's live panel redraws it
+LIVE_PANEL_KINDS = ("train", "race")  # the jobs whose page (``state.job_page``) draws ``job_view.live_panel``
 
 
-def sidebar() -> None:
+def sidebar(current_page: str | None = None) -> None:
     """The shared sidebar: current dataset, current model, the session's job and presenter mode.
 
     Presenter mode hides the run management (share, delete): a projected sidebar shows what runs.
+    The job's line redraws itself every ``SIDEBAR_POLL_SECONDS``, except on ``current_page`` = the
+    job's own page: there the live panel's polling fragment redraws it (``redraw_job_line``). One
+    polling fragment per page: with a class on one server every tick is work that delays everyone.
     """
     with st.sidebar:
         st.markdown("**Current dataset**")
@@ -54,21 +59,42 @@ def sidebar() -> None:
         st.caption(md(Path(run).name) if run else "none yet: pick one on Predict or train one")
         if run and not presenter.is_on():
             _own_run_controls(run)
+        st.session_state.pop(JOB_LINE, None)
         job = state.current_job()
         if job is not None:
             st.markdown("**Your job**")
+            if job.done:
+                st.caption(job_line(job))
+            elif job_line_polls(job, current_page):
 
-            @st.fragment(run_every=SIDEBAR_POLL_SECONDS if not job.done else None)
-            def job_status() -> None:  # redrawn on its own while the job runs, on every page
-                if job.done or job.status == QUEUED:
-                    st.caption(f"{md(job.description)}: {queue_view.status_word(job)}")
-                else:
-                    progress = job.progress()
-                    eta = f", about {format_duration(progress.eta_seconds)} left" if progress.eta_seconds else ""
-                    st.caption(f"{md(job.description)}: {progress.fraction:.0%}{eta}")
+                @st.fragment(run_every=SIDEBAR_POLL_SECONDS)
+                def job_status() -> None:  # redrawn on its own while the job runs
+                    st.caption(job_line(job))
 
-            job_status()
+                job_status()
+            else:
+                st.session_state[JOB_LINE] = st.container()  # filled by the live panel below
         presenter.controls()
+
+
+def job_line_polls(job: TrainingJob, current_page: str | None) -> bool:
+    """Whether the sidebar's job line polls itself: while the job runs, except on its live panel's page."""
+    return not job.done and not (job.kind in LIVE_PANEL_KINDS and current_page == state.job_page(job))
+
+
+def job_line(job: TrainingJob) -> str:
+    """The sidebar's line about the job: its place in line or outcome, else its progress and time left."""
+    if job.done or job.status == QUEUED:
+        return f"{md(job.description)}: {queue_view.status_word(job)}"
+    progress = job.progress()
+    eta = f", about {format_duration(progress.eta_seconds)} left" if progress.eta_seconds else ""
+    return f"{md(job.description)}: {progress.fraction:.0%}{eta}"
+
+
+def redraw_job_line(job: TrainingJob) -> None:
+    """From the live panel's fragment: writes the job line into the sidebar when the sidebar left it to the panel."""
+    if (line := st.session_state.get(JOB_LINE)) is not None:
+        line.caption(job_line(job))
 
 
 _CONFIRM_DELETE = "app.confirm_delete"  # the own run whose deletion awaits a confirmation
