@@ -21,6 +21,7 @@ from rnn_demo.experiment import default_configs
 from rnn_demo.explain import LabSettings
 from rnn_demo.jobs import CapacityError, JobError, JobManager
 from rnn_demo.jobs.queue import estimate_start, estimate_wait, waiting_text
+from rnn_demo.ui import queue_view
 
 SPEC = DatasetSpec(name="negation", params={"n": 600})
 CONFIGS = default_configs("negation")
@@ -443,3 +444,38 @@ def test_on_the_train_page_the_sidebar_names_the_job_once(full_server):
     at.switch_page("pages/predict.py").run()  # elsewhere the sidebar's own fragment draws it
     lines = [c.value for c in at.sidebar.caption if ": " in c.value and " on " in c.value]
     assert len(lines) == 1 and lines[0].endswith(": queued (3rd)")
+
+
+def test_a_finished_jobs_page_keeps_no_polling_fragment(full_server, monkeypatch):
+    """The results are drawn outside any fragment: a tick the browser sends after the job ended then
+    names no fragment and Streamlit skips it. Drawing the results in such ticks made a class of 30
+    finished pages saturate the server (none of them showed its results in 15 minutes)."""
+    import streamlit as st
+
+    mgr, others = full_server
+    registered: list[tuple[str, float | None]] = []
+    real = st.fragment
+
+    def recording(func=None, **kwargs):
+        if func is None:
+            return lambda f: recording(f, **kwargs)
+        registered.append((func.__qualname__, kwargs.get("run_every")))
+        return real(func, **kwargs)
+
+    monkeypatch.setattr(st, "fragment", recording)
+    at = page("pages/train.py")
+    next(b for b in at.button if b.label == "Start training").click().run()
+    job = at.session_state["app.job"]
+    assert ("live_panel.<locals>.panel", queue_view.QUEUE_POLL_SECONDS) in registered  # waiting: it polls
+    for other in others:
+        end(mgr, other)
+    worker = mgr.worker_of(job)  # ends as a failure: the fake's summary is too thin for the result panel
+    worker.events.put({"type": "error", "message": "out of memory", "time": time.time()})
+    worker.alive, worker.exitcode = False, 1
+    assert job.wait(5) and job.status == jobs.FAILED
+    registered.clear()
+    at.run()
+    assert not at.exception
+    assert not [name for name, _ in registered if name.startswith("live_panel")], registered
+    assert not [every for _, every in registered if every], registered  # nothing on the page polls any more
+    assert any("out of memory" in e.value for e in at.error)  # the ending is shown

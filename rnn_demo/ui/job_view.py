@@ -2,8 +2,8 @@
 
 The live part is a fragment that reruns itself every ``POLL_SECONDS`` while the job
 runs, reads the job's events and redraws progress and curves. When the job ends
-it triggers one full rerun, after which the fragment is drawn without
-``run_every``, so polling stops. The job keeps running in its worker process when
+it triggers one full rerun, which draws the results without any fragment, so
+polling stops. The job keeps running in its worker process when
 the user switches pages; coming back shows everything that happened meanwhile.
 """
 
@@ -68,80 +68,88 @@ def _has_steps(job: TrainingJob) -> bool:
 
 
 def live_panel(job: TrainingJob, *, race: bool = False) -> None:
-    """Progress, stop button and live curves; polls while the job runs; the results once it has ended.
+    """Progress, stop button and live curves, polled while the job runs; the results once it has ended.
 
     A job waiting for a slot shows its place in line instead (``queue_view``, redrawn every
     ``QUEUE_POLL_SECONDS``). Until the first loss point arrives the panel polls every
     ``STARTUP_POLL_SECONDS`` (a spare worker starts training within about a second); then
-    one full rerun switches it to ``POLL_SECONDS``. When the job ends, one full rerun draws the
-    page afresh and stops the polling. The results are drawn inside the polling fragment too: on
-    a busy class server that full rerun can reach the browser late, and until it does the page's
-    own ticks show the results.
+    one full rerun switches it to ``POLL_SECONDS``. A tick that finds the job ended asks at once
+    for one full rerun, which draws the final curves and the results without a polling fragment.
+    So a finished page costs the server nothing more: a tick the browser sends before it has
+    heard of that rerun names a fragment that no longer exists, and Streamlit skips it (drawing
+    the results in such ticks made a class of 30 finished pages saturate the server).
     """
     if job.status == CANCELLED:
         st.info(queue_view.LEFT_QUEUE)
         return
-    running = not job.done
+    if job.done:
+        if not race and announce_result(job):
+            st.rerun()  # the sidebar, drawn before this page, names the new current model
+        _progress_and_curves(job, race)
+        if race:
+            race_results(job)
+        else:
+            result_panel(job)
+        return
     queued = job.status == QUEUED
-    starting = running and not _has_steps(job)
+    starting = not _has_steps(job)
     every = queue_view.QUEUE_POLL_SECONDS if queued else STARTUP_POLL_SECONDS if starting else POLL_SECONDS
 
-    @st.fragment(run_every=every if running else None)
+    @st.fragment(run_every=every)
     def panel() -> None:
         state.touch_session()
+        rerun_when_ended()  # first: on a busy server every chart drawn here delays everyone's pages
         widgets.redraw_job_line(job)  # this page's only polling fragment: the sidebar's line rests on it
         if queued:
             if not queue_view.queue_notice(job, key=f"{'compare' if race else 'train'}.leave_queue"):
                 st.rerun()  # it has started (or left the line): a full rerun polls at the starting pace
             return
-        # Checked first: on a busy server every chart drawn here delays this page's final full run
-        # (and every other page's ticks).
-        rerun_when_ended()
-        job.poll()  # mark events as seen; the charts redraw from all events
-        fraction, text = progress_text(job)
-        st.progress(min(1.0, fraction), text=text)
-        if not job.done:
-            _stop_button(job, key=f"{'compare' if race else 'train'}.stop")
-        if starting and not job.done:
-            # Light polling until the first point: charts would only redraw empty axes.
-            if _has_steps(job):
-                st.rerun()  # one full rerun draws the curves and goes on at the normal pace
-            st.caption("The loss curve appears here with the first training step.")
-            return
-        events = job.events()
-        left, right = st.columns(2)
-        if race:
-            presenter.chart(race_figure(events, "train_loss"), config=_CHART_CONFIG, key="race.loss", container=left)
-            presenter.chart(race_figure(events, "val_accuracy"), config=_CHART_CONFIG, key="race.acc", container=right)
-        elif watch_events(events):  # slow motion with a watched sentence: its prediction beside the loss
-            presenter.chart(_loss_chart(job, events), config=_CHART_CONFIG, key="train.loss_chart", container=left)
-            presenter.chart(watch_figure(events), config=_CHART_CONFIG, key="train.watch_chart", container=right)
-            presenter.chart(validation_metrics_figure(events), config=_CHART_CONFIG, key="train.metrics_chart",
-                            container=st.columns(2)[0])
-        else:
-            presenter.chart(_loss_chart(job, events), config=_CHART_CONFIG, key="train.loss_chart", container=left)
-            presenter.chart(validation_metrics_figure(events), config=_CHART_CONFIG, key="train.metrics_chart",
-                            container=right)
-        if not race and has_step_dynamics(events):
-            st.caption(DYNAMICS_CAPTION)
-        if not job.done and not any(e.get("type") == "eval" for e in events):
-            st.caption("Validation points appear after each epoch (or every N steps: see 'Evaluate every N steps').")
-        for event in events:
-            if event.get("type") == "cell_error":
-                st.warning(f"{md(event['message'])} (the other cells go on)")
+        if starting and _has_steps(job):
+            st.rerun()  # one full rerun draws the curves and goes on at the normal pace
+        _progress_and_curves(job, race)
         rerun_when_ended()  # it may have ended while this tick drew
-        if job.done and race:
-            race_results(job)
-        elif job.done:
-            result_panel(job)
 
     def rerun_when_ended() -> None:
-        if running and job.done:
+        if job.done:
             if not race:
                 announce_result(job)  # so that one full rerun draws the sidebar with the new model too
-            st.rerun()  # one full rerun draws the results and stops polling
+            st.rerun()
 
     panel()
+
+
+def _progress_and_curves(job: TrainingJob, race: bool) -> None:
+    """The progress bar, the Stop button while the job runs, and its curves (or a note until the first step)."""
+    job.poll()  # mark events as seen; the charts redraw from all events
+    fraction, text = progress_text(job)
+    st.progress(min(1.0, fraction), text=text)
+    if not job.done:
+        _stop_button(job, key=f"{'compare' if race else 'train'}.stop")
+    events = job.events()
+    if not any(event.get("type") == "step" for event in events):
+        if not job.done:  # light polling until the first point: charts would only redraw empty axes
+            st.caption("The loss curve appears here with the first training step.")
+        return
+    left, right = st.columns(2)
+    if race:
+        presenter.chart(race_figure(events, "train_loss"), config=_CHART_CONFIG, key="race.loss", container=left)
+        presenter.chart(race_figure(events, "val_accuracy"), config=_CHART_CONFIG, key="race.acc", container=right)
+    elif watch_events(events):  # slow motion with a watched sentence: its prediction beside the loss
+        presenter.chart(_loss_chart(job, events), config=_CHART_CONFIG, key="train.loss_chart", container=left)
+        presenter.chart(watch_figure(events), config=_CHART_CONFIG, key="train.watch_chart", container=right)
+        presenter.chart(validation_metrics_figure(events), config=_CHART_CONFIG, key="train.metrics_chart",
+                        container=st.columns(2)[0])
+    else:
+        presenter.chart(_loss_chart(job, events), config=_CHART_CONFIG, key="train.loss_chart", container=left)
+        presenter.chart(validation_metrics_figure(events), config=_CHART_CONFIG, key="train.metrics_chart",
+                        container=right)
+    if not race and has_step_dynamics(events):
+        st.caption(DYNAMICS_CAPTION)
+    if not job.done and not any(e.get("type") == "eval" for e in events):
+        st.caption("Validation points appear after each epoch (or every N steps: see 'Evaluate every N steps').")
+    for event in events:
+        if event.get("type") == "cell_error":
+            st.warning(f"{md(event['message'])} (the other cells go on)")
 
 
 def _loss_chart(job: TrainingJob, events: list[dict[str, Any]]) -> Any:
@@ -175,8 +183,7 @@ def _rename(original: str, key: str) -> None:
     st.session_state.pop("train.rename_error", None)
     renamed[original] = str(new)
     if state.current_run_path() == str(current):
-        state.set_current_run(new)
-        st.rerun()  # the whole page (the button sits in the live panel's fragment): the sidebar names the run
+        state.set_current_run(new)  # the rerun after this callback draws the sidebar with the new name
 
 
 def announce_result(job: TrainingJob) -> bool:
