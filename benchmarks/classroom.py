@@ -287,8 +287,8 @@ async def _train(page: Any, index: int, ready: asyncio.Barrier, go: asyncio.Even
     log(f"{name}: result shown after {done_s:.1f} s (place {places[:1]})")
     run, box = "", page.get_by_role("textbox", name="Run name", exact=True)
     for _ in range(240):  # the result panel reruns once to make the run the current model (slow in a full class)
-        if run := await box.input_value():
-            break
+        if await box.count() and (run := await box.input_value(timeout=5_000)):
+            break  # (input_value alone would wait for the box up to Playwright's default timeout)
         await asyncio.sleep(0.5)
     return {"name": name, "clicked_at": clicked, "first_place": places[0] if places else 0,
             "places_seen": sorted(set(places), reverse=True), "first_loss_s": None, "finished_s": done_s, "shown_at": shown_at,
