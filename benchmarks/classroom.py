@@ -48,6 +48,9 @@ except ImportError:  # reported by main() as a missing part
 
 ACTION_TIMEOUT_MS = 300_000
 PLACE = re.compile(r"Queued: you are (next|(\d+)(?:st|nd|rd|th)) in line")
+FAILED = re.compile(r"Training failed: .*")
+JOB_SIGNS = ("Queued: you are", "Stop training", "Leave the queue", "The loss curve appears", "Test accuracy")
+CLICK_CHECK_S = 60.0  # seconds after Start without any sign of a job before a student presses it again
 SENTENCES = ["a gripping, funny and beautifully acted film that I would gladly watch again",
              "the plot is dull, the jokes never land and the ending drags on far too long"]
 RAY_PORT = 6391
@@ -274,23 +277,37 @@ async def _train(page: Any, index: int, ready: asyncio.Barrier, go: asyncio.Even
     first_loss = asyncio.ensure_future(
         page.get_by_text("Test accuracy", exact=True).first.wait_for(timeout=timeout * 1000))
     places: list[int] = []
-    told_to_retry = False
+    told_to_retry, failed, clicks, seen_job = False, "", 1, False
     while not first_loss.done():  # what the page says while the job waits
         text = (await page.get_by_test_id("stMain").inner_text()).replace("\n", " ")
         if match := PLACE.search(text):
             places.append(1 if match.group(1) == "next" else int(match.group(2)))
         told_to_retry |= "try again" in text.lower()  # the old refusal ("… busy … try again in 36 s")
+        seen_job |= any(sign in text for sign in JOB_SIGNS)
+        if match := FAILED.search(text):
+            failed = match.group(0)[:200]
+            first_loss.cancel()
+            break
+        if not seen_job and time.perf_counter() - t0 > CLICK_CHECK_S * clicks and await start.is_enabled():
+            clicks += 1  # no sign of a job: the click was lost in a redraw, so press Start again, as a student would
+            log(f"{name}: no job {CLICK_CHECK_S * (clicks - 1):.0f} s after Start; pressing it again")
+            await start.click()
         await asyncio.wait([first_loss], timeout=3.0)  # reading 30 pages' text is work for the shared CPU
-    await first_loss
+    if failed:
+        log(f"{name}: the job failed: {failed}")
+    else:
+        await first_loss
     done_s = time.perf_counter() - t0
     shown_at = time.time()
-    log(f"{name}: result shown after {done_s:.1f} s (place {places[:1]})")
+    if not failed:
+        log(f"{name}: result shown after {done_s:.1f} s (place {places[:1]})")
     run, box = "", page.get_by_role("textbox", name="Run name", exact=True)
-    for _ in range(240):  # the result panel reruns once to make the run the current model (slow in a full class)
+    for _ in range(0 if failed else 240):  # the result panel reruns once to make the run the current model (slow in a full class)
         if await box.count() and (run := await box.input_value(timeout=5_000)):
             break  # (input_value alone would wait for the box up to Playwright's default timeout)
         await asyncio.sleep(0.5)
-    return {"name": name, "clicked_at": clicked, "first_place": places[0] if places else 0,
+    return {"name": name, "clicked_at": clicked, "first_place": places[0] if places else 0, "failed": failed,
+            "start_clicks": clicks,
             "places_seen": sorted(set(places), reverse=True), "first_loss_s": None, "finished_s": done_s, "shown_at": shown_at,
             "told_to_retry": told_to_retry, "run": run, "own_run": run == name or run.startswith(f"{name}-"),
             "jobs_in_sidebar": await sidebar_jobs(page)}
@@ -386,6 +403,7 @@ def summarize(raw: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
     label = [s for b in browsed for s in b["label_s"]]
     explained = [s for b in browsed for s in b["explained_s"]]
     loss = [t["first_loss_s"] for t in trained if t["first_loss_s"] is not None]
+    finished = [t for t in trained if not t["failed"]]
     minutes = (raw["ended"] - raw["started"]) / 60
     sessions = args.sessions + args.trainers
     inversions = order_inversions(trained, args.order_slack)
@@ -399,8 +417,9 @@ def summarize(raw: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
         "predict_label_p50_s": p(label, 50), "predict_label_p95_s": p(label, 95),
         "explained_p50_s": p(explained, 50), "explained_p95_s": p(explained, 95),
         "first_loss_p50_s": p(loss, 50), "first_loss_p95_s": p(loss, 95),
-        "jobs_finished": len(trained), "class_minutes": round(minutes, 2),
-        "jobs_per_minute": round(len(trained) / minutes, 2) if minutes > 0 else None,
+        "jobs_finished": len(finished), "jobs_failed": [[t["name"], t["failed"]] for t in trained if t["failed"]],
+        "start_pressed_again": sum(t["start_clicks"] > 1 for t in trained), "class_minutes": round(minutes, 2),
+        "jobs_per_minute": round(len(finished) / minutes, 2) if minutes > 0 else None,
         "longest_line": max((t["first_place"] for t in trained), default=0),
         "rss_before_mb": round(raw["rss_before_mb"]), "rss_after_mb": round(raw["rss_after_mb"]),
         "rss_peak_mb": round(raw["rss_peak_mb"]),
@@ -424,6 +443,7 @@ def table(summary: dict[str, Any]) -> str:
         ("Start → first loss point p50 / p95 (s)", f"{summary['first_loss_p50_s']} / {summary['first_loss_p95_s']}"),
         ("jobs finished / minutes / per minute",
          f"{summary['jobs_finished']} / {summary['class_minutes']} / {summary['jobs_per_minute']}"),
+        ("jobs failed (message) / Start pressed again", f"{summary['jobs_failed'] or 'none'} / {summary['start_pressed_again']}"),
         ("longest line seen", summary["longest_line"]),
         ("server RSS before / after / peak (MB)",
          f"{summary['rss_before_mb']} / {summary['rss_after_mb']} / {summary['rss_peak_mb']}"),

@@ -396,7 +396,8 @@ def test_the_classroom_report_checks_order_own_jobs_and_counts_jobs_per_minute(m
 
     def student(i, place, loss, run=None):
         return {"name": f"class-{i:02d}", "clicked_at": 100.0 + i * 0.1, "first_place": place, "first_loss_s": loss,
-                "told_to_retry": False, "run": run or f"class-{i:02d}", "own_run": run is None, "jobs_in_sidebar": 1}
+                "told_to_retry": False, "run": run or f"class-{i:02d}", "own_run": run is None, "jobs_in_sidebar": 1,
+                "failed": "", "start_clicks": 1}
 
     raw = {"trained": [student(0, 0, 2.0), student(1, 1, 12.0), student(2, 2, 20.0)],
            "browsed": [{"label_s": [0.1, 0.3], "explained_s": [0.5, 0.9], "saw_a_job": False}] * 2,
@@ -416,6 +417,12 @@ def test_the_classroom_report_checks_order_own_jobs_and_counts_jobs_per_minute(m
     raw["trained"][2] = dict(student(2, 2, 20.0), run="", own_run=False)  # its run name could not be read
     summary = classroom.summarize(raw, args)
     assert summary["only_own_jobs"] and summary["run_names_read"] == 2  # unread is not someone else's
+
+    raw["trained"][1] = dict(student(1, 1, None, run=""), failed="Training failed: out of memory", start_clicks=2)
+    summary = classroom.summarize(raw, args)  # a failed job is reported, not counted as finished
+    assert summary["jobs_finished"] == 2 and summary["jobs_per_minute"] == 4.0 and summary["start_pressed_again"] == 1
+    assert summary["jobs_failed"] == [["class-01", "Training failed: out of memory"]]
+    assert "out of memory" in classroom.table(summary)
 
 
 
