@@ -63,8 +63,8 @@ def _stop_button(job: TrainingJob, key: str) -> None:
                   help="Ends training now and keeps the best weights so far (they are evaluated and saved).")
 
 
-def _has_steps(job: TrainingJob) -> bool:
-    return any(event.get("type") == "step" for event in job.events())
+def _has_steps(events: list[dict[str, Any]]) -> bool:
+    return any(event.get("type") == "step" for event in events)
 
 
 def live_panel(job: TrainingJob, *, race: bool = False) -> None:
@@ -92,7 +92,7 @@ def live_panel(job: TrainingJob, *, race: bool = False) -> None:
             result_panel(job)
         return
     queued = job.status == QUEUED
-    starting = not _has_steps(job)
+    starting = not _has_steps(job.events())
     every = queue_view.QUEUE_POLL_SECONDS if queued else STARTUP_POLL_SECONDS if starting else POLL_SECONDS
 
     @st.fragment(run_every=every)
@@ -104,7 +104,7 @@ def live_panel(job: TrainingJob, *, race: bool = False) -> None:
             if not queue_view.queue_notice(job, key=f"{'compare' if race else 'train'}.leave_queue"):
                 st.rerun()  # it has started (or left the line): a full rerun polls at the starting pace
             return
-        if starting and _has_steps(job):
+        if starting and _has_steps(job.events()):
             st.rerun()  # one full rerun draws the curves and goes on at the normal pace
         _progress_and_curves(job, race)
         rerun_when_ended()  # it may have ended while this tick drew
@@ -126,7 +126,7 @@ def _progress_and_curves(job: TrainingJob, race: bool) -> None:
     if not job.done:
         _stop_button(job, key=f"{'compare' if race else 'train'}.stop")
     events = job.events()
-    if not any(event.get("type") == "step" for event in events):
+    if not _has_steps(events):
         if not job.done:  # light polling until the first point: charts would only redraw empty axes
             st.caption("The loss curve appears here with the first training step.")
         return
@@ -205,9 +205,7 @@ def result_panel(job: TrainingJob) -> None:
     summary = job.summary
     if summary is None:
         return
-    path = _saved_path(job, summary["run_dir"])
-    if announce_result(job):
-        st.rerun()  # redraw the sidebar with the new model
+    path = _saved_path(job, summary["run_dir"])  # live_panel made it the current model already
     reason = {"stopped": "Stopped on request", "early_stopping": "Stopped early", "completed": "Finished"}
     st.success(f"{reason.get(summary['stop_reason'], 'Finished')}: {summary['message']}. "
                "Best weights evaluated on the test split:")
