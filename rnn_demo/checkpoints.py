@@ -17,6 +17,7 @@ over a file or a folder holding anything else.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import platform
@@ -62,9 +63,12 @@ def user_runs_dir() -> Path:
     return Path(os.environ.get("RNN_DEMO_RUNS") or rnn_demo_home() / "runs")
 
 
+_SHIPPED_RUNS = Path(__file__).resolve().parent.parent / "checkpoints"
+
+
 def shipped_runs_dir() -> Path:
-    """The read-only demo runs in the project's ``checkpoints/`` folder."""
-    return Path(__file__).resolve().parent.parent / "checkpoints"
+    """The read-only demo runs in the project's ``checkpoints/`` folder (resolved)."""
+    return _SHIPPED_RUNS
 
 
 def package_versions() -> dict[str, Any]:
@@ -178,11 +182,36 @@ def _read_json(path: Path) -> Any:
         raise CheckpointError(f"{path} is not valid JSON ({exc}); the run is damaged, train it again") from exc
 
 
+@functools.lru_cache(maxsize=512)
+def _json_problem(config_bytes: bytes, metrics_bytes: bytes) -> str | None:
+    """Why a run's config.json and metrics.json (their exact bytes) cannot be used, or None.
+
+    Why cached on the bytes: every page lists the runs on every rerun, and checking a config
+    costs several times reading it; the same bytes always get the same answer, so an edited
+    file is checked afresh.
+    """
+    for name, data in (("config.json", config_bytes), ("metrics.json", metrics_bytes)):
+        try:
+            value = json.loads(data.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            return f"{name} is not valid JSON ({exc}); the run is damaged, train it again"
+        if name == "config.json":
+            if not isinstance(value, dict) or value.get("format_version") != FORMAT_VERSION:
+                return f"config.json is not an rnn_demo run configuration (format {FORMAT_VERSION})"
+            problem = config_problem(value)
+        else:
+            problem = metrics_problem(value)
+        if problem:
+            return f"{name}: {problem}; the run is damaged, train it again"
+    return None
+
+
 def read_run_info(run_dir: str | Path) -> RunInfo:
     """Reads config.json and metrics.json and checks that every run file is present.
 
     Every field that listing, loading or drawing a run reads is checked here, so a
-    damaged run fails once, with a reason, instead of somewhere in a page.
+    damaged run fails once, with a reason, instead of somewhere in a page. Each call
+    returns dicts of its own, so a reader that changes them changes nobody else's.
 
     Raises:
         CheckpointError: The directory is missing, incomplete or malformed.
@@ -193,16 +222,14 @@ def read_run_info(run_dir: str | Path) -> RunInfo:
     missing = [f for f in RUN_FILES if not (run_dir / f).is_file()]
     if missing:
         raise CheckpointError(f"{run_dir} is not a complete run: missing {', '.join(missing)}")
-    config = _read_json(run_dir / "config.json")
-    if not isinstance(config, dict) or config.get("format_version") != FORMAT_VERSION:
-        raise CheckpointError(f"{run_dir}/config.json is not an rnn_demo run configuration (format {FORMAT_VERSION})")
-    problem = config_problem(config)
+    try:
+        config_bytes, metrics_bytes = (run_dir / "config.json").read_bytes(), (run_dir / "metrics.json").read_bytes()
+    except OSError as exc:
+        raise CheckpointError(f"{run_dir} cannot be read ({exc.strerror}); the run is damaged, train it again") from exc
+    problem = _json_problem(config_bytes, metrics_bytes)
     if problem:
-        raise CheckpointError(f"{run_dir}/config.json: {problem}; the run is damaged, train it again")
-    metrics = _read_json(run_dir / "metrics.json")
-    problem = metrics_problem(metrics)
-    if problem:
-        raise CheckpointError(f"{run_dir}/metrics.json: {problem}; the run is damaged, train it again")
+        raise CheckpointError(f"{run_dir}/{problem}")
+    config, metrics = json.loads(config_bytes.decode("utf-8")), json.loads(metrics_bytes.decode("utf-8"))
     shipped = run_dir.resolve().parent == shipped_runs_dir()
     return RunInfo(path=run_dir, name=run_dir.name, shipped=shipped, config=config, metrics=metrics)
 

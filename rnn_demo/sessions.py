@@ -27,6 +27,7 @@ at most ``$RNN_DEMO_SESSION_MAX_RUNS`` runs (30) and ``$RNN_DEMO_SESSION_MAX_MB`
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -98,7 +99,13 @@ def valid_token(value: object) -> str | None:
 
 def sessions_root() -> Path:
     """The folder of every owner's folder: ``$RNN_DEMO_SESSIONS`` or ``<rnn_demo home>/sessions`` (resolved)."""
-    return Path(os.environ.get(SESSIONS_ENV) or rnn_demo_home() / "sessions").expanduser().resolve()
+    return _resolved(str(os.environ.get(SESSIONS_ENV) or rnn_demo_home() / "sessions"))
+
+
+@functools.lru_cache(maxsize=16)
+def _resolved(folder: str) -> Path:
+    # Asked for on every rerun of every page (each path shown is checked against it): resolve once.
+    return Path(folder).expanduser().resolve()
 
 
 def owner_dir(owner: str) -> Path:

@@ -224,3 +224,30 @@ def test_the_app_reads_runs_through_the_accessors(run_dir, tmp_path, monkeypatch
         spec={"csv": str(upload), "text_cols": ["text"], "label_col": "label"}))
     monkeypatch.setattr(state, "owner_id", lambda: "a" * 20)
     assert [state.may_read_run_data(read_run_info(p)) for p in (old, run_dir, private)] == [True, True, False]
+
+
+def test_a_run_read_again_is_checked_once_and_each_reader_gets_its_own_copy(run_dir, tmp_path, monkeypatch):
+    """Every page lists runs on every rerun: the checks run once per content, never on stale content."""
+    from rnn_demo import checkpoints
+
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    for path in run_dir.iterdir():
+        (copy / path.name).write_bytes(path.read_bytes())
+    checkpoints._json_problem.cache_clear()  # other tests read the same bytes
+    checks = []
+    real = checkpoints.config_problem
+    monkeypatch.setattr(checkpoints, "config_problem", lambda config: checks.append(1) or real(config))
+    first = read_run_info(copy)
+    first.config["model"]["cell"] = "changed by one reader"
+    first.metrics["test"]["accuracy"] = -1
+    second = read_run_info(copy)
+    assert len(checks) == 1
+    assert second.cell == "lstm" and 0 <= second.metrics["test"]["accuracy"] <= 1
+
+    config = (copy / "config.json").read_text()
+    (copy / "config.json").write_text(config.replace('"format_version"', '"format_versioN"'))  # same size
+    with pytest.raises(CheckpointError, match="not an rnn_demo run"):
+        read_run_info(copy)
+    (copy / "config.json").write_text(config)
+    assert read_run_info(copy).cell == "lstm" and len(checks) == 1
