@@ -29,13 +29,13 @@ def _token_ticks(tokens: Sequence[str]) -> dict:
     return {"tickmode": "array", "tickvals": list(range(len(tokens))), "ticktext": [_safe(t) for t in tokens]}
 
 
+def _layout_settings(title: str | None, height: int) -> dict:
+    return {"title": _safe(title) if title else None, "height": height,
+            "margin": {"l": 10, "r": 10, "t": 50 if title else 20, "b": 10}}
+
+
 def _layout(fig: go.Figure, title: str | None, height: int) -> go.Figure:
-    fig.update_layout(
-        title=_safe(title) if title else None,
-        height=height,
-        margin={"l": 10, "r": 10, "t": 50 if title else 20, "b": 10},
-        template="plotly_white",
-    )
+    fig.update_layout(**_layout_settings(title, height))
     return fig
 
 
@@ -95,11 +95,16 @@ def _direction_names(class_name: str) -> tuple[str, str]:
     return f"supports {_safe(class_name)}", f"against {_safe(class_name)}"
 
 
-def _direction_legend(fig: go.Figure, class_name: str) -> None:
-    """Legend-only entries (no data) for the two attribution colours, after the data traces."""
-    for name, color in zip(_direction_names(class_name), (palette.SUPPORTS, palette.AGAINST)):
-        fig.add_trace(go.Bar(x=[None], y=[None], orientation="h", name=name, marker_color=color, hoverinfo="skip"))
-    fig.update_layout(legend=dict(orientation="h", yanchor="bottom", y=1.0, x=0), showlegend=True)
+def _direction_legend(class_name: str) -> list[go.Bar]:
+    """Legend-only entries (no data) for the two attribution colours, to put after the data traces.
+
+    Shown with ``_DIRECTION_LEGEND`` in the layout.
+    """
+    return [go.Bar(x=[None], y=[None], orientation="h", name=name, marker_color=color, hoverinfo="skip")
+            for name, color in zip(_direction_names(class_name), (palette.SUPPORTS, palette.AGAINST))]
+
+
+_DIRECTION_LEGEND = {"legend": {"orientation": "h", "yanchor": "bottom", "y": 1.0, "x": 0}, "showlegend": True}
 
 
 def _direction_key(class_name: str) -> str:
@@ -128,21 +133,22 @@ def token_weight_bars(
     unk = unknown if unknown is not None else [False] * len(tokens)
     labels = [f"{_safe(tokens[i])} <span style='color:{palette.GUIDE}'>#{i + 1}{' &lt;unk&gt;' if unk[i] else ''}"
               "</span>" for i in order]
-    fig = go.Figure(
-        go.Bar(
-            x=w[order],
-            y=list(range(len(order))),
-            orientation="h",
-            marker_color=[palette.SUPPORTS if w[i] >= 0 else palette.AGAINST for i in order],
-            hovertemplate="%{customdata}: %{x:+.4f}<extra></extra>",
-            customdata=[_safe(tokens[i]) for i in order],
-            showlegend=False,
-        )
+    bars = go.Bar(
+        x=w[order],
+        y=list(range(len(order))),
+        orientation="h",
+        marker_color=[palette.SUPPORTS if w[i] >= 0 else palette.AGAINST for i in order],
+        hovertemplate="%{customdata}: %{x:+.4f}<extra></extra>",
+        customdata=[_safe(tokens[i]) for i in order],
+        showlegend=False,
     )
-    _direction_legend(fig, class_name)
-    fig.update_yaxes(tickmode="array", tickvals=list(range(len(order))), ticktext=labels)
-    fig.update_xaxes(title=f"weight (→ supports {_safe(class_name)})", zeroline=True, zerolinecolor=palette.GUIDE)
-    return _layout(fig, title, height=150 + 24 * len(order))
+    # One layout given to the constructor: Plotly's update_* calls cost several ms each, on every Predict.
+    return go.Figure([bars, *_direction_legend(class_name)], {
+        **_layout_settings(title, 150 + 24 * len(order)), **_DIRECTION_LEGEND,
+        "yaxis": {"tickmode": "array", "tickvals": list(range(len(order))), "ticktext": labels},
+        "xaxis": {"title": f"weight (→ supports {_safe(class_name)})", "zeroline": True,
+                  "zerolinecolor": palette.GUIDE},
+    })
 
 
 def method_comparison(

@@ -20,7 +20,7 @@ _MARK = "padding: 0 0.2em; border-radius: 0.25em; font-weight: 600;"
 
 
 def _layout(fig: go.Figure, title: str, height: int) -> go.Figure:
-    fig.update_layout(title=plain(title), height=height, template="plotly_white",
+    fig.update_layout(title=plain(title), height=height,
                       margin={"l": 10, "r": 10, "t": 50, "b": 10}, showlegend=False)
     return fig
 
