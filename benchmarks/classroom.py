@@ -10,10 +10,13 @@ at it with ``RNN_DEMO_RAY_ADDRESS``), then drives headless Debian Chromium throu
   predicting and explaining (a pause of ``--think`` s between actions) while the class trains;
 - ``--trainers`` pages, one browser context (= one session) each: open the app, predict and
   explain once, go to Train (the Negation task, 1 epoch, a run name of their own), and then all
-  press Start within about a second.
+  press Start within about a second. With ``--light-trainers`` they are browser-less clients
+  (``light_client.py``) that send the server the same messages, including the live panel's
+  polling, without rendering: in a real class each browser runs on its student's own computer,
+  here 30 Chromium renderers would take the server's two cores.
 
-It reports the non-training sessions' interaction latency p50/p95 (action to result element:
-the predicted label, then the explanation), the time from Start to the first loss point including
+It reports the non-training sessions' interaction latency p50/p95 (from the key press to the
+result element, the predicted label and then the explanation, timed inside the page), the time from Start to the first loss point including
 the wait in line p50/p95, jobs finished per minute, server RSS per session (the server process
 tree before the pages opened and after, over the number of sessions), whether every job started
 in the order it joined the line (first loss points, allowing ``--order-slack`` s of worker
@@ -66,6 +69,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--order-slack", type=float, default=3.0, help="start-up jitter allowed in the order check")
     parser.add_argument("--timeout", type=float, default=1800.0, help="seconds the whole class may take")
     parser.add_argument("--out", type=Path, default=None, help="JSON result (default benchmarks/out/classroom-*.json)")
+    parser.add_argument("--light-trainers", action="store_true",
+                        help="trainers speak Streamlit's protocol without a browser (benchmarks/light_client.py)")
     parser.add_argument("--trace", action="store_true",
                         help="record every training page's websocket messages (benchmarks/out/classroom-trace-*.json)")
     args = parser.parse_args(argv)
@@ -202,19 +207,49 @@ async def open_app(browser: Any, url: str, token: str, path: str = "predict", tr
     return page
 
 
+# Times taken inside the page: Playwright's waits poll at 0, 20, 50, 100, 100, then every 500 ms,
+# so a wait measured from Python rounds a latency of 0.6 s up to about 1 s. The page records when
+# the key went down and when the result's element was added to the document.
+ARM_TIMER = """() => {
+  const t = window.__latency = {press: null, label: null, explained: null};
+  if (!window.__latencyArmed) {
+    window.__latencyArmed = true;
+    document.addEventListener("keydown", e => {
+      const t = window.__latency;
+      if (e.key === "Enter" && e.ctrlKey && t.press === null) t.press = performance.now();
+    }, true);
+    new MutationObserver(records => {
+      const t = window.__latency, now = performance.now();
+      if (t.press === null) return;
+      if (t.label === null && document.querySelector('[data-testid="stMetricValue"]')) t.label = now;
+      if (t.explained === null && records.some(r => [r.target, ...r.addedNodes].some(
+          n => (n.textContent || "").includes("computed in")))) t.explained = now;
+    }).observe(document.body, {childList: true, subtree: true, characterData: true});
+  }
+}"""
+
+
 async def predict_and_explain(page: Any, sentence: str) -> tuple[float, float]:
-    """Sends ``sentence`` on Predict; seconds until the predicted label, and until the explanation is drawn."""
+    """Sends ``sentence`` on Predict; seconds from the key press to the predicted label, and to the explanation.
+
+    Both are measured inside the page (see ``ARM_TIMER``); the Playwright waits only follow them.
+    """
     box = page.get_by_role("textbox", name="Text")
     await box.fill("")
     await box.press("Control+Enter")
     await page.get_by_text("Type a sentence above").wait_for(timeout=120_000)
+    # The last result's elements stay (faded) until the clearing run ends: gone before timing starts.
+    await page.get_by_test_id("stMetricValue").first.wait_for(state="detached", timeout=120_000)
+    await page.get_by_text("computed in").first.wait_for(state="detached", timeout=120_000)
     await box.fill(sentence)
-    t0 = time.perf_counter()
+    await page.evaluate(ARM_TIMER)
     await box.press("Control+Enter")
     await page.get_by_test_id("stMetricValue").first.wait_for(timeout=120_000)
-    label = time.perf_counter() - t0
     await page.get_by_text("computed in").first.wait_for(timeout=120_000)
-    return label, time.perf_counter() - t0
+    t = await page.evaluate("window.__latency")
+    if None in (t["press"], t["label"], t["explained"]):
+        raise RuntimeError(f"the page did not time this prediction: {t}")
+    return (t["label"] - t["press"]) / 1000, (max(t["explained"], t["label"]) - t["press"]) / 1000
 
 
 async def sidebar_jobs(page: Any) -> int:
@@ -232,7 +267,7 @@ async def browse(page: Any, index: int, class_started: asyncio.Event, class_over
         timed = class_started.is_set()
         try:
             a, b = await predict_and_explain(page, SENTENCES[(index + n) % 2])
-        except PlaywrightTimeout:  # counted, not fatal: the class goes on
+        except (PlaywrightTimeout, RuntimeError):  # not answered in time, or not timed: counted, the class goes on
             timeouts += 1
             continue
         if timed and not class_over.is_set():
@@ -313,6 +348,61 @@ async def _train(page: Any, index: int, ready: asyncio.Barrier, go: asyncio.Even
             "jobs_in_sidebar": await sidebar_jobs(page)}
 
 
+async def train_light(url: str, sessions_dir: Path, index: int, ready: asyncio.Barrier, go: asyncio.Event,
+                      timeout: float) -> dict[str, Any]:
+    """``train`` without a browser: the same messages to the server (``light_client.LightPage``), no rendering."""
+    from light_client import LightPage
+
+    page = await LightPage.open(url, "predict", f"s={prepare_owner(sessions_dir, 'negation')}")
+    try:
+        page.set("Text", SENTENCES[index % 2])
+        await page.rerun()  # predicts (and explains) once, as the browser's student does
+        await page.rerun(page_name="train")
+        name = f"class-{index:02d}"
+        page.set("Epochs", 1)
+        page.set("Run name (optional)", name)
+        log(f"{name} is ready to start (light client)")
+        await ready.wait()
+        await go.wait()
+        t0 = time.perf_counter()
+        read = len(page.texts)
+        await page.press("Start training", wait=False)
+        clicked = time.time()
+        places: list[int] = []
+        told_to_retry, failed, seen_job, done = False, "", False, False
+        while not (done or failed):
+            if time.perf_counter() - t0 > timeout:
+                raise TimeoutError(f"{name}: no result after {timeout:.0f} s")
+            await asyncio.sleep(0.5)
+            texts, read = page.texts[read:], len(page.texts)
+            for text in texts:
+                text = text.replace("*", "").replace("\n", " ")
+                if match := PLACE.search(text):
+                    places.append(1 if match.group(1) == "next" else int(match.group(2)))
+                told_to_retry |= "try again" in text.lower()
+                seen_job |= any(sign in text for sign in JOB_SIGNS)
+                if match := FAILED.search(text):
+                    failed = match.group(0)[:200]
+                done |= text == "Test accuracy"
+        done_s = time.perf_counter() - t0
+        shown_at = time.time()
+        log(f"{name}: " + (f"the job failed: {failed}" if failed else f"result shown after {done_s:.1f} s (place {places[:1]})"))
+        run = ""
+        for _ in range(0 if failed else 240):  # the result panel reruns once to make the run the current model
+            if (widget := page.widgets.get("Run name")) is not None and widget.value:
+                run = str(widget.value)
+                break
+            await asyncio.sleep(0.5)
+        return {"name": name, "clicked_at": clicked, "first_place": places[0] if places else 0, "failed": failed,
+                "start_clicks": 1, "places_seen": sorted(set(places), reverse=True), "first_loss_s": None,
+                "finished_s": done_s, "shown_at": shown_at, "told_to_retry": told_to_retry, "run": run,
+                "own_run": run == name or run.startswith(f"{name}-"), "light_client": True,
+                "fragment_reruns": page.fragment_runs,
+                "jobs_in_sidebar": sum("Your job" in text for text in page.run_texts)}
+    finally:
+        await page.close()
+
+
 def first_step_seconds(sessions_dir: Path, name: str, clicked_at: float) -> float | None:
     """Seconds from the click on Start to the run's first logged training step (its history.json)."""
     for history in sessions_dir.glob(f"*/runs/{name}/history.json"):
@@ -342,16 +432,21 @@ async def run_class(url: str, pid: int, args: argparse.Namespace, sessions_dir: 
 
         browsers = [await open_app(browser, url, prepare_owner(sessions_dir, None)) for _ in range(args.sessions)]
         traces: list[list[dict[str, Any]]] = [[] for _ in range(args.trainers)]
-        students = [await open_app(browser, url, prepare_owner(sessions_dir, "negation"),
-                                   trace=traces[i] if args.trace else None) for i in range(args.trainers)]
+        students = [] if args.light_trainers else [
+            await open_app(browser, url, prepare_owner(sessions_dir, "negation"), trace=traces[i] if args.trace else None)
+            for i in range(args.trainers)]
         class_started, class_over, stop_sampling = asyncio.Event(), asyncio.Event(), asyncio.Event()
         ready = asyncio.Barrier(args.trainers + 1)
         rss: list[float] = []
         sampler = asyncio.ensure_future(sample_rss(pid, rss, stop_sampling))
         browsing = [asyncio.ensure_future(browse(page, i, class_started, class_over, args.think))
                     for i, page in enumerate(browsers)]
-        training = [asyncio.ensure_future(train(page, i, ready, class_started, args.timeout))
-                    for i, page in enumerate(students)]
+        if args.light_trainers:
+            training = [asyncio.ensure_future(train_light(url, sessions_dir, i, ready, class_started, args.timeout))
+                        for i in range(args.trainers)]
+        else:
+            training = [asyncio.ensure_future(train(page, i, ready, class_started, args.timeout))
+                        for i, page in enumerate(students)]
         waiter = asyncio.ensure_future(ready.wait())
         done, _ = await asyncio.wait([waiter, *training], return_when=asyncio.FIRST_COMPLETED)
         for task in done - {waiter}:

@@ -252,3 +252,55 @@ def test_slow_motion_plots_the_watched_sentence_live(server):
             expect(page.get_by_text("Test accuracy", exact=True)).to_be_visible(timeout=120_000)
         finally:
             browser.close()
+
+
+def test_the_classroom_light_client_trains_and_waits_in_line_like_a_browser(server, tmp_path, monkeypatch):
+    """benchmarks/light_client.py (the browser-less trainers of the class benchmark) drives the real server:
+    two sessions press Start at a cap of one job, the second sees its place in line, both runs are saved
+    under their own names, and the live panels' fragment reruns were answered."""
+    import asyncio
+    import json
+
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parent.parent / "benchmarks"))
+    from light_client import LightPage
+
+    from rnn_demo import sessions
+
+    async def student(name: str, epochs: int, opened: list[LightPage], go: asyncio.Event) -> LightPage:
+        token = sessions.new_token()
+        (tmp_path / "sessions" / token).mkdir(parents=True)
+        (tmp_path / "sessions" / token / "choices.json").write_text(json.dumps({"dataset": {"name": "negation"}}))
+        page = await LightPage.open(server, "train", f"s={token}")
+        opened.append(page)
+        page.set("Epochs", epochs)
+        page.set("Run name (optional)", name)
+        await go.wait()
+        await page.press("Start training", wait=False)
+        for _ in range(240):
+            if "Test accuracy" in page.texts and page.widgets.get("Run name") and page.widgets["Run name"].value:
+                return page
+            await asyncio.sleep(0.5)
+        raise AssertionError(f"{name}: no result in 120 s; the page said {page.texts[-8:]}")
+
+    async def both() -> list[LightPage]:
+        opened: list[LightPage] = []
+        now, later = asyncio.Event(), asyncio.Event()
+        now.set()
+        first = asyncio.ensure_future(student("light-first", 5, opened, now))
+        for _ in range(600):  # until the first job holds the only slot
+            if opened and "Stop training" in opened[0].widgets or first.done():
+                break
+            await asyncio.sleep(0.1)
+        second = asyncio.ensure_future(student("light-second", 1, opened, later))
+        later.set()
+        pages = await asyncio.gather(first, second)
+        for page in pages:
+            await page.close()
+        return pages
+
+    first, second = asyncio.run(both())
+    assert first.widgets["Run name"].value == "light-first" and second.widgets["Run name"].value == "light-second"
+    assert any("in line" in text for text in second.texts), second.texts
+    assert first.fragment_runs > 0 and second.fragment_runs > 0
+    saved = sorted(path.name for path in (tmp_path / "sessions").glob("*/runs/*") if path.is_dir())
+    assert saved == ["light-first", "light-second"]
