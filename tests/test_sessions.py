@@ -455,3 +455,18 @@ def test_a_reload_keeps_the_dataset_choice_and_a_foreign_upload_is_never_restore
     assert browser(ALICE).session_state["app.dataset"]["name"] == "rotten_tomatoes"
     sessions.write_owner_json(ALICE, "choices.json", {"dataset": {"name": 5, "params": "x"}})
     assert browser(ALICE).session_state["app.dataset"]["name"] == "rotten_tomatoes"
+
+
+def test_a_page_lists_the_visible_runs_once_per_script_run_and_sees_a_new_run_on_the_next(
+        _app_env, tiny_runs_dir, folders, monkeypatch):
+    """Listing reads every visible run's files: once per rerun, however many widgets ask (a class's server
+    spent a sixth of its time there); never stale across reruns."""
+    at = browser(ALICE, "pages/predict.py")
+    calls = []
+    real = sessions.visible_runs
+    monkeypatch.setattr(sessions, "visible_runs", lambda *a, **k: calls.append(1) or real(*a, **k))
+    at.run()
+    assert not at.exception and len(calls) == 1
+    add_run(ALICE, tiny_runs_dir / "tiny-gru", "saved-meanwhile")
+    at.run()
+    assert any("saved-meanwhile" in label for label in picker_labels(at)) and len(calls) == 2

@@ -181,6 +181,7 @@ def _rename(original: str, key: str) -> None:
         st.session_state["train.rename_error"] = str(exc)
         return
     st.session_state.pop("train.rename_error", None)
+    state.forget_visible_runs()
     renamed[original] = str(new)
     if state.current_run_path() == str(current):
         state.set_current_run(new)  # the rerun after this callback draws the sidebar with the new name

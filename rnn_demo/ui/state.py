@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import streamlit as st
+from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from rnn_demo import sessions, threads
 from rnn_demo.checkpoints import RunInfo, read_run_info
@@ -326,6 +327,7 @@ def current_run_path() -> str | None:
 
 def set_current_run(path: str | Path) -> None:
     """Makes a run the current model (call before any run picker is drawn in this script run)."""
+    forget_visible_runs()  # the run may have been saved or renamed since this script run listed them
     persist(RUN_KEY, str(path))
     st.session_state[RUN_KEY] = str(path)
 
@@ -435,9 +437,30 @@ def split_records(info: RunInfo, split: str) -> tuple[list[dict[str, Any]], str]
     return _split_records(str(path), (path / "model.safetensors").stat().st_mtime, split)
 
 
+_LISTED = "_rnn_demo_visible_runs"  # on the script run's context: (that run's marker, the listing)
+
+
 def visible_runs() -> dict[str, sessions.VisibleRun]:
-    """Run path -> run, for every run this owner may see (see ``rnn_demo.sessions.visible_runs``)."""
-    return {str(run.path): run for run in sessions.visible_runs(owner_id())[0]}
+    """Run path -> run, for every run this owner may see (see ``rnn_demo.sessions.visible_runs``).
+
+    Listed once per script run (full or fragment), however many widgets ask: listing reads every
+    visible run's files. Changing the runs within a run calls :func:`forget_visible_runs`.
+    """
+    ctx = get_script_run_ctx()
+    marker = ctx.cursors if ctx is not None else None  # Streamlit gives each script run a new dict
+    listed = getattr(ctx, _LISTED, None)
+    if marker is not None and listed is not None and listed[0] is marker:
+        return listed[1]
+    runs = {str(run.path): run for run in sessions.visible_runs(owner_id())[0]}
+    if marker is not None:
+        setattr(ctx, _LISTED, (marker, runs))
+    return runs
+
+
+def forget_visible_runs() -> None:
+    """Lists the runs afresh at the next :func:`visible_runs` of this script run (after a run was changed)."""
+    if (ctx := get_script_run_ctx()) is not None and hasattr(ctx, _LISTED):
+        delattr(ctx, _LISTED)
 
 
 def runs() -> list[RunInfo]:

@@ -104,6 +104,7 @@ _RUN_ERROR = "app.run_error"  # why the last share/delete failed (shown once)
 def _toggle_share(path: str, key: str) -> None:
     try:
         sessions.set_shared(state.owner_id(), Path(path).name, bool(st.session_state.get(key)))
+        state.forget_visible_runs()
     except (sessions.SessionError, OSError) as exc:
         st.session_state[_RUN_ERROR] = f"Could not change the sharing of this run: {exc}"
 
@@ -112,6 +113,7 @@ def _delete_run(path: str) -> None:
     st.session_state.pop(_CONFIRM_DELETE, None)
     try:
         sessions.delete_own_run(state.owner_id(), path)
+        state.forget_visible_runs()
     except (sessions.SessionError, OSError) as exc:
         st.session_state[_RUN_ERROR] = f"Could not delete this run: {exc}"
 
