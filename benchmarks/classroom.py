@@ -386,7 +386,8 @@ async def train_light(url: str, sessions_dir: Path, index: int, ready: asyncio.B
                 done |= text == "Test accuracy"
         done_s = time.perf_counter() - t0
         shown_at = time.time()
-        log(f"{name}: " + (f"the job failed: {failed}" if failed else f"result shown after {done_s:.1f} s (place {places[:1]})"))
+        log(f"{name}: the job failed: {failed}" if failed else
+            f"{name}: result shown after {done_s:.1f} s (place {places[:1]})")
         run = ""
         for _ in range(0 if failed else 240):  # the result panel reruns once to make the run the current model
             if (widget := page.widgets.get("Run name")) is not None and widget.value:

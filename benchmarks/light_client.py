@@ -90,8 +90,7 @@ class LightPage:
         state.page_name = page_name
         state.fragment_id = fragment
         state.is_auto_rerun = auto
-        for widget_id, value in self.states.items():
-            state.widget_states.widgets.append(value)
+        state.widget_states.widgets.extend(self.states.values())
         if trigger is not None:
             state.widget_states.widgets.append(WidgetState(id=trigger, trigger_value=True))
         if wait:

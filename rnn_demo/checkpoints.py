@@ -63,6 +63,13 @@ def user_runs_dir() -> Path:
     return Path(os.environ.get("RNN_DEMO_RUNS") or rnn_demo_home() / "runs")
 
 
+@functools.lru_cache(maxsize=16)
+def resolved_folder(folder: str) -> Path:
+    """``folder`` with ``~`` expanded and links resolved, once per process: the sessions folder is asked
+    for on every rerun of every page (each path shown is checked against it)."""
+    return Path(folder).expanduser().resolve()
+
+
 _SHIPPED_RUNS = Path(__file__).resolve().parent.parent / "checkpoints"
 
 

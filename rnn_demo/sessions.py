@@ -27,7 +27,6 @@ at most ``$RNN_DEMO_SESSION_MAX_RUNS`` runs (30) and ``$RNN_DEMO_SESSION_MAX_MB`
 from __future__ import annotations
 
 import contextlib
-import functools
 import json
 import logging
 import os
@@ -44,7 +43,8 @@ from pathlib import Path
 from typing import Any
 
 from rnn_demo.checkpoints import CheckpointError, DamagedRun, RunInfo, list_runs, read_run_info, rename_run
-from rnn_demo.checkpoints import rnn_demo_home, runs_in_folder, sanitize_run_name, shipped_runs_dir, user_runs_dir
+from rnn_demo.checkpoints import rnn_demo_home, resolved_folder, runs_in_folder, sanitize_run_name, shipped_runs_dir
+from rnn_demo.checkpoints import user_runs_dir
 from rnn_demo.data import DatasetSpec
 
 logger = logging.getLogger(__name__)
@@ -99,13 +99,7 @@ def valid_token(value: object) -> str | None:
 
 def sessions_root() -> Path:
     """The folder of every owner's folder: ``$RNN_DEMO_SESSIONS`` or ``<rnn_demo home>/sessions`` (resolved)."""
-    return _resolved(str(os.environ.get(SESSIONS_ENV) or rnn_demo_home() / "sessions"))
-
-
-@functools.lru_cache(maxsize=16)
-def _resolved(folder: str) -> Path:
-    # Asked for on every rerun of every page (each path shown is checked against it): resolve once.
-    return Path(folder).expanduser().resolve()
+    return resolved_folder(str(os.environ.get(SESSIONS_ENV) or rnn_demo_home() / "sessions"))
 
 
 def owner_dir(owner: str) -> Path:
