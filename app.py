@@ -12,7 +12,7 @@ import streamlit as st
 
 from rnn_demo.runtime import configure_process
 
-configure_process()  # before the pages import torch; job workers inherit it
+configure_process()  # before the pages import torch; jobs train in workers, which configure their own
 
 from rnn_demo.ui import presenter, state, widgets  # noqa: E402
 

@@ -27,11 +27,12 @@ for folder in (ROOT / "tests", ROOT):
     if str(folder) not in sys.path:
         sys.path.insert(0, str(folder))
 
-# The process-wide settings of `python -m rnn_demo` and the app (OMP_WAIT_POLICY), applied here,
-# ahead of torch, so that every benchmark runs under them.
+# The process-wide settings of a process that trains, as `python -m rnn_demo` and the job workers
+# apply them (OMP_WAIT_POLICY, freed memory kept for reuse), applied here, ahead of torch, so that
+# every benchmark runs under them.
 from rnn_demo.runtime import configure_process  # noqa: E402
 
-configure_process()
+configure_process(training=True)
 
 
 def base_parser(description: str, default_out: str) -> argparse.ArgumentParser:

@@ -4,7 +4,7 @@ import sys
 
 from rnn_demo.runtime import configure_process
 
-configure_process()  # before the CLI imports torch
+configure_process(training=True)  # before the CLI imports torch; the CLI trains in this process
 
 from rnn_demo.cli import main  # noqa: E402
 

@@ -299,9 +299,10 @@ class Trainer:
         """
         c = self.config
         seed_everything(c.seed)
-        # Gradients flowing back through hundreds of steps decay into float32 denormals,
-        # which x86 CPUs process many times slower (a plain-RNN step on IMDB-length texts ran
-        # 2.5x slower); values below 1.2e-38 never matter to a weight update.
+        # Gradients flowing back through hundreds of steps decay into float32 denormals, which x86
+        # CPUs process many times slower; values below 1.2e-38 never matter to a weight update.
+        # Set here, not at start-up (rnn_demo.runtime), because it is the floating-point mode of the
+        # calling thread only, and a trainer may run in a thread of its own (a Ray actor's job).
         torch.set_flush_denormal(True)
         self.train_loader.seed = c.seed
         model, device = self.model, self.device

@@ -153,31 +153,54 @@ def test_the_first_step_is_reported_at_once_so_the_live_curve_starts_early(negat
     assert steps[0] == 1 and 50 in steps
 
 
-@pytest.mark.skipif(not __import__("sys").platform.startswith("linux"), reason="glibc malloc tuning is Linux-only")
-def test_training_keeps_freed_memory_for_reuse_instead_of_returning_it_to_the_system():
-    """Large tensors freed by one step stay mapped for the next instead of being unmapped and
-    faulted in again, 4 KB at a time (on IMDB-length batches that was ~40% of a GRU step).
-
-    (An earlier version counted page faults on re-allocating the same size; that failed in about a
-    third of fresh processes, when glibc had carved small allocations out of the freed block.)"""
-    import subprocess
-    import sys
-
-    code = """
-import sys, torch
-from rnn_demo.accel import memory
-if sys.argv[1] == "tuned":
-    assert memory.reuse_freed_memory()
+_FREED_MEMORY_KEPT = """
+import runpy, sys, torch
+{entry}
 def rss_mb():
     return int(next(line for line in open("/proc/self/status") if line.startswith("VmRSS")).split()[1]) // 1024
 before = rss_mb()
 torch.ones(16 * 2**20)  # 64 MB, filled (touched) then freed
 print(rss_mb() - before)
 """
-    kept = {mode: int(subprocess.run([sys.executable, "-c", code, mode], capture_output=True, text=True,
-                                     check=True).stdout.strip().splitlines()[-1]) for mode in ("default", "tuned")}
-    assert kept["default"] < 16  # glibc unmapped the block when it was freed
-    assert kept["tuned"] >= 60  # still mapped, its pages already faulted in
+_CLI = """
+sys.argv = ["rnn_demo", "datasets"]
+try:
+    runpy.run_module("rnn_demo", run_name="__main__")
+except SystemExit:
+    pass
+"""
+_RAY_ACTOR = """
+from rnn_demo.jobs import ray_runner
+ray_runner.run_job = lambda *args: None  # the job itself is not the point here
+ray_runner.JobRunner().run("train", {}, 1, "test", 1)
+"""
+
+
+@pytest.mark.skipif(not __import__("sys").platform.startswith("linux"), reason="glibc malloc tuning is Linux-only")
+@pytest.mark.parametrize("entry,keeps", [
+    ("", False),  # glibc's default
+    ("from rnn_demo.runtime import configure_process; configure_process()", False),  # the app server: predicts only
+    ("from rnn_demo.runtime import configure_process; configure_process(training=True)", True),
+    (_CLI, True),
+    ("from rnn_demo.jobs.worker import prepare_job_process; prepare_job_process(1)", True),  # a local worker
+    (_RAY_ACTOR, True),
+], ids=["default", "app", "training", "cli", "worker", "ray-actor"])
+def test_processes_that_train_keep_freed_memory_for_reuse_from_the_start(entry, keeps):
+    """Large tensors freed by one step stay mapped for the next instead of being unmapped and
+    faulted in again, 4 KB at a time, in every process that trains, set at its start-up.
+
+    (An earlier version counted page faults on re-allocating the same size; that failed in about a
+    third of fresh processes, when glibc had carved small allocations out of the freed block.)"""
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", _FREED_MEMORY_KEPT.format(entry=entry)], capture_output=True,
+                         text=True, check=True, cwd=Path(__file__).resolve().parent.parent)
+    kept = int(out.stdout.strip().splitlines()[-1])
+    if keeps:
+        assert kept >= 60  # still mapped, its pages already faulted in
+    else:
+        assert kept < 16  # glibc unmapped the block when it was freed
 
 
 @pytest.mark.parametrize("max_norm", [0.5, 100.0])

@@ -2,12 +2,11 @@
 
 The trainer asks once, when it is built, how its steps should run. Where the compiled kernels
 (``kernels``: GRU/LSTM layers, dropout, a classifier's whole step; ``sparse_rows``: the embedding's
-gradient as rows and Adam in one compiled call; ``memory``: freed memory kept for reuse) apply,
-``plan_step`` returns a step function that uses them; otherwise None, and the trainer's plain
-autograd step runs. Both compute the same step: the same loss, gradients and Adam update to float
-rounding, with dropout masks of the same distribution drawn from another random stream. Nothing
-outside ``rnn_demo.train`` imports this package, and without it training only gets slower.
-``RNN_DEMO_FUSED=0`` turns it off.
+gradient as rows and Adam in one compiled call) apply, ``plan_step`` returns a step function that
+uses them; otherwise None, and the trainer's plain autograd step runs. Both compute the same step:
+the same loss, gradients and Adam update to float rounding, with dropout masks of the same
+distribution drawn from another random stream. Nothing outside ``rnn_demo.train`` imports this
+package, and without it training only gets slower. ``RNN_DEMO_FUSED=0`` turns it off.
 """
 
 from __future__ import annotations
@@ -20,7 +19,6 @@ import torch
 from torch import nn
 
 from rnn_demo.accel import classifier, kernels, sparse_rows
-from rnn_demo.accel.memory import reuse_freed_memory
 from rnn_demo.batching import Batch
 from rnn_demo.model import RecurrentClassifier
 
@@ -55,7 +53,6 @@ def plan_step(model: RecurrentClassifier, config: TrainConfig, device: torch.dev
     Returns:
         The step function, or None.
     """
-    reuse_freed_memory()  # process-wide, idempotent
     model.embedding.sparse = False  # torch's dense table gradient unless row gradients are chosen below
     rows = sparse_rows.steps_rows(config.optimizer, config.weight_decay) and model.embedding.weight.requires_grad
     wanted = (device.type == "cpu" and kernels.enabled()

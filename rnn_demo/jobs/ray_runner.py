@@ -23,7 +23,7 @@ from typing import Any
 
 from rnn_demo.jobs.events import Event
 from rnn_demo.jobs.transfer import TransferError, pack_folder
-from rnn_demo.jobs.worker import lower_priority, run_job
+from rnn_demo.jobs.worker import prepare_job_process, run_job
 
 logger = logging.getLogger(__name__)
 
@@ -78,10 +78,7 @@ class JobRunner:
             job_id: The job's id.
             limit: The most bytes of run folders the finished event may carry.
         """
-        import torch  # here, not at import: the server process that defines the actor never trains
-
-        torch.set_num_threads(threads)
-        lower_priority()
+        prepare_job_process(threads)  # here, not at import: the server process that defines the actor never trains
         workdir = Path(tempfile.mkdtemp(prefix=f"rnn-demo-job-{job_id}-"))
         try:
             node = _node_id()

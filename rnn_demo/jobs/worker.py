@@ -20,8 +20,9 @@ from typing import Any
 from rnn_demo.checkpoints import CheckpointError
 from rnn_demo.data import DatasetError, DatasetSpec
 from rnn_demo.jobs.events import Event
-from rnn_demo.threads import set_threads
 from rnn_demo.model import ModelConfig
+from rnn_demo.runtime import configure_process
+from rnn_demo.threads import set_threads
 from rnn_demo.text import TextConfig
 from rnn_demo.train import TrainConfig, TrainingError
 from rnn_demo.vectors import VectorsError
@@ -37,15 +38,25 @@ WORKER_NICENESS = 10
 
 def worker_main(kind: str, payload: dict[str, Any], events: Any, stop: Any, threads: int, job_id: str) -> None:
     """Entry point of a worker process: trains and reports every event on ``events``."""
-    import torch  # imported here: the spawned worker pays for it, not the parent
-
-    set_threads(threads)
-    lower_priority()
+    prepare_job_process(threads)
 
     def put(event: Event) -> None:
         events.put({**event, "time": time.time()})
 
     run_job(kind, payload, put, stop, job_id)
+
+
+def prepare_job_process(threads: int) -> None:
+    """What a job's process sets before it trains: ``rnn_demo.runtime``'s settings for a process that
+    trains, ``threads`` torch threads (``rnn_demo.threads``) and a lower CPU priority.
+
+    Called by a local worker and by a Ray actor (``ray_runner.JobRunner.run``), in the thread that
+    will train (torch's thread count is per thread). A spawned worker is a fresh interpreter that
+    inherits only the environment (``OMP_WAIT_POLICY``, set by the server before torch loaded).
+    """
+    configure_process(training=True)
+    set_threads(threads)
+    lower_priority()
 
 
 def run_job(kind: str, payload: dict[str, Any], put: Callable[[Event], None], stop: Any, job_id: str) -> None:
