@@ -5,8 +5,13 @@ The trainer asks once, when it is built, how its steps should run. Where the com
 gradient as rows and Adam in one compiled call) apply, ``plan_step`` returns a step function that
 uses them; otherwise None, and the trainer's plain autograd step runs. Both compute the same step:
 the same loss, gradients and Adam update to float rounding, with dropout masks of the same
-distribution drawn from another random stream. Nothing outside ``rnn_demo.train`` imports this
-package, and without it training only gets slower. ``RNN_DEMO_FUSED=0`` turns it off.
+distribution drawn from another random stream. ``RNN_DEMO_FUSED=0`` turns it off.
+
+Who imports it: training reaches it only through ``plan_step``, called by ``rnn_demo.train``'s
+Trainer; besides that, two entry points compile the kernels ahead of time (``kernels.load``):
+``python -m rnn_demo build-kernels`` (``rnn_demo.cli``) and the job workers' warm-up
+(``rnn_demo.jobs.worker.warm_up``). Nothing else imports it (``model``, ``cells`` and ``predict``
+never do), and without it training only gets slower.
 """
 
 from __future__ import annotations
