@@ -31,7 +31,7 @@ def test_fused_layers_match_torch_outputs_and_every_gradient(kernel, monkeypatch
     x.grad = None
     layer.zero_grad()
 
-    assert kernels.usable(layer, x)
+    assert kernels.runs(layer)
     out = kernels.run(layer, x)
     assert out.is_contiguous()  # batch-first as computed: the next layer takes it without a copy
     (out * weight).sum().backward()
@@ -50,34 +50,34 @@ def test_the_model_trains_identically_with_and_without_the_kernel(kernel, monkey
     ids[torch.arange(11)[None, :] >= lengths[:, None]] = 0  # padded like a real batch
     labels = torch.tensor([0, 1, 2, 0, 1, 2])
 
-    def loss_and_grads():
+    def loss_and_grads(in_kernels):
         model.zero_grad()
-        loss = torch.nn.functional.cross_entropy(classifier.forward(model, ids, lengths, from_table=False), labels)
+        logits = classifier.forward(model, ids, lengths, from_table=False, in_kernels=in_kernels)
+        loss = torch.nn.functional.cross_entropy(logits, labels)
         loss.backward()
         return loss.detach(), [p.grad.clone() for p in model.parameters()]
 
     calls = []
     real = kernels.run
     monkeypatch.setattr(kernels, "run", lambda layer, x: calls.append(1) or real(layer, x))
-    loss, grads = loss_and_grads()
+    assert classifier.layers_in_kernels(model) == (True, True)  # decided once per Trainer
+    loss, grads = loss_and_grads((True, True))
     assert len(calls) == 2  # both layers ran in the kernel
-    monkeypatch.setattr(kernels, "usable", lambda layer, x: False)
-    loss_torch, grads_torch = loss_and_grads()
+    loss_torch, grads_torch = loss_and_grads((False, False))
+    assert len(calls) == 2  # and neither did here
     torch.testing.assert_close(loss, loss_torch, rtol=1e-5, atol=1e-6)
     for got, want in zip(grads, grads_torch):
         torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-6)
 
 
-def test_the_kernels_are_used_only_for_training_one_way_float_layers(kernel, monkeypatch):
-    gru = torch.nn.GRU(4, 5, batch_first=True)
-    x = torch.randn(2, 3, 4)
-    assert kernels.usable(gru, x) and kernels.usable(torch.nn.LSTM(4, 5, batch_first=True), x)
-    with torch.no_grad():
-        assert not kernels.usable(gru, x)  # inference keeps torch's layers
-    assert not kernels.usable(torch.nn.RNN(4, 5, batch_first=True), x)
-    assert not kernels.usable(torch.nn.LSTM(4, 5, batch_first=True, proj_size=2), x)
-    assert not kernels.usable(torch.nn.GRU(4, 5, batch_first=True, bidirectional=True), x)
-    assert not kernels.usable(torch.nn.GRU(4, 5, batch_first=True).double(), x.double())
+def test_the_kernels_train_only_one_way_float_gru_and_lstm_layers(kernel):
+    assert kernels.runs(torch.nn.GRU(4, 5, batch_first=True)) and kernels.runs(torch.nn.LSTM(4, 5, batch_first=True))
+    assert not kernels.runs(torch.nn.RNN(4, 5, batch_first=True))
+    assert not kernels.runs(torch.nn.LSTM(4, 5, batch_first=True, proj_size=2))
+    assert not kernels.runs(torch.nn.GRU(4, 5, batch_first=True, bidirectional=True))
+    assert not kernels.runs(torch.nn.GRU(4, 5, batch_first=True).double())
+    assert not kernels.runs(torch.nn.GRU(4, 5, batch_first=True, num_layers=2))
+    assert not kernels.runs(torch.nn.GRU(4, 5, batch_first=True, bias=False))
 
 
 def test_explanations_and_predictions_never_load_the_training_kernels(monkeypatch):
@@ -100,8 +100,6 @@ def test_explanations_and_predictions_never_load_the_training_kernels(monkeypatc
             assert len(explain.explain_tokens(predictor, text, method).weights) == 8
         assert explain.gradient_through_time(predictor, text).hidden_grad_norms.shape[-1] == 8
         assert len(explain.internal_states(predictor, text).tokens) == 8
-    gru = torch.nn.GRU(4, 5, batch_first=True).eval()
-    assert not kernels.usable(gru, torch.randn(2, 3, 4))  # gradients on, eval mode: torch's layer
 
 
 def test_without_a_kernel_training_falls_back_to_torch(monkeypatch):
@@ -111,7 +109,7 @@ def test_without_a_kernel_training_falls_back_to_torch(monkeypatch):
     model = RecurrentClassifier(ModelConfig(vocab_size=20, num_classes=2, cell="gru", embedding_dim=4, hidden_size=6))
     logits = model(torch.randint(2, 20, (3, 5)), torch.tensor([5, 2, 4]))
     logits.sum().backward()
-    assert not kernels.usable(model.layers[0], torch.randn(3, 5, 4))
+    assert not kernels.runs(model.layers[0])
     assert model.layers[0].weight_hh_l0.grad.abs().sum() > 0
 
 
@@ -192,7 +190,7 @@ def test_the_fast_dropout_is_used_by_the_accelerated_forward_only_while_training
     model = RecurrentClassifier(ModelConfig(vocab_size=50, num_classes=2, cell="gru", embedding_dim=8,
                                             hidden_size=16, dropout=0.3))
     ids, lengths = torch.randint(2, 50, (4, 6)), torch.tensor([6, 6, 6, 6])
-    classifier.forward(model, ids, lengths, from_table=False)
+    classifier.forward(model, ids, lengths, from_table=False, in_kernels=classifier.layers_in_kernels(model))
     assert calls and all(calls)
     calls.clear()
     model(ids, lengths)  # the model itself is plain torch
@@ -381,7 +379,7 @@ def test_a_layer_reading_the_table_itself_gives_the_look_up_and_dropout_s_values
             param.grad = None
         torch.manual_seed(7)  # the same dropout seed both ways
         if from_table:
-            assert sparse_rows.reads_rows(embedding) and kernels.usable_from_table(layer, embedding.weight, ids)
+            assert sparse_rows.reads_rows(embedding) and kernels.runs(layer) and kernels.fits(ids, embedding.weight)
             out = kernels.run_from_table(layer, embedding, ids, dropout)
         else:
             out = kernels.run(layer, kernels.dropout(sparse_rows.embedding(embedding, ids), dropout))
@@ -418,10 +416,8 @@ def test_only_tables_with_row_gradients_or_frozen_ones_are_read_by_the_layer(ker
     assert sparse_rows.reads_rows(table)
     assert not sparse_rows.reads_rows(torch.nn.Embedding(10, 4, max_norm=1.0).requires_grad_(False))
     gru, ids = torch.nn.GRU(4, 3, batch_first=True), torch.zeros(2, 3, dtype=torch.long)
-    assert kernels.usable_from_table(gru, table.weight, ids)
-    assert not kernels.usable_from_table(gru, table.weight, ids.flatten())
-    with torch.no_grad():
-        assert not kernels.usable_from_table(gru, table.weight, ids)
+    assert kernels.runs(gru) and kernels.fits(ids, table.weight)
+    assert not kernels.fits(ids.flatten(), table.weight)
 
 
 @pytest.mark.parametrize("cell,layers", [("gru", 1), ("lstm", 2)])
@@ -483,7 +479,8 @@ def test_the_one_call_step_gives_the_model_s_loss_and_every_gradient(kernel, cel
     one_call = grads()
     model.zero_grad(set_to_none=True)
     torch.manual_seed(1)
-    expected = torch.nn.CrossEntropyLoss(weight=weight)(classifier.forward(model, ids, lengths, True), labels)
+    logits = classifier.forward(model, ids, lengths, True, classifier.layers_in_kernels(model))
+    expected = torch.nn.CrossEntropyLoss(weight=weight)(logits, labels)
     expected.backward()
     torch.testing.assert_close(loss, expected.detach(), rtol=1e-6, atol=1e-6)
     assert one_call.keys() == grads().keys() and ("embedding.weight" in one_call) == (not frozen)
@@ -519,7 +516,8 @@ def test_the_one_call_step_computes_only_real_steps_on_token_balanced_blocks(ker
             if way == "one call":
                 loss = classifier.loss_and_gradients(model, ids, lengths, labels)
             else:
-                loss = torch.nn.functional.cross_entropy(classifier.forward(model, ids, lengths, True), labels)
+                logits = classifier.forward(model, ids, lengths, True, classifier.layers_in_kernels(model))
+                loss = torch.nn.functional.cross_entropy(logits, labels)
                 loss.backward()
             grads[way] = (loss.detach(), {n: p.grad.to_dense() if p.grad.is_sparse else p.grad.clone()
                                           for n, p in model.named_parameters()})

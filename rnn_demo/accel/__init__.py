@@ -77,20 +77,22 @@ class _AcceleratedStep:
                  loss_ok: Callable[[torch.Tensor], bool], max_norm: float) -> None:
         self.model, self.optimizer, self.loss_fn, self.loss_ok = model, optimizer, loss_fn, loss_ok
         self.max_norm = max_norm
+        self.in_kernels = classifier.layers_in_kernels(model)  # per layer, for every batch
         # Every recurrent layer in the kernels: torch's small ops get one thread, the kernels all of them.
-        self.layers_in_kernels = all(kernels.runs(layer) for layer in model.layers)
+        self.all_in_kernels = all(self.in_kernels)
         self.reads_table = classifier.reads_table(model)
         self.one_call = classifier.trains_in_one_call(model)
 
     def __call__(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor | None]:
         model = self.model
-        with kernels.threads_to_kernels(self.layers_in_kernels):
+        with kernels.threads_to_kernels(self.all_in_kernels):
             fits = self.reads_table and kernels.fits(batch.ids, model.embedding.weight)
             one_call = self.one_call and fits
             if one_call:  # forward and backward in one kernel call
                 loss = classifier.loss_and_gradients(model, batch.ids, batch.lengths, batch.labels, self.loss_fn.weight)
             else:
-                loss = self.loss_fn(classifier.forward(model, batch.ids, batch.lengths, fits), batch.labels)
+                logits = classifier.forward(model, batch.ids, batch.lengths, fits, self.in_kernels)  # (B, C)
+                loss = self.loss_fn(logits, batch.labels)
             if not self.loss_ok(loss):
                 return loss, None
             if not one_call:

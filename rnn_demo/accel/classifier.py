@@ -25,6 +25,13 @@ from rnn_demo.accel import kernels, sparse_rows
 from rnn_demo.model import RecurrentClassifier
 
 
+def layers_in_kernels(model: RecurrentClassifier) -> tuple[bool, ...]:
+    """For each of the model's layers, whether the kernels train it (``kernels.runs``): decided once per
+    Trainer and passed to ``forward`` with every batch. Bidirectional layers never are (``forward`` runs
+    them packed through torch)."""
+    return tuple(kernels.runs(layer) for layer in model.layers)
+
+
 def reads_table(model: RecurrentClassifier) -> bool:
     """Whether the first layer can read its rows from the embedding table itself while training: one way,
     a layer the kernels train (``kernels.runs``), and a table that takes row gradients or is frozen
@@ -52,7 +59,8 @@ def loss_and_gradients(model: RecurrentClassifier, ids: torch.Tensor, lengths: t
                                    ids, lengths.to("cpu", torch.long), labels, class_weight)
 
 
-def forward(model: RecurrentClassifier, ids: torch.Tensor, lengths: torch.Tensor, from_table: bool) -> torch.Tensor:
+def forward(model: RecurrentClassifier, ids: torch.Tensor, lengths: torch.Tensor, from_table: bool,
+            in_kernels: Sequence[bool]) -> torch.Tensor:
     """``model(ids, lengths)`` in training, with the kernels where they apply.
 
     Args:
@@ -60,6 +68,7 @@ def forward(model: RecurrentClassifier, ids: torch.Tensor, lengths: torch.Tensor
         ids: (B, T) token ids, padded with 0.
         lengths: (B,) real lengths.
         from_table: The first layer reads ``ids``' rows itself (where ``reads_table`` and ``kernels.fits``).
+        in_kernels: Per layer, whether the kernels run it (``layers_in_kernels``); only one-way layers.
 
     Returns:
         (B, C) logits.
@@ -69,24 +78,26 @@ def forward(model: RecurrentClassifier, ids: torch.Tensor, lengths: torch.Tensor
 
     lengths = lengths.detach().to("cpu", torch.long)
     if from_table:  # the first layer's kernel looks the words up and drops them out
-        out = _run_one_way(model.layers[1:], kernels.run_from_table(model.layers[0], model.embedding, ids,
-                                                                    model.dropout), drop, first_done=True)
+        first = kernels.run_from_table(model.layers[0], model.embedding, ids, model.dropout)  # (B, T, H)
+        out = _run_one_way(model.layers[1:], in_kernels[1:], first, drop, first_done=True)
     else:
         x = drop(sparse_rows.embedding(model.embedding, ids))  # (B, T, E)
-        run = _run_packed if model.config.bidirectional else _run_one_way
-        out = run(model.layers, x, drop, lengths=lengths)  # (B, T, D*H)
+        if model.config.bidirectional:
+            out = _run_packed(model.layers, x, drop, lengths)  # (B, T, 2H)
+        else:
+            out = _run_one_way(model.layers, in_kernels, x, drop)  # (B, T, H)
     pooled, _ = model.pool(out, lengths)
     return model.head(drop(pooled))  # (B, C)
 
 
-def _run_one_way(layers: Sequence[nn.Module], x: torch.Tensor, drop: Callable[[torch.Tensor], torch.Tensor],
-                 first_done: bool = False, lengths: torch.Tensor | None = None) -> torch.Tensor:
-    """Left-to-right layers over the padded batch (as the model's), GRU and LSTM layers in the kernels;
-    with ``first_done``, ``x`` is the first layer's output already."""
-    for i, layer in enumerate(layers, int(first_done)):
+def _run_one_way(layers: Sequence[nn.Module], in_kernels: Sequence[bool], x: torch.Tensor,
+                 drop: Callable[[torch.Tensor], torch.Tensor], first_done: bool = False) -> torch.Tensor:
+    """Left-to-right layers over the padded batch (as the model's), those marked ``in_kernels`` in the
+    kernels; with ``first_done``, ``x`` is the first layer's output already."""
+    for i, (layer, compiled) in enumerate(zip(layers, in_kernels, strict=True), int(first_done)):
         if i > 0:
             x = drop(x)
-        x = kernels.run(layer, x) if kernels.usable(layer, x) else layer(x)[0]  # (B, T, H)
+        x = kernels.run(layer, x) if compiled else layer(x)[0]  # (B, T, H)
     return x
 
 

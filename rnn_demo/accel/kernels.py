@@ -262,14 +262,6 @@ def runs(layer: torch.nn.Module) -> bool:
     )
 
 
-def usable(layer: torch.nn.Module, x: torch.Tensor) -> bool:
-    """Whether ``run(layer, x)`` can replace ``layer(x)[0]`` here: a layer the kernels train (``runs``),
-    training (in train mode, recording gradients) on a float32 CPU input. Explanations record gradients
-    in eval mode: they keep torch's layers and never compile the kernels."""
-    return (layer.training and torch.is_grad_enabled() and x.device.type == "cpu" and x.dtype == torch.float32
-            and runs(layer))
-
-
 @contextlib.contextmanager
 def threads_to_kernels(active: bool = True) -> Iterator[None]:
     """While active (a training step whose recurrent layers all run in the kernels): torch's own
@@ -308,11 +300,6 @@ def run(layer: torch.nn.GRU | torch.nn.LSTM, x: torch.Tensor) -> torch.Tensor:
     return _Layer.apply(type(layer), x.contiguous(), None, 0.0, 0, None, *_weights(layer))
 
 
-def usable_from_table(layer: torch.nn.Module, table: torch.Tensor, ids: torch.Tensor) -> bool:
-    """Whether ``run_from_table`` can compute ``layer`` here (``usable`` for the table, ``fits`` the ids)."""
-    return usable(layer, table) and fits(ids, table)
-
-
 def fits(ids: torch.Tensor, table: torch.Tensor) -> bool:
     """Whether the kernels can read (B, T) ``ids``' rows of ``table`` (CPU int64 ids; indices within 32 bits)."""
     return (ids.dim() == 2 and ids.dtype == torch.long and ids.device.type == "cpu"
@@ -321,11 +308,12 @@ def fits(ids: torch.Tensor, table: torch.Tensor) -> bool:
 
 def run_from_table(layer: torch.nn.GRU | torch.nn.LSTM, embedding: torch.nn.Embedding, ids: torch.Tensor,
                    dropout: torch.nn.Dropout) -> torch.Tensor:
-    """``run(layer, dropout(embedding(ids)))`` in one kernel call (where ``usable_from_table``): the layer
-    gathers its input rows from the table itself, step by step on each row block's thread, with the
-    same dropout values ``dropout`` would draw (one seed from torch's generator, the same hash). The
-    table's gradient is the rows the batch used (``rows_gradient``), so this is for a table that takes
-    row gradients (``rnn_demo.accel.sparse_rows.reads_rows``) or is frozen: a look-up and a dropout call fewer
+    """``run(layer, dropout(embedding(ids)))`` in one kernel call, in training where ``runs(layer)`` and
+    ``fits(ids, embedding.weight)``: the layer gathers its input rows from the table itself, step by
+    step on each row block's thread, with the same dropout values ``dropout`` would draw (one seed
+    from torch's generator, the same hash). The table's gradient is the rows the batch used
+    (``rows_gradient``), so this is for a table that takes row gradients
+    (``rnn_demo.accel.sparse_rows.reads_rows``) or is frozen. Why: a look-up and a dropout call fewer
     forward, a dropout call and an autograd node fewer backward, x written once instead of twice.
     Results are bit for bit those of the separate calls (tests). Interleaved in the real training loop
     against the separate calls: Rotten Tomatoes GRU +2.0% and +3.6%, LSTM +0.6% and +1.5%, IMDB GRU
@@ -349,7 +337,8 @@ def classifier_step(layer: torch.nn.GRU | torch.nn.LSTM, embedding: torch.nn.Emb
     (replacing it) as ``zero_grad(set_to_none=True)`` and ``loss.backward()`` would, the table's as the
     rows the batch used, and returns the loss. The dropout seeds are drawn as the modules' forward pass
     draws them, so the values are those of the modules to float rounding (tests). For where
-    ``usable_from_table`` holds, with a table that takes row gradients or is frozen and a ``POOLING_CODES`` pooling.
+    ``run_from_table`` applies, with a table that takes row gradients or is frozen and a ``POOLING_CODES``
+    pooling.
 
     Around the layer's two kernel calls, the modules' way spends ~40 small ops and autograd's
     bookkeeping (~2 ms of a ~10 ms Rotten Tomatoes step, on one core); interleaved in the real loop
