@@ -34,8 +34,8 @@ class EncodedTexts:
         """Every text's ids end to end, and where each text starts: ``(ids (sum L_i,), starts (N,))``.
 
         Built on first use; ``sequences`` then become views into it, so the ids are held once.
-        A batch is then one gather (``collate``) instead of a copy per text: 64 small copies
-        took 0.27 ms of a 7 ms Rotten Tomatoes training step.
+        A batch is then one gather (``collate``) instead of a copy per text (64 small copies,
+        each with its own call overhead).
         """
         if self._store is None:
             flat = torch.cat(self.sequences) if self.sequences else torch.zeros(0, dtype=torch.long)

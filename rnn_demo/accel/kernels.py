@@ -43,9 +43,9 @@ ENV = "RNN_DEMO_FUSED"  # "0" turns the compiled kernels off
 NAME = "rnn_demo_fused_cells"
 CSRC = Path(__file__).resolve().parent / "csrc"  # the C++ sources (*.cpp, one object each) and headers (*.h)
 # -fopenmp-simd vectorises the gate loops (their exp is inline code); 512-bit vectors where the CPU
-# has them (GCC prefers 256: here 0-9% faster per step). No -ffast-math: it would let the compiler
-# fold away the rounding step inside that exp. -fno-math-errno lets sqrt vectorise (it is still
-# correctly rounded; without it the embedding's Adam step ran 4x slower than torch's).
+# has them (GCC prefers 256). No -ffast-math: it would let the compiler fold away the rounding step
+# inside that exp. -fno-math-errno lets sqrt vectorise (it is still correctly rounded), so the
+# embedding's Adam step is not left behind torch's.
 CFLAGS = ["-O3", "-march=native", "-mprefer-vector-width=512", "-fopenmp-simd", "-fno-math-errno"]
 
 CELLS = (torch.nn.GRU, torch.nn.LSTM)  # the layer types the kernels train (exactly: tests compare them to torch's)
@@ -213,7 +213,7 @@ def rows_gradient(ids: torch.Tensor, grad: torch.Tensor, padding_idx: int | None
 
 def _row_tensor(unique: torch.Tensor, rows: torch.Tensor, shape: torch.Size) -> torch.Tensor:
     """The sparse gradient of a table of ``shape``: ``rows`` at the sorted ``unique`` row numbers, marked
-    coalesced (they are: coalescing again would cost 0.03-0.2 ms)."""
+    coalesced (they are, so coalescing would only sort them again)."""
     return torch.sparse_coo_tensor(unique[None], rows, shape, is_coalesced=True, check_invariants=False)
 
 
@@ -231,10 +231,11 @@ class _Dropout(torch.autograd.Function):
 
 
 def dropout(x: torch.Tensor, module: torch.nn.Dropout) -> torch.Tensor:
-    """``module(x)``, computed by the compiled kernel on the CPU while training (about 30x faster
-    than torch's ``bernoulli_``). The same distribution: each value is kept with probability
-    1 − p and scaled by 1/(1 − p); the seed comes from torch's generator, so
-    ``torch.manual_seed`` makes it reproducible. Elsewhere (eval mode, GPU, no kernel) it is ``module(x)``."""
+    """``module(x)``, computed by the compiled kernel on the CPU while training (a vectorised hash of
+    each position instead of torch's sequential ``bernoulli_`` generator). The same distribution: each
+    value is kept with probability 1 − p and scaled by 1/(1 − p); the seed comes from torch's generator,
+    so ``torch.manual_seed`` makes it reproducible. Elsewhere (eval mode, GPU, no kernel) it is
+    ``module(x)``."""
     seed = _dropout_seed(module, x.device, x.dtype, x.numel())
     return module(x) if seed is None else _Dropout.apply(x, float(module.p), seed)
 
@@ -267,12 +268,10 @@ def threads_to_kernels(active: bool = True) -> Iterator[None]:
     """While active (a training step whose recurrent layers all run in the kernels): torch's own
     ops run on one thread and the kernels' row blocks on torch's thread count.
 
-    What is left to torch in such a step are small ops (embedding look-up, loss, Adam's step over
-    the small dense parameters), and with OpenMP's passive waits each of them woke the second core
-    for less work than the waking cost (Adam's step over a GRU's 88,000 dense parameters: 596 µs
-    on 2 threads, 112 µs on 1): Rotten Tomatoes GRU training ran 19% faster this way, IMDB the same.
-    Both settings are restored on exit, so it is meant for one step at a time (trainers interleaved
-    on one thread, as in the race, do not disturb each other).
+    Why: what is left to torch in such a step are small ops (embedding look-up, loss, Adam's step
+    over the small dense parameters), and with OpenMP's passive waits each of them woke the second
+    core for less work than the waking cost. Both settings are restored on exit, so it is meant for
+    one step at a time (trainers interleaved on one thread, as in the race, do not disturb each other).
     """
     module = load() if active else None
     threads = torch.get_num_threads()
@@ -315,10 +314,7 @@ def run_from_table(layer: torch.nn.GRU | torch.nn.LSTM, embedding: torch.nn.Embe
     (``rows_gradient``), so this is for a table that takes row gradients
     (``rnn_demo.accel.sparse_rows.reads_rows``) or is frozen. Why: a look-up and a dropout call fewer
     forward, a dropout call and an autograd node fewer backward, x written once instead of twice.
-    Results are bit for bit those of the separate calls (tests). Interleaved in the real training loop
-    against the separate calls: Rotten Tomatoes GRU +2.0% and +3.6%, LSTM +0.6% and +1.5%, IMDB GRU
-    +1.5%, LSTM +0.7% tokens/s (the gather and its dropout now sit inside the time loop, on both cores:
-    a first version whose dropout loop did not vectorise made the forward pass 0.3 ms slower)."""
+    Results are bit for bit those of the separate calls (tests)."""
     table = embedding.weight
     seed = _dropout_seed(dropout, table.device, table.dtype, ids.numel() * table.shape[1])
     p = float(dropout.p) if seed is not None else 0.0
@@ -340,10 +336,8 @@ def classifier_step(layer: torch.nn.GRU | torch.nn.LSTM, embedding: torch.nn.Emb
     ``run_from_table`` applies, with a table that takes row gradients or is frozen and a ``POOLING_CODES``
     pooling.
 
-    Around the layer's two kernel calls, the modules' way spends ~40 small ops and autograd's
-    bookkeeping (~2 ms of a ~10 ms Rotten Tomatoes step, on one core); interleaved in the real loop
-    against it: Rotten Tomatoes GRU +13.4% and +8.8%, LSTM +14.5% and +11.7%, IMDB GRU +1.8%, LSTM
-    +0.9% tokens/s (IMDB's long batches are the kernels' time already)."""
+    Why: around the layer's two kernel calls, the modules' way spends ~40 small ops and autograd's
+    bookkeeping, on one core; on short texts that is a large share of the step."""
     table = embedding.weight
     seed = _dropout_seed(dropout, table.device, table.dtype, ids.numel() * table.shape[1])
     pooled_numel = ids.shape[0] * head.in_features  # the head's dropout draws its seed second, as in the model

@@ -7,8 +7,8 @@ embedding's gradient is a sparse tensor holding only the rows used (sorted uniqu
 row each, added in the order torch adds them), the clipping norm is taken over those rows
 (``clip_grad_norm_``), and ``optimizer_step`` steps the whole table of a torch Adam/AdamW in one pass
 of the compiled kernels (``rnn_demo.accel.kernels``) with a zero gradient for the other rows, in the
-same call as every other parameter of the model (torch's optimizer spent about 0.25 ms of Python and
-dispatch per Rotten Tomatoes step on a GRU's six small tensors).
+same call as every other parameter of the model (on a GRU's six small tensors torch's optimizer
+spends more in Python and dispatch than in arithmetic).
 
 The step is torch's fused CPU Adam, operation for operation (including the different rounding of
 its scalar code for a tensor's last numel mod 8 entries): given the same gradient, weights and both
@@ -16,13 +16,11 @@ moments come out bit for bit the same (tests), and the optimizer's state has tor
 checkpoints and the learning-rate scheduler see no difference. The only number that can differ is
 the clipping norm, in its last bits (summed in double, in one call); it changes the weights only in
 steps where clipping applies. This is not "lazy" Adam (torch's SparseAdam), which skips the rows
-without gradient: tried here, it cost 1.4-2.7 points of bbc_news accuracy.
+without gradient and so learns something else (it cost accuracy).
 
 Used on the CPU for Adam and AdamW without weight decay, with the kernels built
-(``rnn_demo.accel.plan_step`` decides, ``use_rows``); everything else keeps torch's dense gradient. Measured in the real
-training loop, interleaved with the dense gradient in one process: Rotten Tomatoes GRU +3%,
-IMDB GRU +5% tokens/s; the whole table's Adam step itself still reads and writes 24 MB
-(Rotten Tomatoes) every step, as exactness demands.
+(``rnn_demo.accel.plan_step`` decides, ``use_rows``); everything else keeps torch's dense gradient.
+The whole table's Adam step itself still reads and writes every row every step, as exactness demands.
 """
 
 from __future__ import annotations
@@ -98,7 +96,7 @@ def use_rows(module: torch.nn.Embedding, optimizer: str, weight_decay: float) ->
 def coalesced(grad: torch.Tensor) -> torch.Tensor:
     """A sparse gradient with every row once, in order. Autograd drops the "coalesced" mark when it
     stores a gradient in ``.grad``; rows from ``embedding`` are sorted and unique already, so they
-    are only checked (about 10 µs) and marked, not sorted again (0.03-0.2 ms)."""
+    are only checked (cheaper than sorting) and marked, not sorted again."""
     if grad.is_coalesced():
         return grad
     rows = grad._indices()[0]
@@ -173,8 +171,8 @@ def _compiled(group: dict[str, Any]) -> bool:
 
 def clip_grad_norm_(params: list[torch.Tensor], max_norm: float) -> torch.Tensor:
     """``torch.nn.utils.clip_grad_norm_`` that leaves the gradients alone when their norm is within
-    ``max_norm`` (torch's multiplies them by 1.0 then: a read and a write of every gradient, 0.7 ms
-    per IMDB step for the 3M-entry embedding alone) and takes row-sparse gradients by their values.
+    ``max_norm`` (torch's multiplies them by 1.0 then: a read and a write of every gradient, a dense
+    embedding table's included) and takes row-sparse gradients by their values.
     Returns the total norm before clipping."""
     grads = [g for g in (gradient_values(p) for p in params) if g is not None]
     module = kernels.loaded()

@@ -97,8 +97,8 @@ inline bool packed_blas() {
 }
 
 // Buffers for packed weights, kept between calls: glibc maps a block of this size (100–300 KB) afresh
-// for every allocation, and page-faulting it in took longer than the packing itself (LSTM: 150 µs a
-// call). Taken and given back on the calling thread, before and after the blocks run.
+// for every allocation, and page-faulting it in took longer than the packing itself. Taken and given
+// back on the calling thread, before and after the blocks run.
 class PackedBuffers {
  public:
   struct Buffer {
@@ -138,10 +138,10 @@ class PackedBuffers {
 // One of a time loop's matmuls for one row block: C (rows × n) = beta·C + A (rows × k) · op(W),
 // for the block's rows or the first few of them (the texts still running, RowBlocks),
 // op(W) = Wᵀ for W (n × k) (forward: x_t W_ihᵀ, h W_hhᵀ) or W for W (k × n) (backward: d_gates W),
-// with W packed once for all steps when MKL's packed GEMM is there (single-threaded: 130 → 170
-// GFLOP/s forward, 110 → 163 backward at 32 × 128 × 384 on this project's machine), else plain
-// sgemm. Constructed (its buffer taken) before the blocks run, packed by pack() inside the
-// block's body, on the block's thread: blocks pack in parallel and bodies do not allocate.
+// with W packed once for all steps when MKL's packed GEMM is there (faster than plain sgemm on a
+// block's few rows), else plain sgemm. Constructed (its buffer taken) before the blocks run, packed
+// by pack() inside the block's body, on the block's thread: blocks pack in parallel and bodies do
+// not allocate.
 class StepGemm {
  public:
   StepGemm(int64_t rows, int64_t n, int64_t k, const float* w, bool transposed)

@@ -47,7 +47,7 @@ class LayerInput {
     if (table_ == nullptr) return;
     const int64_t T = x_.size(1), E = x_.size(2);
     float* x = x_.data_ptr<float>();
-    const DropoutMask mask = mask_;  // a copy the stores into x cannot alias: the loop vectorises (7x faster)
+    const DropoutMask mask = mask_;  // a copy the stores into x cannot alias: the loop vectorises
     for (int64_t row = begin; row < end; ++row) {
       const int64_t at = (row * T + t) * E;
       const float* src = table_ + ids_[row * T + t] * E;

@@ -23,8 +23,8 @@ namespace fused {
 //   p = p + (−lr/(1 − β1^step)) m / (√v / √(1 − β2^step) + ε)
 // except for a tensor's last (numel mod 8) entries, which torch steps with scalar code that rounds
 // v = fma(v, β2, ((1 − β2) g) g) instead (its vectors hold 8 floats; tests compare both parts).
-// One call for the whole model: torch's optimizer took about 0.25 ms of Python and dispatch per
-// Rotten Tomatoes step for a GRU's six small tensors, more than their arithmetic.
+// One call for the whole model: on a GRU's six small tensors torch's optimizer spends more in
+// Python and dispatch than in their arithmetic.
 namespace {
 constexpr int64_t kTorchAdamVector = 8;
 

@@ -18,11 +18,10 @@ namespace fused {
 
 // The large tensors of a call (the output, the gate values saved for the backward pass, dx) come
 // from buffers kept between calls and reused once nothing else refers to them (the pool holds the
-// only reference). A fresh tensor that size is memory that glibc maps afresh and the OS zeroes page
-// by page on first touch: a 39 MB one (T = 400, B = 64, 3H = 384) took 14 ms to allocate and fill
-// against 5 ms to refill (13 MB: 4.5 against 1.4 ms), and reusing its buffers took 31% (GRU) and
-// 37% (LSTM) off a T = 400 forward pass. One list per kind of tensor, so that a buffer goes to the
-// same role in the next batch; a request larger than every free buffer of its kind frees those.
+// only reference). Why: a fresh tensor that size is memory that glibc maps afresh and the OS zeroes
+// page by page on first touch, which costs more than filling it again. One list per kind of tensor,
+// so that a buffer goes to the same role in the next batch; a request larger than every free buffer
+// of its kind frees those.
 // Batches of varying length therefore settle on buffers for the longest one seen, held until the
 // process ends: about the memory that batch needs anyway (150 MB for two GRU layers at T = 400).
 enum BufferKind { kStates, kGates, kGateAux, kTanhC, kDx, kInput, kKinds };
@@ -59,14 +58,9 @@ inline at::Tensor pooled_empty(BufferKind kind, at::IntArrayRef sizes, const at:
 
 // The memory a row block's thread writes at every step (the step's gate pre-activations or their
 // gradients, dh and dc, the weight- and bias-gradient sums) as one region per block, the regions
-// 256 KB apart. Side by side (one (B, 3H) buffer cut by rows), the two 32-row blocks of a GRU
-// forward pass (T = 22) on two threads took 1.18-1.34x as long as one block on one thread; with
-// the regions 256 KB apart 1.05-1.13x (separate allocations 1.08-1.13x; gaps of 64 B, 4 KB or to
-// the next page did no better than none). Measured on this project's 2-core AMD EPYC VM,
-// interleaved in one process; the likely cause is the cores' prefetchers reaching into lines the
-// other core is writing. The backward passes and the LSTM, which lost less (1.06-1.15x), did not
-// change measurably; they keep their per-block memory the same way. The gaps are never touched,
-// so they cost address space, not memory.
+// 256 KB apart. Why: with the blocks' memory side by side (one (B, 3H) buffer cut by rows), two
+// threads slowed each other down, likely the cores' prefetchers reaching into lines the other core
+// is writing; the gaps avoid it. The gaps are never touched, so they cost address space, not memory.
 class BlockRegions {
  public:
   BlockRegions(int64_t blocks, int64_t floats, const at::TensorOptions& options)
@@ -154,7 +148,7 @@ void for_row_blocks(const RowBlocks& blocks, const Body& body) {
     if (end > begin) body(block, begin, end);  // an empty batch: nothing to do
   };
   if (blocks.count() == 1) {  // on this thread, with single-threaded BLAS too (the other core would be
-    SingleThreadedBlas blas;  // woken for each of a step's 2-4 small matmuls: 2.3x as long at B = 8)
+    SingleThreadedBlas blas;  // woken for each of a step's 2-4 small matmuls, for less work than waking it costs)
     run(0);
     return;
   }

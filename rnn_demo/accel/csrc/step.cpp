@@ -19,13 +19,11 @@ namespace fused {
 // pooling over each text's real tokens (kLast: the state after its last token; kMax, kMean), dropout
 // (p, head_seed) and a linear head, and torch's cross-entropy loss (mean over the batch, weighted by
 // class_weight[label] when given, as nn.CrossEntropyLoss(weight) does). rnn_demo/model.py has the
-// same model as torch modules; in a Rotten Tomatoes step (~1,400 tokens) their ~40 small ops and
-// autograd's bookkeeping around the layer's kernels took ~2 ms of ~10, all on one core.
+// same model as torch modules; why one call: their ~40 small ops and autograd's bookkeeping around
+// the layer's kernels run on one core, a large share of a step on short texts.
 // Returns {loss (), the table's gradient as (unique ids, rows) (undefined when table_grad is false),
 // dW_ih, dW_hh, db_ih, db_hh, dW_head, db_head}. The layer computes only the texts' real steps, on
-// row blocks of equal real tokens (RowBlocks, from lengths): 3.7% of a Rotten Tomatoes epoch's padded
-// steps and 1.7% of an IMDB epoch's are padding; the call ran 0.7-3.5% faster on two threads, 3.6-3.9%
-// on one (six runs interleaved batch by batch; IMDB 1.6-2.0%).
+// row blocks of equal real tokens (RowBlocks, from lengths), so no thread computes padding.
 enum Pooling { kLast = 0, kMax = 1, kMean = 2 };
 
 std::vector<at::Tensor> classifier_step(bool lstm, const at::Tensor& table, const at::Tensor& ids,

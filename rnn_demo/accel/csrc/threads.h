@@ -5,9 +5,8 @@
 // using P threads the batch is cut into P row blocks and each block runs its own time loop
 // on its own thread, start to end, with single-threaded BLAS calls. Splitting each step's
 // (64 × 128)·(128 × 384) matmul across cores instead makes the threads meet twice per step,
-// and with OpenMP's passive waits every meeting wakes a sleeping core: 20–100 µs on this
-// project's shared 2-core VM, more than the matmul itself (a step took 140–170 µs that way
-// against 40–60 µs cut by rows, measured side by side). This needs a BLAS that can be told to
+// and with OpenMP's passive waits every meeting wakes a sleeping core, which costs more than
+// the matmul itself. This needs a BLAS that can be told to
 // stay on one thread from the calling thread: MKL, which PyTorch's x86 builds carry and
 // export. Elsewhere (no MKL symbols) the loop runs on the calling thread with torch's matmul.
 #pragma once
@@ -65,8 +64,8 @@ inline void set_threads(int64_t threads) { block_threads.store(std::max<int64_t>
 // How many threads the kernels split a batch of this size over (1: the portable path).
 inline int64_t threads_for_batch(int64_t batch) { return row_blocks(batch); }
 
-// Threads that stay alive between kernel calls: a new thread per call cost about 15 µs per
-// time step of a 25-step batch (creation, waking an idle core, MKL's per-thread set-up).
+// Threads that stay alive between kernel calls: a new thread per call would pay its creation,
+// waking an idle core and MKL's per-thread set-up every time.
 // One run at a time: a second caller while one runs (another Python thread) does its blocks
 // itself. After a fork the child, which has none of the parent's threads, starts a new pool
 // (the app spawns its workers; a forked child can hang in OpenMP anyway, so this is not tested).
