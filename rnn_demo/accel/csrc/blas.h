@@ -33,36 +33,19 @@ namespace fused {
 
 inline bool direct_blas() { return sgemm_ != nullptr && MKL_Set_Num_Threads_Local != nullptr; }
 
-// C (rows × n, row stride ldc) = beta·C + A (rows × k, row stride lda) · Wᵀ, W (n × k) row-major.
-inline void gemm_nt(int64_t rows, int64_t n, int64_t k, const float* a, int64_t lda, const float* w, float beta,
-                    float* c, int64_t ldc) {
-  if (direct_blas()) {  // column-major view: Cᵀ = W · Aᵀ
-    const int m_ = n, n_ = rows, k_ = k, lda_ = k, ldb_ = lda, ldc_ = ldc;
+// C (rows × n, row stride ldc) = beta·C + A (rows × k, row stride lda) · op(W), W row-major:
+// op(W) = Wᵀ for W (n × k) when `transposed`, else W for W (k × n).
+inline void gemm(int64_t rows, int64_t n, int64_t k, const float* a, int64_t lda, const float* w, bool transposed,
+                 float beta, float* c, int64_t ldc) {
+  if (direct_blas()) {  // column-major view: Cᵀ = op(W)ᵀ · Aᵀ
+    const int m_ = n, n_ = rows, k_ = k, lda_ = transposed ? k : n, ldb_ = lda, ldc_ = ldc;
     const float one = 1.0f;
-    sgemm_("T", "N", &m_, &n_, &k_, &one, w, &lda_, a, &ldb_, &beta, c, &ldc_);
+    sgemm_(transposed ? "T" : "N", "N", &m_, &n_, &k_, &one, w, &lda_, a, &ldb_, &beta, c, &ldc_);
     return;
   }
   auto A = at::from_blob(const_cast<float*>(a), {rows, k}, {lda, 1}, at::kFloat);
-  auto W = at::from_blob(const_cast<float*>(w), {n, k}, at::kFloat);
-  auto C = at::from_blob(c, {rows, n}, {ldc, 1}, at::kFloat);
-  if (beta == 0.0f) {
-    at::mm_out(C, A, W.t());
-  } else {
-    C.addmm_(A, W.t());
-  }
-}
-
-// C (rows × n, row stride ldc) = beta·C + A (rows × k, row stride lda) · W, W (k × n) row-major.
-inline void gemm_nn(int64_t rows, int64_t n, int64_t k, const float* a, int64_t lda, const float* w, float beta,
-                    float* c, int64_t ldc) {
-  if (direct_blas()) {  // column-major view: Cᵀ = Wᵀ · Aᵀ
-    const int m_ = n, n_ = rows, k_ = k, lda_ = n, ldb_ = lda, ldc_ = ldc;
-    const float one = 1.0f;
-    sgemm_("N", "N", &m_, &n_, &k_, &one, w, &lda_, a, &ldb_, &beta, c, &ldc_);
-    return;
-  }
-  auto A = at::from_blob(const_cast<float*>(a), {rows, k}, {lda, 1}, at::kFloat);
-  auto W = at::from_blob(const_cast<float*>(w), {k, n}, at::kFloat);
+  auto W = transposed ? at::from_blob(const_cast<float*>(w), {n, k}, at::kFloat).t()
+                      : at::from_blob(const_cast<float*>(w), {k, n}, at::kFloat);
   auto C = at::from_blob(c, {rows, n}, {ldc, 1}, at::kFloat);
   if (beta == 0.0f) {
     at::mm_out(C, A, W);
@@ -166,10 +149,8 @@ class StepGemm {
   void operator()(int64_t rows, const float* a, int64_t lda, float beta, float* c, int64_t ldc) const {
     if (packed_.data) {
       cblas_sgemm_compute(kRowMajor, kNoTrans, kPacked, rows, n_, k_, a, lda, packed_.data.get(), n_, beta, c, ldc);
-    } else if (transposed_) {
-      gemm_nt(rows, n_, k_, a, lda, w_, beta, c, ldc);
     } else {
-      gemm_nn(rows, n_, k_, a, lda, w_, beta, c, ldc);
+      gemm(rows, n_, k_, a, lda, w_, transposed_, beta, c, ldc);
     }
   }
 
