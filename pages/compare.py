@@ -32,7 +32,7 @@ else:
                             key=state.persist("compare.score", "val_accuracy"))
     presenter.chart(compare_figure(histories, score, cells), key="compare.accuracy", container=right)
     st.dataframe(compare_view.metrics_table(picked), hide_index=True, column_config=compare_view.METRICS_COLUMNS)
-    per_class = {run.name: (run.metrics.get("test") or {}).get("per_class", {}) for run in picked}
+    per_class = {run.name: run.test_per_class for run in picked}
     presenter.chart(per_class_f1_figure(per_class, cells), key="compare.f1")
     with st.expander("Precision, recall, F1 and support per class"):
         st.dataframe(results_view.per_class_table(picked), hide_index=True, column_config=results_view.CLASS_COLUMNS)

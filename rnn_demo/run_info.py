@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from rnn_demo.data import DatasetError, DatasetSpec
+from rnn_demo.metrics import as_number
 from rnn_demo.model import ModelConfig
 from rnn_demo.run_folders import CheckpointError
 from rnn_demo.text import TextConfig
@@ -90,6 +91,11 @@ class RunInfo:
         """The facts of config.json's ``summary`` (training seconds, parameter count …); {} when absent."""
         return _as_dict(self.config.get("summary"))
 
+    @property
+    def training_version(self) -> Any:
+        """``rnn_demo.TRAINING_VERSION`` of the code that trained the run (None for older runs)."""
+        return _as_dict(self.config.get("versions")).get("training")
+
     @cached_property
     def model_config(self) -> ModelConfig:
         """The model's settings (``vocab_size`` and ``num_classes`` included)."""
@@ -106,14 +112,28 @@ class RunInfo:
         return self._settings("train", TrainConfig)
 
     def _settings(self, key: str, cls: Any) -> Any:
+        data = self.config.get(key)
+        if not isinstance(data, dict):
+            raise CheckpointError(f"{self.path}/config.json has invalid {key} settings (not an object)")
         try:
-            return cls.from_dict(self.config[key])
-        except (TypeError, ValueError, KeyError) as exc:
+            return cls.from_dict(data)
+        except (TypeError, ValueError) as exc:
             raise CheckpointError(f"{self.path}/config.json has invalid {key} settings ({exc})") from exc
 
+    @property
+    def test_scores(self) -> dict[str, Any]:
+        """metrics.json's ``test`` scores (``accuracy``, ``macro_f1``, ``per_class``, ``confusion_matrix`` …);
+        {} when absent."""
+        return _as_dict(self.metrics.get("test"))
+
+    @property
+    def test_per_class(self) -> dict[str, Any]:
+        """Test precision, recall, F1 and support by class name; {} when not recorded."""
+        return _as_dict(self.test_scores.get("per_class"))
+
     def test_accuracy(self) -> float | None:
-        accuracy = _as_dict(self.metrics.get("test")).get("accuracy")
-        return float(accuracy) if _is_number(accuracy) else None
+        """The test accuracy, None when not recorded or not a finite number."""
+        return as_number(self.test_scores.get("accuracy"))
 
     def title(self, origin: str | None = None) -> str:
         """A one-line label for pickers: name, dataset, cell, test accuracy and where the run comes from

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+import rnn_demo
 from rnn_demo.checkpoints import (
     CheckpointError,
     list_runs,
@@ -156,6 +157,8 @@ def test_run_info_reads_the_settings_through_typed_accessors(run_dir):
     assert info.text_config == TextConfig() and info.train_config.epochs == 1 and info.train_config.batch_size == 32
     assert info.summary["epochs_run"] == 1 and info.summary["num_parameters"] > 0
     assert info.dataset_spec is info.dataset_spec and info.model_config is info.model_config  # parsed once
+    assert info.training_version == rnn_demo.TRAINING_VERSION and info.test_accuracy() == info.test_scores["accuracy"]
+    assert set(info.test_per_class) == {"negative", "positive"} and info.test_per_class["negative"]["support"] > 0
 
 
 def test_an_old_run_without_a_dataset_reference_still_loads(run_dir, tmp_path):
@@ -203,6 +206,10 @@ def test_typed_accessors_of_a_hand_built_run_info_raise_a_checkpoint_error(tmp_p
     with pytest.raises(CheckpointError, match="invalid text settings"):
         info.text_config
     assert info.cell == "5" and info.dataset_name == "?"  # labels never raise
+    info = RunInfo(path=tmp_path, name="x", shipped=False, metrics={"test": [0.5]}, config={"model": "gru"})
+    with pytest.raises(CheckpointError, match="invalid model settings"):
+        info.model_config
+    assert info.test_scores == {} and info.test_per_class == {} and info.test_accuracy() is None
 
 
 

@@ -14,7 +14,7 @@ from rnn_demo import sessions
 from rnn_demo.baseline import baseline_accuracy, points, run_sentence, stored_baseline
 from rnn_demo.checkpoints import RunInfo
 from rnn_demo.jobs import JobError, TrainingJob, shared_manager
-from rnn_demo.metrics import as_number, weighted_f1
+from rnn_demo.metrics import weighted_f1
 from rnn_demo.model import CELLS
 from rnn_demo.ui import state
 from rnn_demo.ui.widgets import md
@@ -67,9 +67,8 @@ def metrics_table(runs: Sequence[RunInfo]) -> pd.DataFrame:
     test accuracy and the gap in points (empty for runs trained before the baseline), parameters, time."""
     rows = []
     for run in runs:
-        test = run.metrics.get("test") or {}
-        facts = run.config.get("summary") or {}
-        accuracy, bow = as_number(test.get("accuracy")), baseline_accuracy(stored_baseline(run.metrics))
+        test, facts = run.test_scores, run.summary
+        accuracy, bow = run.test_accuracy(), baseline_accuracy(stored_baseline(run.metrics))
         rows.append({
             "run": run.name,
             "dataset": run.dataset_name,

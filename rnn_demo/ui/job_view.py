@@ -216,7 +216,7 @@ def result_panel(job: TrainingJob) -> None:
     c.metric("Training time", format_duration(sum(summary["epoch_seconds"])))
     try:
         info = read_run_info(path)
-        presenter.chart(confusion_matrix_figure(info.metrics["test"]["confusion_matrix"], info.label_names),
+        presenter.chart(confusion_matrix_figure(info.test_scores["confusion_matrix"], info.label_names),
                         config=_CHART_CONFIG, key="train.confusion")
     except (CheckpointError, KeyError) as exc:
         st.warning(f"The saved run could not be read ({md(exc)}).")

@@ -37,15 +37,10 @@ CLASS_CAPTION = (
 )
 
 
-def _test(info: RunInfo) -> dict[str, Any]:
-    test = info.metrics.get("test")
-    return test if isinstance(test, dict) else {}
-
-
 def baseline_rows(info: RunInfo) -> list[dict[str, Any]]:
     """The run's own test scores, then one row per bag-of-words feature set (none for older runs)."""
-    test = _test(info)
-    own = {"model": f"this {info.cell.upper()}", "test accuracy": as_number(test.get("accuracy")),
+    test = info.test_scores
+    own = {"model": f"this {info.cell.upper()}", "test accuracy": info.test_accuracy(),
            "test macro-F1": as_number(test.get("macro_f1")), "test weighted F1": weighted_f1(test)}
     return [own, *variant_rows(stored_baseline(info.metrics))]
 
@@ -63,13 +58,13 @@ def baseline_section(info: RunInfo) -> None:
 
 def per_class_section(info: RunInfo, key: str) -> None:
     """Precision, recall, F1 and support per class (plus the weighted average) and F1 bars beside bag-of-words."""
-    rows = per_class_rows(_test(info))
+    rows = per_class_rows(info.test_scores)
     if not rows:
         st.caption("This run has no per-class scores.")
         return
     st.dataframe(pd.DataFrame(rows), hide_index=True, column_config=CLASS_COLUMNS)
     st.caption(CLASS_CAPTION)
-    per_class = {info.name: _test(info).get("per_class") or {}}
+    per_class = {info.name: info.test_per_class}
     baseline = stored_baseline(info.metrics)
     if baseline and isinstance(baseline.get("test"), dict) and isinstance(baseline["test"].get("per_class"), dict):
         per_class[BASELINE_NAME] = baseline["test"]["per_class"]
@@ -79,5 +74,5 @@ def per_class_section(info: RunInfo, key: str) -> None:
 
 def per_class_table(runs: Sequence[RunInfo]) -> pd.DataFrame:
     """Per-class rows of several runs, one block per run (Compare)."""
-    rows = [{"run": run.name, **row} for run in runs for row in per_class_rows(_test(run))]
+    rows = [{"run": run.name, **row} for run in runs for row in per_class_rows(run.test_scores)]
     return pd.DataFrame(rows, columns=["run", "class", "precision", "recall", "f1", "support"])
