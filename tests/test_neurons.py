@@ -217,6 +217,20 @@ def test_bad_input_gives_a_clear_error(gru):
         assert "\n" not in str(info.value)
 
 
+def test_a_run_without_a_dataset_reference_says_so_and_a_copy_shares_the_cache(neuron_runs, tmp_path):
+    copy = Path(shutil.copytree(neuron_runs / "neg-char", tmp_path / "copy"))
+    assert nx.cache_key(Predictor.load(copy), "test", 100) == nx.cache_key(
+        Predictor.load(neuron_runs / "neg-char"), "test", 100)  # the weights and settings name it, not the path
+    old = Path(shutil.copytree(neuron_runs / "neg-char", tmp_path / "old"))
+    config = json.loads((old / "config.json").read_text())
+    del config["dataset"]  # a run saved before runs recorded their dataset
+    (old / "config.json").write_text(json.dumps(config))
+    predictor = Predictor.load(old)
+    assert nx.cache_key(predictor, "test", 100) != nx.cache_key(Predictor.load(copy), "test", 100)
+    with pytest.raises(ExplainError, match="^run old does not record which dataset it was trained on$"):
+        nx.build_activation_cache(predictor, "test")
+
+
 def test_a_one_token_text_is_compared_with_the_split(gru):
     cache = nx.build_activation_cache(gru, "validation")
     selection = select_units(gru, "not", (0, 1), cache=cache)

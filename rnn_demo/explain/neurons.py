@@ -25,8 +25,8 @@ import numpy as np
 import torch
 
 from rnn_demo.cachefiles import atomic_path
-from rnn_demo.checkpoints import rnn_demo_home
-from rnn_demo.data import DatasetSpec, load_splits
+from rnn_demo.checkpoints import RunInfo, rnn_demo_home
+from rnn_demo.data import load_splits
 from rnn_demo.explain.common import EXPLAIN_MAX_TOKENS, ExplainError
 from rnn_demo.predict import Predictor, encode_ids
 
@@ -124,21 +124,21 @@ def cache_key(predictor: Predictor, split: str, cap: int) -> str:
     modification time and size count too, so a replaced file is read again.
     """
     info = _run_info(predictor)
-    spec = (info.config.get("dataset") or {}).get("spec") or {}
-    files = [spec.get(name) for name in ("csv", "test_csv") if isinstance(spec.get(name), str)]
+    spec = info.dataset_spec
+    files = [f for f in (spec.csv, spec.test_csv) if f is not None] if spec is not None else []
     parts = {
         "format": CACHE_FORMAT,
         "weights": _file_hash(Path(info.path) / "model.safetensors"),
-        "dataset": info.config.get("dataset"),
+        "dataset": [None if spec is None else spec.to_dict(), info.dataset_fingerprint],
         "files": [[Path(f).stat().st_mtime_ns, Path(f).stat().st_size] if Path(f).is_file() else None for f in files],
-        "text": info.config.get("text"),
+        "text": info.text_config.to_dict(),
         "split": split,
         "cap": int(cap),
     }
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:20]
 
 
-def _run_info(predictor: Predictor) -> Any:
+def _run_info(predictor: Predictor) -> RunInfo:
     if predictor.run is None:
         raise ExplainError("the neuron explorer needs a saved run (load it with Predictor.load)")
     return predictor.run.info
@@ -188,10 +188,9 @@ def _split_texts(predictor: Predictor, split: str) -> tuple[list[str], np.ndarra
     if split not in NEURON_SPLITS:
         raise ExplainError(f"unknown split {split!r}; choose one of {', '.join(NEURON_SPLITS)}")
     info = _run_info(predictor)
-    spec = (info.config.get("dataset") or {}).get("spec")
-    if not isinstance(spec, dict):
+    if info.dataset_spec is None:
         raise ExplainError(f"run {info.name} does not record which dataset it was trained on")
-    splits = load_splits(DatasetSpec.from_dict(spec))
+    splits = load_splits(info.dataset_spec)
     if list(splits.label_names) != list(predictor.label_names):
         raise ExplainError(f"the dataset's classes {splits.label_names} differ from the run's; the data changed")
     part = getattr(splits, split)
