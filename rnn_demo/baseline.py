@@ -27,8 +27,8 @@ import numpy as np
 from sklearn.feature_extraction.text import HashingVectorizer, TfidfTransformer
 from sklearn.linear_model import LogisticRegression
 
-from rnn_demo.checkpoints import CheckpointError, read_run_info
-from rnn_demo.data import DatasetError, DatasetSpec, DatasetSplits, load_splits
+from rnn_demo.checkpoints import CheckpointError, RunInfo, read_run_info
+from rnn_demo.data import DatasetError, DatasetSplits, load_splits
 from rnn_demo.metrics import as_number, classification_summary
 from rnn_demo.text import TextConfig, Tokenizer
 
@@ -227,29 +227,21 @@ def comparison_sentence(dataset: str, cell: str, model_accuracy: float | None,
     return f"On {dataset} {both}: bag-of-words wins by {-gap} point{'s' * (gap != -1)}; the {name} adds nothing here."
 
 
-def run_dataset_title(config: Mapping[str, Any]) -> str:
-    """The dataset's title for a run's config.json (its registry title, else the stored name)."""
-    dataset = config.get("dataset") if isinstance(config, Mapping) else None
-    dataset = dataset if isinstance(dataset, Mapping) else {}
-    try:
-        return DatasetSpec.from_dict(dict(dataset["spec"])).display_name()
-    except (KeyError, TypeError, ValueError, DatasetError):
-        return str(dataset.get("name", "this dataset"))
+def run_dataset_title(info: RunInfo) -> str:
+    """The dataset's title for a run (its registry title, else the name recorded at training)."""
+    spec = info.dataset_spec
+    return spec.display_name() if spec is not None else info.dataset_name
 
 
-def run_sentence(config: Mapping[str, Any], metrics: Mapping[str, Any],
-                 baseline: Mapping[str, Any] | None = None) -> str:
-    """``comparison_sentence`` for a saved run (its config.json and metrics.json).
+def run_sentence(info: RunInfo, baseline: Mapping[str, Any] | None = None) -> str:
+    """``comparison_sentence`` for a saved run.
 
     Args:
+        info: The run.
         baseline: Use this baseline (e.g. one computed now for an older run) instead of the stored one.
     """
-    model = config.get("model") if isinstance(config, Mapping) else None
-    cell = str(model.get("cell", "model")) if isinstance(model, Mapping) else "model"
-    test = metrics.get("test") if isinstance(metrics, Mapping) else None
-    accuracy = as_number(test.get("accuracy")) if isinstance(test, Mapping) else None
-    return comparison_sentence(run_dataset_title(config), cell, accuracy,
-                               baseline if baseline is not None else stored_baseline(metrics))
+    return comparison_sentence(run_dataset_title(info), info.cell, info.test_accuracy(),
+                               baseline if baseline is not None else stored_baseline(info.metrics))
 
 
 def saved_run_sentence(run_dir: str | Path) -> str:
@@ -258,48 +250,45 @@ def saved_run_sentence(run_dir: str | Path) -> str:
         info = read_run_info(run_dir)
     except CheckpointError:
         return ""
-    return run_sentence(info.config, info.metrics)
+    return run_sentence(info)
 
 
-def baseline_for_old_run(config: Mapping[str, Any], text_config: TextConfig,
-                         splits: DatasetSplits | None = None) -> tuple[dict[str, Any] | None, str]:
-    """Fits the baseline now for a run saved without one, from the run's own dataset.
+def baseline_for_old_run(info: RunInfo, splits: DatasetSplits | None = None) -> tuple[dict[str, Any] | None, str]:
+    """Fits the baseline now for a run saved without one, from the run's own dataset and tokenizer settings.
 
     Args:
-        config: The run's config.json.
-        text_config: The run's tokenizer settings.
+        info: The run.
         splits: The run's splits if already loaded (they are checked against its fingerprint).
 
     Returns:
         ``(baseline, note)``: the baseline, or None and why it could not be computed.
     """
-    dataset = config.get("dataset") if isinstance(config, Mapping) else None
-    dataset = dataset if isinstance(dataset, Mapping) else {}
-    try:
-        if splits is None:
-            splits = load_splits(DatasetSpec.from_dict(dict(dataset["spec"])))
-    except (KeyError, TypeError, ValueError, DatasetError) as exc:
-        return None, f"{NOT_STORED}; its dataset could not be loaded ({exc})"
-    if dataset.get("fingerprint") not in (None, splits.fingerprint):
+    if splits is None:
+        if info.dataset_spec is None:
+            return None, f"{NOT_STORED}; the run does not record which dataset it was trained on"
+        try:
+            splits = load_splits(info.dataset_spec)
+        except (TypeError, ValueError, DatasetError) as exc:
+            return None, f"{NOT_STORED}; its dataset could not be loaded ({exc})"
+    if info.dataset_fingerprint not in (None, splits.fingerprint):
         return None, f"{NOT_STORED}; its dataset has changed since, so it cannot be fitted on the same split"
-    return fit_baseline(splits, text_config), "computed now, as the run predates it"
+    return fit_baseline(splits, info.text_config), "computed now, as the run predates it"
 
 
-def baseline_report(config: Mapping[str, Any], metrics: Mapping[str, Any], text_config: TextConfig,
-                    splits: DatasetSplits | None = None) -> dict[str, Any]:
+def baseline_report(info: RunInfo, splits: DatasetSplits | None = None) -> dict[str, Any]:
     """What ``python -m rnn_demo evaluate`` shows: the sentence, where the baseline comes from, its rows.
 
     Args:
-        config: The run's config.json; metrics: its metrics.json; text_config: its tokenizer settings.
+        info: The run.
         splits: The run's own splits when already loaded (for fitting an older run's baseline now).
 
     Returns:
         ``{"sentence", "source", "rows"}``: ``source`` is None when there is no baseline
         (the sentence then says why), ``rows`` as ``variant_rows``.
     """
-    baseline, source = stored_baseline(metrics), "stored with the run"
+    baseline, source = stored_baseline(info.metrics), "stored with the run"
     if baseline is None:
-        baseline, source = baseline_for_old_run(config, text_config, splits)
+        baseline, source = baseline_for_old_run(info, splits)
     if baseline is None:
         return {"sentence": f"{source}.", "source": None, "rows": []}
-    return {"sentence": run_sentence(config, metrics, baseline), "source": source, "rows": variant_rows(baseline)}
+    return {"sentence": run_sentence(info, baseline), "source": source, "rows": variant_rows(baseline)}

@@ -295,7 +295,10 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     predictor = Predictor.load(args.run_dir, device=args.device)
     info = predictor.run.info
     own = not (args.dataset or args.csv)
-    spec = DatasetSpec.from_dict(info.config["dataset"]["spec"]) if own else _dataset_spec(args)
+    spec = info.dataset_spec if own else _dataset_spec(args)
+    if spec is None:
+        raise DatasetError(f"run {info.name} does not record which dataset it was trained on; "
+                           "name one with --dataset or --csv")
     splits = load_splits(spec)
     if splits.label_names != predictor.label_names:
         raise DatasetError(f"the dataset's classes {splits.label_names} differ from the model's {predictor.label_names}")
@@ -303,7 +306,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     probs = predictor.predict_proba(part.texts)
     result = classification_summary(part.labels, probs, predictor.label_names)
     # The bag-of-words baseline of the run's own splits: stored, or fitted now for an older run.
-    baseline = baseline_report(info.config, info.metrics, predictor.run.text_config, splits if own else None)
+    baseline = baseline_report(info, splits if own else None)
 
     def human() -> None:
         print(f"{args.split}: n={result['n']}  accuracy {result['accuracy']:.4f}  macro-F1 {result['macro_f1']:.4f}  "

@@ -8,6 +8,7 @@ import shutil
 import pytest
 
 from rnn_demo import baseline as bow
+from rnn_demo.checkpoints import read_run_info
 from rnn_demo.cli import main
 from rnn_demo.data import DatasetSplits, LabeledTexts
 from rnn_demo.metrics import classification_summary, per_class_rows, weighted_f1
@@ -43,7 +44,7 @@ def test_on_negation_the_gru_beats_bag_of_words_by_far_and_bag_of_words_is_at_ch
     assert stored["validation"]["n"] == metrics["validation"]["n"] and stored["test"]["n"] == metrics["test"]["n"]
     assert set(stored["test"]) >= {"accuracy", "macro_f1", "weighted_f1", "per_class"}
     assert stored["fit_seconds"] < 30 and stored["settings"]["random_state"] == bow.RANDOM_STATE
-    sentence = bow.run_sentence(json.loads((tiny_runs_dir / "tiny-gru" / "config.json").read_text()), metrics)
+    sentence = bow.run_sentence(read_run_info(tiny_runs_dir / "tiny-gru"))
     assert sentence.startswith("On Negation the GRU beats bag-of-words by ") and "word order matters here" in sentence
     assert "Word pairs alone reach" in sentence
 
@@ -155,7 +156,15 @@ def test_evaluate_fits_the_baseline_now_for_a_run_trained_before_it(tiny_runs_di
     config = json.loads((old / "config.json").read_text(encoding="utf-8"))
     config["dataset"]["spec"]["params"] = {"n": 1}  # the dataset can no longer be loaded
     (old / "config.json").write_text(json.dumps(config), encoding="utf-8")
-    assert bow.baseline_report(config, metrics, TextConfig())["sentence"].startswith(bow.NOT_STORED)
+    report = bow.baseline_report(read_run_info(old))
+    assert report["sentence"].startswith(f"{bow.NOT_STORED}; its dataset could not be loaded (") and not report["rows"]
+    del config["dataset"]  # a run saved before runs recorded their dataset
+    (old / "config.json").write_text(json.dumps(config), encoding="utf-8")
+    report = bow.baseline_report(read_run_info(old))
+    assert report == {"sentence": f"{bow.NOT_STORED}; the run does not record which dataset it was trained on.",
+                      "source": None, "rows": []}
+    assert main(["evaluate", str(old)]) == 2  # a clear message, not a traceback
+    assert "does not record which dataset it was trained on; name one with --dataset" in capsys.readouterr().err
 
 
 def test_a_race_fits_the_baseline_once_for_all_its_cells():

@@ -137,4 +137,4 @@ def baseline_bars(runs: Sequence[RunInfo]) -> list[tuple[str, str, float | None,
 
 def baseline_sentences(runs: Sequence[RunInfo]) -> list[str]:
     """Each run's one-line verdict against its bag-of-words baseline, prefixed with the run's name."""
-    return [f"{run.name}: {run_sentence(run.config, run.metrics)}" for run in runs]
+    return [f"{run.name}: {run_sentence(run)}" for run in runs]

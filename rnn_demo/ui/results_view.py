@@ -48,7 +48,7 @@ def baseline_rows(info: RunInfo) -> list[dict[str, Any]]:
 def baseline_section(info: RunInfo) -> None:
     """The one-line verdict, the run beside bag-of-words, and what the baseline is."""
     st.markdown("**Does word order pay off? This run beside a bag-of-words classifier**")
-    st.markdown(md(run_sentence(info.config, info.metrics)))
+    st.markdown(md(run_sentence(info)))
     if stored_baseline(info.metrics) is None:
         st.caption(f"This run has {NOT_STORED}; `python -m rnn_demo evaluate RUN` computes it from the run's dataset.")
         return
