@@ -26,9 +26,12 @@ import math
 import statistics
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:  # only for the annotation: this module imports no torch
+    from rnn_demo.run_info import RunInfo
 
 GATES = {"rnn": 1, "gru": 3, "lstm": 4}  # weight blocks per cell: Elman, GRU (reset, update, new), LSTM (i, f, g, o)
 NO_ESTIMATE = "No estimate yet: train once to calibrate."
@@ -39,7 +42,7 @@ def cost_per_token(model: Mapping[str, Any]) -> int:
     """Multiply-adds per token of a model's forward pass (see the module docstring).
 
     Args:
-        model: A ``ModelConfig`` as a dict (``ModelConfig.to_dict()`` or a run's ``config["model"]``).
+        model: A ``ModelConfig`` as a dict (``ModelConfig.to_dict()``).
 
     Returns:
         The count (only ratios between two counts are meaningful).
@@ -100,8 +103,8 @@ def _positive(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
 
 
-def calibration_from_run(name: str, config: Mapping[str, Any], history: Any) -> Calibration | None:
-    """A run's calibration from its ``config.json`` and ``history.json`` contents; None when unusable.
+def calibration_from_run(info: RunInfo, history: Any) -> Calibration | None:
+    """A run's calibration from its settings and its ``history.json`` contents; None when unusable.
 
     The median of the epochs' ``tokens_per_second`` is used: the first epoch of a run
     may include one-off warm-up, and one slow epoch (a busy server) should not decide.
@@ -110,17 +113,15 @@ def calibration_from_run(name: str, config: Mapping[str, Any], history: Any) -> 
         return None
     speeds = [e["tokens_per_second"] for e in history
               if isinstance(e, dict) and e.get("type") == "epoch" and _positive(e.get("tokens_per_second"))]
-    model = config.get("model")
-    if not speeds or not isinstance(model, Mapping):
+    if not speeds:
         return None
-    try:
-        cost = cost_per_token(model)
-    except ValueError:
+    try:  # a RunInfo built by hand may hold settings that were never checked
+        model = info.model_config
+        cost = cost_per_token(model.to_dict())
+    except ValueError:  # rnn_demo.checkpoints.CheckpointError included
         return None
-    versions = config.get("versions")
-    version = versions.get("training") if isinstance(versions, Mapping) else None
-    return Calibration(name=name, cell=str(model["cell"]), cost=cost,
-                       tokens_per_second=float(statistics.median(speeds)), training_version=version)
+    return Calibration(name=info.name, cell=model.cell, cost=cost, tokens_per_second=float(statistics.median(speeds)),
+                       training_version=info.training_version)
 
 
 def pick_reference(

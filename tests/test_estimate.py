@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from rnn_demo.checkpoints import RunInfo, read_run_info
 from rnn_demo.estimate import (
     NO_ESTIMATE,
     Calibration,
@@ -29,6 +30,11 @@ GRU = {"cell": "gru", "embedding_dim": 100, "hidden_size": 128, "num_layers": 1,
 
 def model(**changes):
     return {**GRU, **changes}
+
+
+def run_info(name, config):
+    """A run's settings as read from its config.json (built by hand: nothing checked them)."""
+    return RunInfo(path=Path(name), name=name, shipped=False, config=config, metrics={})
 
 
 def calibration(name, cost, tps, cell="gru", version=2):
@@ -76,8 +82,7 @@ def test_calibration_from_run_takes_the_median_epoch_throughput(tmp_path):
         {"type": "epoch", "epoch": 2, "tokens_per_second": 3000.0},
         {"type": "epoch", "epoch": 3, "tokens_per_second": 2000.0},
     ]
-    config = {"model": GRU, "versions": {"training": 2}}
-    found = calibration_from_run("my-run", config, history)
+    found = calibration_from_run(run_info("my-run", {"model": GRU, "versions": {"training": 2}}), history)
     assert found == Calibration(name="my-run", cell="gru", cost=cost_per_token(GRU), tokens_per_second=2000.0,
                                 training_version=2)
 
@@ -86,19 +91,19 @@ def test_calibration_from_run_takes_the_median_epoch_throughput(tmp_path):
                                      [{"type": "epoch", "tokens_per_second": "fast"}], "not a list",
                                      [{"type": "epoch", "tokens_per_second": float("nan")}]])
 def test_a_run_without_a_usable_throughput_calibrates_nothing(history):
-    assert calibration_from_run("r", {"model": GRU}, history) is None
+    assert calibration_from_run(run_info("r", {"model": GRU}), history) is None
 
 
 def test_a_run_with_a_broken_model_config_calibrates_nothing():
     history = [{"type": "epoch", "tokens_per_second": 1000.0}]
-    assert calibration_from_run("r", {"model": "gru"}, history) is None
-    assert calibration_from_run("r", {"model": model(cell="transformer")}, history) is None
+    for config in ({"model": "gru"}, {"model": model(cell="transformer")}, {"model": model(hidden_size=-1)}, {}):
+        assert calibration_from_run(run_info("r", config), history) is None
+    assert calibration_from_run(run_info("r", {"model": GRU, "versions": "2"}), history).training_version is None
 
 
 def test_the_shipped_runs_calibrate():
     run = ROOT / "checkpoints" / "rotten_tomatoes-gru"
-    config = json.loads((run / "config.json").read_text())
-    found = calibration_from_run(run.name, config, json.loads((run / "history.json").read_text()))
+    found = calibration_from_run(read_run_info(run), json.loads((run / "history.json").read_text()))
     assert found is not None and found.cell == "gru" and found.tokens_per_second > 0
 
 

@@ -22,6 +22,7 @@ from typing import Any
 import streamlit as st
 
 from rnn_demo import TRAINING_VERSION, estimate, sessions
+from rnn_demo.checkpoints import RunInfo
 from rnn_demo.data import DatasetError
 from rnn_demo.experiment import default_configs
 from rnn_demo.jobs import JobError, shared_manager
@@ -259,7 +260,7 @@ def duration_estimate() -> str:
     except (DatasetError, OSError):  # e.g. an uploaded file that is gone
         return "No estimate: the dataset cannot be read (see the Data page)."
     cost = estimate.cost_per_token({**model_cfg.to_dict(), "num_classes": max(2, len(stats.label_names))})
-    calibrations = [c for run in state.runs() if (c := _calibration(str(run.path), _mtime(run.path))) is not None]
+    calibrations = [c for run in state.runs() if (c := _calibration(str(run.path), _mtime(run.path), run)) is not None]
     reference = estimate.pick_reference(calibrations, cell=model_cfg.cell, cost=cost,
                                         training_version=TRAINING_VERSION)
     pauses = ""
@@ -282,15 +283,13 @@ def _mtime(run_dir: Path) -> float:
 
 
 @st.cache_data(max_entries=256, show_spinner=False)
-def _calibration(run_dir: str, mtime: float) -> estimate.Calibration | None:
+def _calibration(run_dir: str, mtime: float, _info: RunInfo) -> estimate.Calibration | None:
     """A run's measured throughput (cached per run folder and history version; None when unusable)."""
-    path = Path(run_dir)
     try:
-        config = json.loads((path / "config.json").read_text(encoding="utf-8"))
-        history = json.loads((path / "history.json").read_text(encoding="utf-8"))
+        history = json.loads((Path(run_dir) / "history.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-    return estimate.calibration_from_run(path.name, config, history) if isinstance(config, dict) else None
+    return estimate.calibration_from_run(_info, history)
 
 
 def start_training_job() -> None:
