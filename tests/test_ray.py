@@ -127,6 +127,24 @@ def test_an_unreachable_cluster_falls_back_to_local_jobs_with_a_notice(tmp_path,
     assert backend is None and "pip install -r requirements-ray.txt" in notice
 
 
+def test_a_run_from_a_node_gets_the_server_s_dataset_paths_back(tiny_runs_dir, tmp_path):
+    from rnn_demo.checkpoints import CheckpointError, read_run_info
+    from rnn_demo.jobs.ray_backend import RayEvents
+
+    run = Path(shutil.copytree(tiny_runs_dir / "tiny-gru", tmp_path / "run"))
+    config = json.loads((run / "config.json").read_text())
+    node = DatasetSpec(csv="/node/in/reviews.csv", test_csv="/node/in/test.csv", text_cols=["review"], label_col="y")
+    config["dataset"]["spec"] = node.to_dict()
+    (run / "config.json").write_text(json.dumps(config))
+    server = dataclasses.replace(node, csv="/srv/uploads/reviews.csv", test_csv=None)
+    RayEvents(None, None, None, {"spec": server.to_dict()}, 0)._restore_dataset_paths(run)
+    assert read_run_info(run).dataset_spec == server
+    config["dataset"]["spec"] = {"csv": ["not", "a", "path"]}  # a damaged run from the node
+    (run / "config.json").write_text(json.dumps(config))
+    with pytest.raises(CheckpointError, match="is not a string"):  # a ValueError: the job's error event
+        RayEvents(None, None, None, {"spec": server.to_dict()}, 0)._restore_dataset_paths(run)
+
+
 # ----- a real cluster ----------------------------------------------------------------------------
 
 

@@ -25,6 +25,7 @@ the server's.
 from __future__ import annotations
 
 import collections
+import dataclasses
 import json
 import logging
 import os
@@ -35,6 +36,8 @@ from pathlib import Path
 from typing import Any
 
 from rnn_demo.cachefiles import atomic_path
+from rnn_demo.checkpoints import read_run_info
+from rnn_demo.data import DatasetSpec
 from rnn_demo.jobs.errors import JobError
 from rnn_demo.jobs.events import Event
 from rnn_demo.jobs.ray_runner import FILES_KEY, INPUTS_KEY, JobRunner
@@ -364,17 +367,21 @@ class RayEvents:
         return event
 
     def _restore_dataset_paths(self, run_dir: Path) -> None:
-        """Puts the server's paths of an uploaded dataset back into a run's config (the node had its own copy)."""
-        spec = self._payload.get("spec") or {}
-        if not spec.get("csv"):
+        """Puts the server's paths of an uploaded dataset back into a run's config (the node had its own copy).
+
+        Raises:
+            CheckpointError: The run that came back is damaged (a ValueError: the job's error event says so).
+        """
+        server = DatasetSpec.from_dict(self._payload["spec"]) if "spec" in self._payload else None
+        if server is None or server.csv is None:
             return
-        path = run_dir / "config.json"
-        config = json.loads(path.read_text(encoding="utf-8"))
-        saved = (config.get("dataset") or {}).get("spec")
-        if not isinstance(saved, dict):
+        info = read_run_info(run_dir)
+        if info.dataset_spec is None:
             return
-        saved.update({field: spec.get(field) for field in ("csv", "test_csv")})
-        with atomic_path(path) as tmp:
+        config = info.config  # read_run_info's own copy
+        restored = dataclasses.replace(info.dataset_spec, csv=server.csv, test_csv=server.test_csv)
+        config["dataset"]["spec"] = restored.to_dict()
+        with atomic_path(run_dir / "config.json") as tmp:
             tmp.write_text(json.dumps(config, indent=1, ensure_ascii=False, allow_nan=True), encoding="utf-8")
 
     def _write_lab(self, result: dict[str, Any]) -> None:
