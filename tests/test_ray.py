@@ -127,6 +127,24 @@ def test_an_unreachable_cluster_falls_back_to_local_jobs_with_a_notice(tmp_path,
     assert backend is None and "pip install -r requirements-ray.txt" in notice
 
 
+def test_the_actors_get_the_process_settings_of_configure_process(monkeypatch):
+    from rnn_demo.jobs import ray_backend
+
+    class FakeRay:
+        def init(self, **kwargs):
+            self.runtime_env = kwargs["runtime_env"]
+
+    monkeypatch.setattr(ray_backend, "_probe", lambda address, timeout: None)
+    for setting, expected in ((None, "PASSIVE"), ("ACTIVE", "ACTIVE")):  # a user's own setting wins
+        if setting is None:
+            monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+        else:
+            monkeypatch.setenv("OMP_WAIT_POLICY", setting)
+        ray = FakeRay()
+        ray_backend._init(ray, "127.0.0.1:1", 5.0)
+        assert ray.runtime_env["env_vars"] == {"OMP_WAIT_POLICY": expected}
+
+
 def test_a_run_from_a_node_gets_the_server_s_dataset_paths_back(tiny_runs_dir, tmp_path):
     from rnn_demo.checkpoints import CheckpointError, read_run_info
     from rnn_demo.jobs.ray_backend import RayEvents

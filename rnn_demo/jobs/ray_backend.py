@@ -42,6 +42,7 @@ from rnn_demo.jobs.errors import JobError
 from rnn_demo.jobs.events import Event
 from rnn_demo.jobs.ray_runner import FILES_KEY, INPUTS_KEY, JobRunner
 from rnn_demo.jobs.transfer import TransferError, positive_int_from_env, read_capped, transfer_limit, unpack_folder
+from rnn_demo.runtime import configure_process
 
 logger = logging.getLogger(__name__)
 
@@ -128,11 +129,13 @@ def _init(ray: Any, address: str, timeout: float) -> None:
     _probe(address, min(timeout, 3.0))
     import rnn_demo
 
+    configure_process()  # already applied by the app and the CLI; the actors get its settings below
     runtime_env = {
         "py_modules": [str(Path(rnn_demo.__file__).parent)],
         "excludes": ["__pycache__", "*.pyc"],
-        # rnn_demo.runtime.configure_process for the actors: torch is imported with their class.
-        "env_vars": {"OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE")},
+        # An actor's process is started by Ray, not by us, and imports torch with its class:
+        # it cannot call configure_process in time, so it is handed the result.
+        "env_vars": {"OMP_WAIT_POLICY": os.environ["OMP_WAIT_POLICY"]},
     }
     outcome: list[BaseException | None] = []
 
