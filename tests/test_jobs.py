@@ -257,7 +257,7 @@ def test_closed_session_stops_its_job_after_the_grace_period(manager):
 
 def test_race_trains_every_cell_in_one_job(manager):
     text, model, train = configs()
-    job = manager.start_race("gina", SPEC, text, model, train, cells=("rnn", "gru", "lstm"), run_name="race")
+    job = manager.start_training("gina", SPEC, text, model, train, cells=("rnn", "gru", "lstm"), run_name="race")
     assert len(manager.active_jobs()) == 1  # one slot for three models
     assert job.wait(TIMEOUT) and job.status == jobs.FINISHED, job.error
     events = job.events()
@@ -279,7 +279,7 @@ def test_race_trains_every_cell_in_one_job(manager):
 def test_each_job_can_save_into_its_own_runs_folder(manager, tmp_path):
     own = tmp_path / "sessions" / "alice" / "runs"  # e.g. an app owner's folder; the manager's default stays
     job = manager.start_training("alice", SPEC, *configs(), run_name="mine", runs_dir=own)
-    race = manager.start_race("bob", SPEC, *configs(), cells=("rnn", "gru"), run_name="duel", runs_dir=own)
+    race = manager.start_training("bob", SPEC, *configs(), cells=("rnn", "gru"), run_name="duel", runs_dir=own)
     assert job.run_dirs == [own / "mine"] and race.run_dirs == [own / "duel-rnn", own / "duel-gru"]
     race.request_stop()
     assert job.wait(TIMEOUT) and job.status == jobs.FINISHED, job.error
@@ -291,9 +291,9 @@ def test_each_job_can_save_into_its_own_runs_folder(manager, tmp_path):
 
 def test_race_needs_two_known_cells(manager):
     with pytest.raises(JobError, match="two or more"):
-        manager.start_race("hugo", SPEC, *configs(), cells=("gru",))
+        manager.start_training("hugo", SPEC, *configs(), cells=("gru",))
     with pytest.raises(JobError):
-        manager.start_race("hugo", SPEC, *configs(), cells=("gru", "transformer"))
+        manager.start_training("hugo", SPEC, *configs(), cells=("gru", "transformer"))
 
 
 def test_progress_and_eta_from_events():

@@ -369,7 +369,7 @@ def test_the_folder_sweep_spares_the_owners_of_waiting_jobs(full_server, monkeyp
 def test_a_queued_race_waits_on_the_compare_page_and_goes_live_when_it_starts(full_server):
     mgr, (running, ahead1, ahead2) = full_server
     at = page("pages/compare.py")
-    race = mgr.start_race(at.session_state["app.owner"], SPEC, *CONFIGS, cells=("rnn", "gru"))
+    race = mgr.start_training(at.session_state["app.owner"], SPEC, *CONFIGS, cells=("rnn", "gru"))
     at.run()  # the page finds the session's job (as after a reload)
     assert at.session_state["app.job"] is race and not at.exception
     assert "Queued: you are 3rd in line; no estimate yet." in infos(at)

@@ -255,7 +255,7 @@ def test_a_training_a_race_and_the_lab_run_on_ray_and_their_results_land_on_the_
                                                 for neg, word, thing in rows))
     csv_spec = DatasetSpec(csv=str(upload), text_cols=["text"], label_col="label")
     job = manager.start_training("alice", csv_spec, *configs(), run_name="on ray")
-    race = manager.start_race("dave", SPEC, *configs(), cells=("rnn", "gru"), run_name="duel")
+    race = manager.start_training("dave", SPEC, *configs(), cells=("rnn", "gru"), run_name="duel")
     lab = manager.start_lab("erin", TINY_LAB, cache_dir=tmp_path / "lab")
     assert lab.status == jobs.QUEUED  # both CPUs are taken: it waits for a slot, as with local workers
     polled = []

@@ -15,7 +15,8 @@ caps how many jobs run at once; the others wait in line (status ``queued``)::
         time.sleep(0.5)
     job.summary                    # RunSummary.to_dict(), or None when it failed (see job.error)
 
-``manager.start_race(...)`` and ``manager.start_lab(owner, lab_settings)`` start the other kinds.
+``manager.start_training(..., cells=("rnn", "gru"))`` starts a race of cells as one job and
+``manager.start_lab(owner, lab_settings)`` the vanishing-gradient lab.
 
 The modules, each one job:
 

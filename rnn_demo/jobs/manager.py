@@ -148,10 +148,11 @@ class JobManager:
         model_config: ModelConfig,
         train_config: TrainConfig,
         *,
+        cells: Sequence[str] | None = None,
         run_name: str | None = None,
         runs_dir: Path | None = None,
     ) -> TrainingJob:
-        """Starts one training run in a worker process.
+        """Starts one training run, or a race of several cells, as one job in a worker process.
 
         Args:
             owner: Who the job belongs to (e.g. a browser session); one running job per owner.
@@ -159,60 +160,47 @@ class JobManager:
             text_config: Tokenizer settings.
             model_config: Model settings.
             train_config: Training settings.
-            run_name: Name of the run directory (sanitised, made unique); default ``<dataset>-<cell>-<time>``.
+            cells: Race these cells (two or more of ``CELLS``): each trains ``model_config`` with
+                its own cell on the same data and budget, all in ONE job and one slot (see
+                ``rnn_demo.race.run_race``); the runs are saved as ``<run_name>-<cell>``.
+                None trains ``model_config`` as it is.
+            run_name: Name of the run directory (sanitised, made unique); default
+                ``<dataset>-<cell>-<time>`` (``race-<dataset>-<time>`` for a race).
             runs_dir: Where to save it (e.g. an app owner's own folder); default the manager's ``runs_dir``.
 
         Returns:
             The job handle.
 
         Raises:
-            JobError: The owner already has a job (running or waiting), or the name is unusable.
+            JobError: The owner already has a job (running or waiting), the name is unusable, or
+                ``cells`` names fewer than two known cells.
             CapacityError: Every slot is busy and the waiting line is full.
         """
-        name = run_name or f"{_slug(spec)}-{model_config.cell}-{time.strftime('%Y%m%d-%H%M%S')}"
-        payload = self._payload(spec, text_config, model_config, train_config)
-        description = f"{model_config.cell.upper()} on {spec.display_name()}"
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        # Plain dicts cross the process boundary; the worker rebuilds the dataclasses.
+        payload = {"spec": spec.to_dict(), "text": text_config.to_dict(), "model": model_config.to_dict(),
+                   "train": train_config.to_dict()}
+        if cells is None:
+            name = run_name or f"{_slug(spec)}-{model_config.cell}-{stamp}"
 
-        def reserve(base: Path) -> dict[str, Any]:
-            out = self._unique_dir(base, name)
-            return {"out_dir": str(out), "_dirs": [out]}
+            def reserve_run(base: Path) -> dict[str, Any]:
+                out = self._unique_dir(base, name)
+                return {"out_dir": str(out), "_dirs": [out]}
 
-        return self._start(owner, "train", payload, description, reserve, runs_dir)
-
-    def start_race(
-        self,
-        owner: str,
-        spec: DatasetSpec,
-        text_config: TextConfig,
-        model_config: ModelConfig,
-        train_config: TrainConfig,
-        *,
-        cells: Sequence[str] = tuple(CELLS),
-        run_name: str | None = None,
-        runs_dir: Path | None = None,
-    ) -> TrainingJob:
-        """Starts a race (several cells on the same data and budget) as ONE job in one slot.
-
-        The runs are saved as ``<run_name>-<cell>`` in ``runs_dir`` (default the manager's
-        ``runs_dir``); see ``rnn_demo.race.run_race``.
-
-        Raises:
-            JobError: Unknown cells, or the owner already has a job.
-            CapacityError: Every slot is busy and the waiting line is full.
-        """
+            description = f"{model_config.cell.upper()} on {spec.display_name()}"
+            return self._start(owner, "train", payload, description, reserve_run, runs_dir)
         cells = list(dict.fromkeys(cells))
         unknown = [c for c in cells if c not in CELLS]
         if unknown or len(cells) < 2:
             raise JobError(f"a race needs two or more of {', '.join(CELLS)}; got {', '.join(cells) or 'none'}")
-        prefix = run_name or f"race-{_slug(spec)}-{time.strftime('%Y%m%d-%H%M%S')}"
-        payload = {**self._payload(spec, text_config, model_config, train_config), "cells": cells}
-        description = f"race of {' vs '.join(c.upper() for c in cells)} on {spec.display_name()}"
+        prefix = run_name or f"race-{_slug(spec)}-{stamp}"
 
-        def reserve(base: Path) -> dict[str, Any]:
+        def reserve_race(base: Path) -> dict[str, Any]:
             dirs = {cell: self._unique_dir(base, f"{prefix}-{cell}") for cell in cells}
             return {"out_dirs": {c: str(d) for c, d in dirs.items()}, "_dirs": list(dirs.values())}
 
-        return self._start(owner, "race", payload, description, reserve, runs_dir)
+        description = f"race of {' vs '.join(c.upper() for c in cells)} on {spec.display_name()}"
+        return self._start(owner, "race", {**payload, "cells": cells}, description, reserve_race, runs_dir)
 
     def start_lab(self, owner: str, settings: LabSettings, *, cache_dir: Path | None = None) -> TrainingJob:
         """Starts the vanishing-gradient lab's sweep as one job (it saves no run).
@@ -226,11 +214,6 @@ class JobManager:
         """
         payload = {"lab": dataclasses.asdict(settings), "cache_dir": None if cache_dir is None else str(cache_dir)}
         return self._start(owner, "lab", payload, "vanishing-gradient lab", lambda base: {"_dirs": []})
-
-    @staticmethod
-    def _payload(spec: DatasetSpec, text: TextConfig, model: ModelConfig, train: TrainConfig) -> dict[str, Any]:
-        # Plain dicts cross the process boundary; the worker rebuilds the dataclasses.
-        return {"spec": spec.to_dict(), "text": text.to_dict(), "model": model.to_dict(), "train": train.to_dict()}
 
     def _unique_dir(self, base: Path, name: str) -> Path:
         """A run dir under ``base`` that neither exists nor is promised to a running or waiting job (lock held)."""

@@ -119,8 +119,8 @@ def race_form(disabled: bool) -> TrainingJob | None:
     try:
         text_cfg, model_cfg, train_cfg = state.current_configs()
         train_cfg.epochs = int(epochs)
-        return shared_manager().start_race(state.owner_id(), state.current_spec(), text_cfg, model_cfg, train_cfg,
-                                           cells=cells, runs_dir=state.new_runs_dir(len(cells)))
+        return shared_manager().start_training(state.owner_id(), state.current_spec(), text_cfg, model_cfg, train_cfg,
+                                               cells=cells, runs_dir=state.new_runs_dir(len(cells)))
     except sessions.QuotaError as exc:  # a ValueError too, but not a setting
         st.error(md(exc))
     except ValueError as exc:
