@@ -190,6 +190,22 @@ def test_lime_num_features_keeps_only_the_largest(planted_predictor):
     assert result.tokens[result.ranking()[0]] == "great"
 
 
+def test_explain_tokens_and_compare_methods_pass_lime_s_settings_on(planted_predictor):
+    text = SENTENCES[0][0]
+    alone = explain.explain_lime(planted_predictor, text, num_samples=300, num_features=2, seed=3, batch_size=16)
+    for result in (explain.explain_tokens(planted_predictor, text, "lime", num_samples=300, num_features=2, seed=3,
+                                          batch_size=16),
+                   explain.compare_methods(planted_predictor, text, num_samples=300, num_features=2, seed=3,
+                                           batch_size=16).attributions["lime"]):
+        assert np.array_equal(result.weights, alone.weights)
+        assert {k: result.details[k] for k in ("num_samples", "num_features", "seed")} == {
+            "num_samples": 300, "num_features": 2, "seed": 3}
+    occlusion = explain.explain_tokens(planted_predictor, text, "occlusion", num_samples=300, seed=3)
+    assert occlusion.method == "occlusion"  # LIME's settings do not concern the other methods
+    with pytest.raises(TypeError, match="samples"):
+        explain.compare_methods(planted_predictor, text, samples=300)  # a misspelt setting is not ignored
+
+
 def test_lime_features_are_our_tokens(planted_predictor):
     text = "The MOVIE, great!   about <br /> people"
     result = explain.explain_lime(planted_predictor, text, num_samples=100)

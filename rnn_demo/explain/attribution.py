@@ -13,7 +13,7 @@ import torch
 from scipy.stats import spearmanr
 
 from rnn_demo.explain.common import ExplainError, _read, _read_batch, _ReadCount, _resolve_class
-from rnn_demo.predict import Predictor, encode_ids
+from rnn_demo.predict import Predictor, TokenizedText, encode_ids
 
 METHODS = ("lime", "occlusion", "grad")
 METHOD_TITLES = {"lime": "LIME", "occlusion": "Occlusion", "grad": "Gradient × input"}
@@ -44,6 +44,15 @@ class TokenAttribution(_ReadCount):
     def pairs(self) -> list[list[Any]]:
         """``[[token, weight], …]`` in text order (for JSON)."""
         return [[t, float(w)] for t, w in zip(self.tokens, self.weights)]
+
+
+def _attribution(method: str, predictor: Predictor, read: TokenizedText, started: float, *, class_index: int,
+                 weights: np.ndarray, probabilities: np.ndarray, **details: Any) -> TokenAttribution:
+    """A method's result: the tokens it read, the class named, the seconds since ``started``."""
+    return TokenAttribution(method=method, tokens=read.tokens, weights=weights,
+                            label=predictor.label_names[class_index], class_index=class_index,
+                            probabilities=probabilities, seconds=time.perf_counter() - started,
+                            truncated=read.truncated, details=details)
 
 
 def explain_lime(
@@ -115,23 +124,12 @@ def explain_lime(
     for feature, weight in explanation.local_exp[label_id]:
         weights[int(feature)] = weight  # with bow=False feature ids are token positions
     local_pred = np.asarray(explanation.local_pred).ravel()
-    return TokenAttribution(
-        method="lime",
-        tokens=tokens,
-        weights=weights,
-        label=predictor.label_names[label_id],
-        class_index=label_id,
+    return _attribution(
+        "lime", predictor, read, start, class_index=label_id, weights=weights,
         probabilities=np.asarray(explanation.predict_proba, dtype=np.float64),
-        seconds=time.perf_counter() - start,
-        truncated=read.truncated,
-        details={
-            "intercept": float(explanation.intercept[label_id]),
-            "score": float(explanation.score),
-            "local_pred": float(local_pred[0]) if local_pred.size else math.nan,
-            "num_samples": int(num_samples),
-            "num_features": num_features,
-            "seed": seed,
-        },
+        intercept=float(explanation.intercept[label_id]), score=float(explanation.score),
+        local_pred=float(local_pred[0]) if local_pred.size else math.nan,
+        num_samples=int(num_samples), num_features=num_features, seed=seed,
     )
 
 
@@ -146,22 +144,14 @@ def explain_occlusion(predictor: Predictor, text: str, *, class_index: int | Non
     """
     start = time.perf_counter()
     read = _read(predictor, text)
-    tokens, ids = read.tokens, read.ids
+    ids = read.ids
     variants = [ids] + [torch.cat([ids[:i], ids[i + 1 :]]) for i in range(len(ids))]
     probs = predictor.predict_proba_encoded(encode_ids(variants))
     c = _resolve_class(predictor, probs[0], class_index)
     weights = (probs[0, c] - probs[1:, c]).astype(np.float64)
-    return TokenAttribution(
-        method="occlusion",
-        tokens=tokens,
-        weights=weights,
-        label=predictor.label_names[c],
-        class_index=c,
-        probabilities=probs[0].astype(np.float64),
-        seconds=time.perf_counter() - start,
-        truncated=read.truncated,
-        details={"probability_without_token": probs[1:, c].astype(np.float64)},
-    )
+    return _attribution("occlusion", predictor, read, start, class_index=c, weights=weights,
+                        probabilities=probs[0].astype(np.float64),
+                        probability_without_token=probs[1:, c].astype(np.float64))
 
 
 def explain_gradient(predictor: Predictor, text: str, *, class_index: int | None = None) -> TokenAttribution:
@@ -178,7 +168,7 @@ def explain_gradient(predictor: Predictor, text: str, *, class_index: int | None
     """
     start = time.perf_counter()
     read, ids_batch, lengths = _read_batch(predictor, text)  # (1, T), (1,)
-    tokens, model = read.tokens, predictor.model
+    model = predictor.model
     with torch.inference_mode(False), torch.enable_grad():
         embedded = model.embedding(ids_batch).detach().clone().requires_grad_(True)  # (1, T, E)
         logits = model.forward_embedded(embedded, lengths).logits  # (1, C)
@@ -186,38 +176,25 @@ def explain_gradient(predictor: Predictor, text: str, *, class_index: int | None
         c = _resolve_class(predictor, log_probs.detach().cpu().numpy(), class_index)
         (grad,) = torch.autograd.grad(log_probs[c], embedded)
     weights = (grad * embedded.detach()).sum(-1)[0].cpu().double().numpy()  # (T,)
-    return TokenAttribution(
-        method="grad",
-        tokens=tokens,
-        weights=weights,
-        label=predictor.label_names[c],
-        class_index=c,
-        probabilities=log_probs.detach().exp().cpu().double().numpy(),
-        seconds=time.perf_counter() - start,
-        truncated=read.truncated,
-        details={"gradient_norm": grad[0].norm(dim=-1).cpu().double().numpy()},
-    )
+    return _attribution("grad", predictor, read, start, class_index=c, weights=weights,
+                        probabilities=log_probs.detach().exp().cpu().double().numpy(),
+                        gradient_norm=grad[0].norm(dim=-1).cpu().double().numpy())
 
 
 def explain_tokens(
-    predictor: Predictor,
-    text: str,
-    method: str,
-    *,
-    class_index: int | None = None,
-    num_samples: int = 1000,
-    num_features: int | None = None,
-    seed: int = 0,
+    predictor: Predictor, text: str, method: str, *, class_index: int | None = None, **lime_options: Any
 ) -> TokenAttribution:
     """Dispatches to :func:`explain_lime`, :func:`explain_occlusion` or :func:`explain_gradient`.
+
+    Args:
+        lime_options: :func:`explain_lime`'s settings (``num_samples``, ``num_features``, ``seed``,
+            ``batch_size``), described there once; the other methods have none and ignore them.
 
     Raises:
         ExplainError: Unknown method, or the text has no tokens.
     """
     if method == "lime":
-        return explain_lime(
-            predictor, text, class_index=class_index, num_samples=num_samples, num_features=num_features, seed=seed
-        )
+        return explain_lime(predictor, text, class_index=class_index, **lime_options)
     if method == "occlusion":
         return explain_occlusion(predictor, text, class_index=class_index)
     if method == "grad":
@@ -260,14 +237,13 @@ class MethodComparison(_ReadCount):
 
 
 def compare_methods(
-    predictor: Predictor,
-    text: str,
-    *,
-    class_index: int | None = None,
-    num_samples: int = 1000,
-    seed: int = 0,
+    predictor: Predictor, text: str, *, class_index: int | None = None, **lime_options: Any
 ) -> MethodComparison:
     """Runs the three word-importance methods for the same class and compares their rankings.
+
+    Args:
+        lime_options: :func:`explain_lime`'s settings (``num_samples``, ``num_features``, ``seed``,
+            ``batch_size``), described there once.
 
     Raises:
         ExplainError: The text has no tokens.
@@ -275,7 +251,7 @@ def compare_methods(
     occlusion = explain_occlusion(predictor, text, class_index=class_index)
     c = occlusion.class_index  # the same class for every method, even when predictions tie
     results = {
-        "lime": explain_lime(predictor, text, class_index=c, num_samples=num_samples, seed=seed),
+        "lime": explain_lime(predictor, text, class_index=c, **lime_options),
         "occlusion": occlusion,
         "grad": explain_gradient(predictor, text, class_index=c),
     }
