@@ -114,15 +114,8 @@ def prepare_data(splits: DatasetSplits, text_config: TextConfig) -> PreparedData
         name: encode_tokens(lists, vocab, getattr(splits, name).labels, max_tokens=text_config.max_tokens)
         for name, lists in tokens.items()
     }
-    return PreparedData(
-        splits=splits,
-        tokenizer=tokenizer,
-        vocab=vocab,
-        train=encoded["train"],
-        validation=encoded["validation"],
-        test=encoded["test"],
-        oov_rate=vocab.oov_rate(tokens["validation"]),
-    )
+    return PreparedData(splits=splits, tokenizer=tokenizer, vocab=vocab, oov_rate=vocab.oov_rate(tokens["validation"]),
+                        **encoded)  # train=, validation=, test=
 
 
 @dataclass
