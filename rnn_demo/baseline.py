@@ -167,7 +167,8 @@ def baseline_accuracy(baseline: Mapping[str, Any] | None, variant: str | None = 
         return None
     source: Any = baseline
     if variant is not None:
-        source = baseline.get("variants", {}).get(variant) if isinstance(baseline.get("variants"), Mapping) else None
+        variants = baseline.get("variants")
+        source = variants.get(variant) if isinstance(variants, Mapping) else None
     test = source.get("test") if isinstance(source, Mapping) else None
     value = as_number(test.get("accuracy")) if isinstance(test, Mapping) else None
     return value if value is not None and 0 <= value <= 1 else None
