@@ -3,10 +3,8 @@
     python benchmarks/run_all.py            # the full suite (`make bench`)
     python benchmarks/run_all.py --quick    # a smoke run of every benchmark
 
-Each benchmark runs in its own process, one after another (``training``, ``profile_costs``,
-``inference``, ``memory``, ``threads_probe``, then ``explain_latency`` and ``app_latency``
-when those scripts exist), writes a JSON result to ``benchmarks/out/``, and this script
-assembles the report and prints the key ratios. This process never imports torch, so the
+Each benchmark in ``BENCHMARKS`` runs in its own process, one after another, writes a JSON
+result to ``benchmarks/out/``, and this script assembles the report and prints the key ratios. This process never imports torch, so the
 memory benchmark's children start from a small peak RSS.
 
 Every benchmark imports ``rnn_demo`` before torch (see ``common.py``), so it runs with the
@@ -28,8 +26,22 @@ from typing import Any
 
 import common
 
-BENCHMARKS = ("training", "profile_costs", "inference", "memory", "threads_probe", "worst_inputs")
-EXTERNAL = ("explain_latency", "app_latency")  # written by others; run when present
+# Each benchmark and the flags it gets besides ``--out``: (full run, ``--quick`` run). The first six
+# share ``common.base_parser``; the others keep their own defaults (one torch thread, as the app server).
+THREADS = object()  # stands for ``--threads N`` from this script's own --threads
+BENCHMARKS: dict[str, tuple[list[Any], list[Any]]] = {
+    "training": ([THREADS], [THREADS, "--quick"]),
+    "profile_costs": ([THREADS], [THREADS, "--quick"]),
+    "inference": ([THREADS], [THREADS, "--quick"]),
+    "memory": ([THREADS], [THREADS, "--quick"]),
+    "threads_probe": ([THREADS], [THREADS, "--quick"]),
+    "worst_inputs": ([THREADS], [THREADS, "--quick"]),
+    "explain_latency": ([], ["--repeats", "2"]),
+    "neurons": ([], ["--quick"]),
+    "app_latency": ([], ["--repeats", "2", "--predict-only"]),  # starts its own server; prints its JSON
+}
+BASE_PARSER = ("training", "profile_costs", "inference", "memory", "threads_probe", "worst_inputs")
+PRINTS_JSON = ("app_latency",)
 TARGETS = {"ratio_rt_gru": 0.40, "efficiency": 0.50, "p95_ms": 20.0, "worst_input_rss_mb": 1024.0}
 
 
@@ -39,37 +51,16 @@ TARGETS = {"ratio_rt_gru": 0.40, "efficiency": 0.50, "p95_ms": 20.0, "worst_inpu
 
 
 def run_benchmark(name: str, args: argparse.Namespace, env: dict[str, str]) -> dict[str, Any]:
-    """Runs one of our benchmark scripts; returns its JSON result (or an error record)."""
-    out = common.OUT_DIR / f"{name}.json"
-    out.unlink(missing_ok=True)
-    command = [sys.executable, f"benchmarks/{name}.py", "--threads", str(args.threads), "--out", str(out)]
-    if args.quick:
-        command.append("--quick")
-    return _run(name, command, env, args.timeout, out)
-
-
-def run_external(name: str, args: argparse.Namespace, env: dict[str, str]) -> dict[str, Any]:
-    """Runs a benchmark someone else wrote, passing only the flags its --help mentions."""
-    script = common.ROOT / "benchmarks" / f"{name}.py"
-    if not script.is_file():
-        return {"status": "not present", "command": None}
-    help_text = subprocess.run([sys.executable, str(script), "--help"], capture_output=True, text=True, env=env,
-                               cwd=common.ROOT, timeout=120).stdout
+    """Runs one of ``BENCHMARKS`` with its flags; returns its JSON result (or an error record)."""
+    full, quick = BENCHMARKS[name]
     command = [sys.executable, f"benchmarks/{name}.py"]
+    command += [arg for flag in (quick if args.quick else full)
+                for arg in (["--threads", str(args.threads)] if flag is THREADS else [flag])]
     out = None
-    if "--out" in help_text:
+    if name not in PRINTS_JSON:
         out = common.OUT_DIR / f"{name}.json"
         out.unlink(missing_ok=True)
         command += ["--out", str(out)]
-    if "--threads" in help_text:
-        command += ["--threads", str(args.threads)]
-    if args.quick:
-        if "--quick" in help_text:
-            command.append("--quick")
-        elif "--repeats" in help_text:
-            command += ["--repeats", "2"]
-        if "--predict-only" in help_text:  # app_latency: skip its two full training runs
-            command.append("--predict-only")
     return _run(name, command, env, args.timeout, out)
 
 
@@ -530,7 +521,7 @@ def unmet(results: dict[str, dict[str, Any]]) -> list[str]:
     return out
 
 
-def external_section(name: str, record: dict[str, Any]) -> list[str]:
+def generic_section(name: str, record: dict[str, Any]) -> list[str]:
     lines = [f"## {name}", "", f"Status: {record['status']}" + (f"; `{record['command']}`" if record.get("command")
                                                                  else "") + ".", ""]
     result = record.get("result")
@@ -603,9 +594,9 @@ def write_report(results: dict[str, dict[str, Any]], args: argparse.Namespace, s
             lines += section(rec["result"])
         elif rec:
             lines += [f"## {name}", "", f"{rec['status']}", "```", rec.get("stderr_tail", "")[-1500:], "```", ""]
-    for name in EXTERNAL:
-        if name in results:
-            lines += external_section(name, results[name])
+    for name in BENCHMARKS:
+        if name in results and name not in BASE_PARSER:
+            lines += generic_section(name, results[name])
     lines += recommendations(results)
     missing = unmet(results)
     lines += ["## Unmet", ""] + ([f"- {m}" for m in missing] if missing else ["- none"]) + [""]
@@ -641,13 +632,13 @@ def main() -> None:
     if args.omp_wait_policy != "inherit":
         env["OMP_WAIT_POLICY"] = args.omp_wait_policy.upper()
     env_note = f"OMP_WAIT_POLICY={env.get('OMP_WAIT_POLICY', 'unset (libgomp default: spin, then sleep)')}"
-    chosen = [b for b in (*BENCHMARKS, *EXTERNAL) if (not args.only or b in args.only.split(","))
+    chosen = [b for b in BENCHMARKS if (not args.only or b in args.only.split(","))
               and b not in args.skip.split(",")]
     common.OUT_DIR.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     results: dict[str, dict[str, Any]] = {"_load": {"start": common.load_average()}}
     for name in chosen:
-        results[name] = run_external(name, args, env) if name in EXTERNAL else run_benchmark(name, args, env)
+        results[name] = run_benchmark(name, args, env)
         common.log(f"{name}: {results[name]['status']}")
     results["_load"]["end"] = common.load_average()
     report = write_report(results, args, time.perf_counter() - start, env_note)
