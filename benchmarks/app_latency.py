@@ -79,6 +79,7 @@ def start_training(page: Page, preset: str | None = "Quick demo", long: bool = F
         epochs = "2" if preset == "Quick demo" else "8"
         expect(page.get_by_role("spinbutton", name="Epochs")).to_have_value(epochs, timeout=30_000)
     if long:
+        page.get_by_text("Advanced settings").click()  # patience is an advanced setting
         for name, value in (("Epochs", "60"), ("Early-stopping patience", "0")):
             box = page.get_by_role("spinbutton", name=name)
             box.fill(value)
