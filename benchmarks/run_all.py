@@ -399,7 +399,7 @@ def recommendations(results: dict[str, dict[str, Any]]) -> list[str]:
         "(tests check the drop rate, scaling, independence and reproducibility). Interleaved A/B in the real "
         "Trainer: IMDB GRU +11% tokens/s, Rotten Tomatoes GRU +9%.")
     lines.append(
-        "- **Freed memory kept for reuse** (`accel.memory.reuse_freed_memory`, glibc `mallopt`): glibc returned every large "
+        "- **Freed memory kept for reuse** (`runtime.reuse_freed_memory`, glibc `mallopt`, set at start-up in processes that train): glibc returned every large "
         "temporary to the system when freed, so each step faulted its pages in again (64 MB = 16,384 page faults, "
         "kernel-zeroed); a GRU backward step at T = 400 took 90 µs instead of 41 µs. Large blocks now come from the "
         "heap and up to 1 GB of freed memory is kept. Cost: fragmentation raised the peak RSS of the imdb LSTM "
