@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import time
 from pathlib import Path
@@ -11,6 +12,7 @@ import pytest
 from rnn_demo import explain, jobs
 from rnn_demo.data import DatasetSpec
 from rnn_demo.experiment import default_configs
+from rnn_demo.explain import lab
 from rnn_demo.jobs import JobError, JobManager
 
 TINY = explain.LabSettings(cells=("rnn", "gru"), distractors=(3, 5), n=200, epochs=1, hidden_size=8,
@@ -73,6 +75,30 @@ def test_stop_ends_the_lab_without_a_result(manager, tmp_path):
     assert job.status == jobs.FINISHED and job.lab_result is None
     assert explain.load_vanishing_lab(slow, cache_dir=cache) is None
     assert manager.active_jobs() == []
+
+
+def _fake_result(settings: explain.LabSettings) -> explain.LabResult:
+    return explain.LabResult(
+        settings=dataclasses.asdict(settings), distractors=list(settings.distractors),
+        accuracy={c: [0.5] * len(settings.distractors) for c in settings.cells},
+        gradient_distractors=max(settings.distractors),
+        gradients={c: {"untrained": [0.1] * 8, "trained": [0.5] * 8} for c in settings.cells},
+        seconds=1.0, created="fake",
+    )  # fmt: skip
+
+
+def test_quick_is_offered_first_and_a_cached_full_result_is_preferred(tmp_path):
+    quick, full = lab.LAB_SIZES["quick"], lab.LAB_SIZES["full"]
+    assert full == explain.LabSettings()  # the full sweep's cached results keep their file
+    assert set(quick.cells) == {"rnn", "gru", "lstm"} and len(quick.distractors) >= 2
+    assert quick.key() != full.key() and quick.n * len(quick.distractors) < full.n * len(full.distractors)
+    assert lab.preferred_lab_size(tmp_path) == "quick"  # nothing computed yet: the one that finishes soonest
+    lab._write_json_atomic(lab.lab_result_path(quick, tmp_path), _fake_result(quick).to_dict())
+    assert lab.preferred_lab_size(tmp_path) == "quick"
+    lab.lab_result_path(full, tmp_path).write_text("{not json")  # a damaged file counts as no result
+    assert lab.preferred_lab_size(tmp_path) == "quick"
+    lab._write_json_atomic(lab.lab_result_path(full, tmp_path), _fake_result(full).to_dict())
+    assert lab.preferred_lab_size(tmp_path) == "full"
 
 
 def test_internals_page_runs_the_lab_as_a_job_and_shows_its_result(tmp_path, monkeypatch):
