@@ -13,28 +13,29 @@ st.title("Internals")
 
 # ---- Vanishing-gradient lab ------------------------------------------------------------
 st.header("Vanishing gradients: RNN vs GRU vs LSTM")
-lab = explain.LabSettings()
 st.markdown(
     "On the **long-range** task the class is decided by the *first* word, followed by random distractor words. "
     "The model must carry that word to the end. The gradient that teaches it has to flow back through every step: "
     "in a plain RNN it shrinks at each step, while the gates of GRUs and LSTMs let it through."
 )
 status, progress = panel.lab_status()
+size, lab = panel.lab_size_choice(running=status == "running")
+title = panel.lab_size_title(size)
 result = explain.load_vanishing_lab(lab)
 if status == "running":
     panel.render_lab_progress()
 else:
-    label = "Run the quick runs" if result is None else "Run them again"
+    label = f"Run the {title.lower()} runs" if result is None else "Run them again"
     if st.button(label, key="internals.run_lab", type="primary" if result is None else "secondary",
-                 help=f"{len(lab.cells) * len(lab.distractors)} small runs as a background job, about a minute"):
-        if panel.start_vanishing_lab(lab):
+                 help=f"{len(lab.cells) * len(lab.distractors)} small runs as a background job"):
+        if panel.start_vanishing_lab(size):
             st.rerun()
     if status == "failed":
         st.error(f"The last sweep failed ({widgets.md(progress.get('message', ''))}). Press the button to try again.")
 if result is None and status == "running":
     st.caption("The results appear here when the runs are done (they are kept for next time).")
 elif result is None:
-    st.info("No results yet: press the button to train the three cells at "
+    st.info(f"No {title} results yet: press the button to train the three cells at "
             f"{', '.join(map(str, lab.distractors))} distractors (results are kept for next time).")
 else:
     left, right = st.columns(2)
@@ -44,12 +45,7 @@ else:
     curves = {cell: g[weights] for cell, g in result.gradients.items() if weights in g}
     presenter.chart(plots.cell_gradient_chart(
         curves, title=f"Gradient reaching each step ({result.gradient_distractors} distractors)"), container=right)
-    st.caption(
-        "Right: ‖∂loss/∂hₜ‖ relative to the last step, log scale. "
-        f"{lab.n:,} sequences per run, {lab.hidden_size} hidden units, {lab.epochs} epochs of Adam (lr {lab.lr}); "
-        f"LSTM forget and GRU update gates start at bias {lab.memory_gate_bias:g}. Gradient curves: median over "
-        f"{lab.gradient_examples} validation sequences. Computed {result.created} in {result.seconds:.0f} s."
-    )
+    st.caption(panel.lab_caption(size, lab, result))
     spectral_view.render(result, weights)
 
 # ---- Hidden-state map ------------------------------------------------------------------

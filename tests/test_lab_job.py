@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-import functools
+import json
 import time
 from pathlib import Path
 
@@ -77,6 +77,28 @@ def test_stop_ends_the_lab_without_a_result(manager, tmp_path):
     assert manager.active_jobs() == []
 
 
+# Stand-ins for the page's sizes: TINY as "quick", and a "full" that no test runs.
+TINY_FULL = dataclasses.replace(TINY, distractors=(3, 5, 7))
+PAGE = str(Path(__file__).resolve().parent.parent / "pages" / "internals.py")
+
+
+@pytest.fixture
+def lab_page(tmp_path, monkeypatch):
+    """The Internals page with tiny lab sizes, an empty cache and a job manager of its own. Its workers
+    train on the plain torch path: an empty home has no compiled kernels, and building them (~25 s)
+    would take far longer than the tiny sweep."""
+    from rnn_demo.jobs import manager as manager_module
+
+    monkeypatch.setenv("RNN_DEMO_HOME", str(tmp_path))
+    monkeypatch.setenv("RNN_DEMO_FUSED", "0")
+    monkeypatch.setitem(lab.LAB_SIZES, "quick", TINY)
+    monkeypatch.setitem(lab.LAB_SIZES, "full", TINY_FULL)
+    mgr = JobManager(max_jobs=2, cores=2, runs_dir=tmp_path / "runs")
+    monkeypatch.setattr(manager_module, "_shared", mgr)
+    yield mgr
+    mgr.shutdown(timeout=10)
+
+
 def _fake_result(settings: explain.LabSettings) -> explain.LabResult:
     return explain.LabResult(
         settings=dataclasses.asdict(settings), distractors=list(settings.distractors),
@@ -85,6 +107,10 @@ def _fake_result(settings: explain.LabSettings) -> explain.LabResult:
         gradients={c: {"untrained": [0.1] * 8, "trained": [0.5] * 8} for c in settings.cells},
         seconds=1.0, created="fake",
     )  # fmt: skip
+
+
+def _captions(at) -> str:
+    return " ".join(c.value for c in at.caption)
 
 
 def test_quick_is_offered_first_and_a_cached_full_result_is_preferred(tmp_path):
@@ -101,36 +127,62 @@ def test_quick_is_offered_first_and_a_cached_full_result_is_preferred(tmp_path):
     assert lab.preferred_lab_size(tmp_path) == "full"
 
 
-def test_internals_page_runs_the_lab_as_a_job_and_shows_its_result(tmp_path, monkeypatch):
+def test_internals_page_runs_the_chosen_size_as_a_job_and_shows_its_result(lab_page):
     from streamlit.testing.v1 import AppTest
 
-    from rnn_demo.jobs import manager as manager_module
+    lab._write_json_atomic(explain.lab_result_path(TINY_FULL), _fake_result(TINY_FULL).to_dict())
+    at = AppTest.from_file(PAGE, default_timeout=120).run()
+    assert not at.exception
+    size = at.radio(key="internals.lab_size")
+    assert size.value == "full" and [o.split(" (")[0] for o in size.options] == ["Quick", "Full"]
+    assert "Full runs" in _captions(at) and "fake" in _captions(at)  # the cached full result is shown first
+    size.set_value("quick").run()
+    assert not at.exception and not at.error
+    assert any("No Quick results yet" in i.value for i in at.info) and "Full runs" not in _captions(at)
+    next(b for b in at.button if b.label == "Run the quick runs").click().run()
+    assert not at.exception and not at.error
+    job = at.session_state["app.job"]
+    assert job.kind == "lab" and lab_page.active_jobs() == [job]
+    assert any(b.label == "Stop" for b in at.button)  # the progress fragment, while the job runs
+    assert at.radio(key="internals.lab_size").disabled  # locked to the size that runs
+    # While it runs the page says what it is doing, not "No results yet: press the button".
+    assert not [i for i in at.info if "No Quick results yet" in i.value], [i.value for i in at.info]
+    assert job.wait(TIMEOUT), "the lab did not finish"
+    assert job.lab_result["settings"] == dataclasses.asdict(TINY)  # the quick settings ran
+    at.run()
+    assert not at.exception and not at.error
+    assert [b.label for b in at.button] == ["Run them again"] and not at.radio(key="internals.lab_size").disabled
+    assert len(at.get("plotly_chart")) >= 2
+    assert "Quick runs" in _captions(at) and "fake" not in _captions(at)  # the quick result, not the full one
+    assert explain.load_vanishing_lab(TINY).accuracy == job.lab_result["accuracy"]
+    at.radio(key="internals.lab_size").set_value("full").run()  # each size keeps its own result
+    assert not at.exception and "Full runs" in _captions(at) and "fake" in _captions(at)
 
-    monkeypatch.setenv("RNN_DEMO_HOME", str(tmp_path))
-    monkeypatch.setattr(explain, "LabSettings", functools.partial(explain.LabSettings, **{
-        f: getattr(TINY, f) for f in ("cells", "distractors", "n", "epochs", "hidden_size", "embedding_dim",
-                                      "gradient_examples")}))  # fmt: skip
-    mgr = JobManager(max_jobs=2, cores=2, runs_dir=tmp_path / "runs")
-    monkeypatch.setattr(manager_module, "_shared", mgr)
-    try:
-        page = str(Path(__file__).resolve().parent.parent / "pages" / "internals.py")
-        at = AppTest.from_file(page, default_timeout=120).run()
-        assert not at.exception
-        next(b for b in at.button if b.label == "Run the quick runs").click().run()
-        assert not at.exception and not at.error
-        job = at.session_state["app.job"]
-        assert job.kind == "lab" and mgr.active_jobs() == [job]
-        assert any(b.label == "Stop" for b in at.button)  # the progress fragment, while the job runs
-        # While it runs the page says what it is doing, not "No results yet: press the button".
-        assert not [i for i in at.info if "No results yet" in i.value], [i.value for i in at.info]
-        assert job.wait(TIMEOUT), "the lab did not finish"
-        at.run()
-        assert not at.exception and not at.error
-        assert [b.label for b in at.button] == ["Run them again"]
-        assert len(at.get("plotly_chart")) >= 2
-        assert explain.lab_result_path(TINY).exists()
-    finally:
-        mgr.shutdown(timeout=10)
+
+DAMAGED = ['{"distractors": [3]}',  # fields missing
+           json.dumps({**_fake_result(TINY).to_dict(), "accuracy": {"rnn": [0.5]}}),  # one length, one cell
+           json.dumps({**_fake_result(TINY).to_dict(), "distractors": None})]
+
+
+@pytest.mark.parametrize("stale,damaged", [
+    ({"internals.lab_size": "medium", "internals.lab_running_size": "medium"}, DAMAGED[0]),
+    ({"internals.lab_size": None, "internals.lab_running_size": "full"}, DAMAGED[1]),
+    ({"internals.lab_size": ["quick"]}, DAMAGED[2]),
+])  # fmt: skip
+def test_internals_page_survives_stale_lab_state_and_damaged_results(lab_page, stale, damaged):
+    from streamlit.testing.v1 import AppTest
+
+    lab.lab_result_path(TINY).parent.mkdir(parents=True)
+    lab.lab_result_path(TINY).write_text(damaged)
+    assert explain.load_vanishing_lab(TINY) is None  # run again, never drawn
+    at = AppTest.from_file(PAGE, default_timeout=120)
+    for key, value in stale.items():
+        at.session_state[key] = value  # e.g. left by an older version of the page
+    at.run()
+    assert not at.exception and not at.error
+    assert at.radio(key="internals.lab_size").value == "quick"
+    assert any("No Quick results yet" in i.value for i in at.info)
+    assert [b.label for b in at.button] == ["Run the quick runs"]
 
 
 def test_lab_progress_counts_runs_and_extrapolates_their_pace():

@@ -139,7 +139,7 @@ def test_internals_page_shows_singular_values_next_to_the_gradient_curves(tmp_pa
     assert not at.exception and not at.error
     assert "Why the gradient vanishes, in numbers" in [s.value for s in at.subheader]
     if not with_spectral:
-        assert any("run the quick runs again" in i.value for i in at.info)
+        assert any("press “Run them again” to see them" in i.value for i in at.info)
         return
     table = at.dataframe[0].value
     assert list(table["W_hh block"])[:2] == ["W_hh", "W_hr (reset)"] and len(table) == 1 + 3 + 4

@@ -6,7 +6,8 @@ gradients through time and attention. Results are computed by ``rnn_demo.explain
 cached with ``st.cache_data`` (keyed on the run directory, its weights' modification
 time, the text and the settings) and drawn by ``rnn_demo.plots.explanations``.
 Errors become an ``st.error`` saying what to do, never a traceback. The vanishing-gradient
-lab runs as a job of the shared job manager (``start_vanishing_lab``, ``render_lab_progress``).
+lab runs, in the size chosen with ``lab_size_choice``, as a job of the shared job manager
+(``start_vanishing_lab``, ``render_lab_progress``).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Any
 import streamlit as st
 
 from rnn_demo import explain
+from rnn_demo.explain.lab import LAB_SIZES, preferred_lab_size
 from rnn_demo.jobs import FAILED, JobError, TrainingJob, shared_manager
 from rnn_demo.plots import explanations as plots
 from rnn_demo.plots import palette
@@ -315,17 +317,70 @@ def lab_status() -> tuple[str, dict[str, Any] | None]:
     return ("idle" if job.done else "running"), progress
 
 
-def start_vanishing_lab(settings: explain.LabSettings) -> bool:
-    """Starts the sweep as a job of the shared job manager (one job per session, the server's cap).
+# What the size picker calls each size of ``explain.lab.LAB_SIZES`` (the time measured on 2 cores).
+LAB_SIZE_LABELS = {"quick": "Quick (~10 s)", "full": "Full (~30 s)"}
+_LAB_SIZE = "internals.lab_size"  # the size shown (and run by the button)
+_LAB_RUNNING = "internals.lab_running_size"  # the size of this session's running sweep
+
+
+def lab_size_choice(running: bool) -> tuple[str, explain.LabSettings]:
+    """The Quick/Full picker: returns the chosen size's name and settings.
+
+    A first visit starts on ``preferred_lab_size()`` (the largest size with a result, else
+    Quick); an unknown value in the session (an older version's) is replaced the same way.
+    While a sweep runs the picker shows its size and is locked, so the results that appear
+    when it ends are the ones that ran.
+    """
+    ss = st.session_state
+    if running and _known_size(ss.get(_LAB_RUNNING)):
+        ss[_LAB_SIZE] = ss[_LAB_RUNNING]
+    elif not _known_size(ss.get(_LAB_SIZE)):
+        ss[_LAB_SIZE] = preferred_lab_size()
+    size = st.radio("Size of the runs", list(LAB_SIZES), key=state.persist(_LAB_SIZE, ss[_LAB_SIZE]),
+                    format_func=lambda name: LAB_SIZE_LABELS.get(name, name), horizontal=True, disabled=running,
+                    help="Quick trains fewer and shorter runs, enough to see the effect in a live demo; Full adds "
+                    "more lengths and more data. Each size keeps its own results. Stop a running sweep to change.")
+    return size, LAB_SIZES[size]
+
+
+def _known_size(value: Any) -> bool:
+    """Whether a session value names a size of ``LAB_SIZES`` (it may be anything an older version left)."""
+    return isinstance(value, str) and value in LAB_SIZES
+
+
+def lab_size_title(size: str) -> str:
+    """``"Quick"`` or ``"Full"``: the size's name as the page's sentences use it."""
+    return LAB_SIZE_LABELS.get(size, size).split(" (")[0]
+
+
+def lab_caption(size: str, settings: explain.LabSettings, result: explain.LabResult) -> str:
+    """The sentence under the lab's charts: which size they come from, the accuracies at the longest length
+    in numbers (two cells at 100% draw one line over the other) and how the runs were set up."""
+    scores = {cell: values[-1] for cell, values in result.accuracy.items() if values}
+    overlap = len({round(v, 3) for v in scores.values()}) < len(scores)
+    return (
+        f"**{lab_size_title(size)} runs**, computed {result.created} in {result.seconds:.0f} s. Test accuracy at "
+        f"{max(result.distractors)} distractors: {', '.join(f'{c.upper()} {v:.0%}' for c, v in scores.items())}"
+        + (" (equal values draw one line over the other)" if overlap else "") + ". "
+        f"Right: ‖∂loss/∂hₜ‖ relative to the last step, log scale, median over {settings.gradient_examples} "
+        f"validation sequences. Each run: {settings.n:,} sequences, {settings.hidden_size} hidden units, "
+        f"{settings.epochs} epochs of Adam (lr {settings.lr}); LSTM forget and GRU update gates start at bias "
+        f"{settings.memory_gate_bias:g}."
+    )
+
+
+def start_vanishing_lab(size: str) -> bool:
+    """Starts the sweep of ``LAB_SIZES[size]`` as a job of the shared job manager (one job per session, the cap).
 
     Returns:
         True when it started; False when it could not (the reason is shown with ``st.error``).
     """
     try:
-        job = shared_manager().start_lab(state.owner_id(), settings)
+        job = shared_manager().start_lab(state.owner_id(), LAB_SIZES[size])
     except JobError as exc:
         st.error(md(exc))
         return False
+    st.session_state[_LAB_RUNNING] = size
     state.set_current_job(job)
     return True
 
@@ -348,6 +403,9 @@ def render_lab_progress() -> None:
         else:
             message = progress["message"]
         counts = f" ({done}/{total})" if total else ""
+        size = st.session_state.get(_LAB_RUNNING)
+        if _known_size(size):
+            message = f"{lab_size_title(size)} runs: {message}"
         st.progress(min(1.0, max(0.0, done / total)) if total else 0.0, text=f"{message}{counts}")
         if st.button("Stop", key="internals.stop_lab", disabled=job.stop_requested):
             job.request_stop()

@@ -31,7 +31,7 @@ def render(result: explain.LabResult, weights: str) -> None:
     by_cell = {cell: states[weights] for cell, states in (result.spectral or {}).items() if weights in states}
     if not by_cell:
         st.info("These results were computed before the lab measured singular values and saturation: "
-                "run the quick runs again to see them.")
+                "press “Run them again” to see them.")
         return
     steps = result.gradient_distractors
     rows = summary_rows(by_cell, steps)
