@@ -143,6 +143,9 @@ def test_internals_page_shows_singular_values_next_to_the_gradient_curves(tmp_pa
         return
     table = at.dataframe[0].value
     assert list(table["W_hh block"])[:2] == ["W_hh", "W_hr (reset)"] and len(table) == 1 + 3 + 4
+    power = list(table.iloc[:, -1])  # (σ_max × mean f')^40: the RNN's number; gated cells have none
+    assert float(power[0]) == pytest.approx(table.iloc[0]["σ_max × mean f'"] ** 40, rel=0.05)
+    assert set(power[1:]) == {"—"}
     assert any("(σ_max(W_hh) · max f′)ᵏ" in c.value for c in at.caption)
     assert any("Mean keep gate" in c.value for c in at.caption)
     assert len(at.get("plotly_chart")) >= 3  # accuracy, gradient curves, singular values

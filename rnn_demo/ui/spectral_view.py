@@ -6,6 +6,8 @@ Shown below the ∂loss/∂h_t curves for the same weights (untrained or trained
 
 from __future__ import annotations
 
+from typing import Any
+
 import pandas as pd
 import streamlit as st
 
@@ -25,6 +27,25 @@ CAPTION = (
 )
 
 
+_SUPERSCRIPT = str.maketrans("0123456789", "⁰¹²³⁴⁵⁶⁷⁸⁹")
+
+
+def _table(rows: list[dict[str, Any]], steps: int) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """The rows as a table whose columns fit beside the bars: short headers (the full names as their help),
+    few digits, and "—" where a gated cell has no single per-step factor to raise to the power."""
+    table = pd.DataFrame(rows)
+    power = f"(σ_max × mean f')^{steps}"
+    table[power] = [f"{v:.2g}" if pd.notna(v) else "—" for v in table[power]]
+    number, text = st.column_config.NumberColumn, st.column_config.TextColumn
+    return table, {
+        "cell": text(width=55), "W_hh block": text(width=135), "σ_max": number(format="%.2f", width=60),
+        "next σ": text(width=80), "mean f'": number(format="%.3f", width=65, help="mean derivative f′"),
+        "σ_max × mean f'": number("σ_max·f′", format="%.3f", width=70, help="σ_max × mean f′: the shrink per step"),
+        power: text(f"(σ_max·f′){str(steps).translate(_SUPERSCRIPT)}", width=85,
+                    help=f"(σ_max × mean f′) to the power {steps}: the RNN's shrink over all {steps} steps"),
+    }  # fmt: skip
+
+
 def render(result: explain.LabResult, weights: str) -> None:
     """The table and the bars for one state of the weights (``"untrained"`` or ``"trained"``)."""
     st.subheader("Why the gradient vanishes, in numbers")
@@ -38,7 +59,8 @@ def render(result: explain.LabResult, weights: str) -> None:
     left, right = st.columns([2, 3])
     presenter.chart(spectral_bars(rows, title=f"W_hh per step, {weights} weights"), container=left,
                     key="internals.spectral")
-    right.dataframe(pd.DataFrame(rows).round(4), hide_index=True, width="stretch")
+    table, columns = _table(rows, steps)
+    right.dataframe(table, hide_index=True, width="stretch", column_config=columns)
     keep = [f"{cell.upper()} {'z' if cell == 'gru' else 'f'} = {data['keep_gate_mean']:.2f}"
             for cell, data in by_cell.items() if data.get("keep_gate_mean") is not None]
     if keep:
