@@ -61,7 +61,7 @@ def test_presenter_mode_enlarges_the_page_and_figures_download_offline(server, t
             box = page.get_by_role("textbox", name="Text")
             box.fill(SENTENCE)
             page.get_by_role("button", name="Predict", exact=True).click()
-            chart = page.get_by_test_id("stPlotlyChart").first
+            chart = page.get_by_test_id("stPlotlyChart").first  # word importance (the probabilities are HTML)
             expect(chart.locator(".xtick text").first).to_be_visible(timeout=60_000)
             page.wait_for_timeout(1000)
             text_off, ticks_off = page.evaluate(MAIN_TEXT_SIZE), page.evaluate(TICK_SIZE)
@@ -77,13 +77,13 @@ def test_presenter_mode_enlarges_the_page_and_figures_download_offline(server, t
             assert ticks_on >= ticks_off * 1.3, (ticks_off, ticks_on)
 
             name, data = _download(page, chart, "Download plot as a PNG", tmp_path)
-            assert name == "class-probabilities.png" and data.startswith(PNG_MAGIC) and len(data) > 1000
+            assert name == "word-importance.png" and data.startswith(PNG_MAGIC) and len(data) > 1000
 
             sidebar.get_by_text("SVG", exact=True).click()  # the format picker (a segmented control)
             page.wait_for_timeout(1500)
             chart = page.get_by_test_id("stPlotlyChart").first
             name, data = _download(page, chart, "Download plot", tmp_path)
-            assert name == "class-probabilities.svg"
+            assert name == "word-importance.svg"
             assert data.lstrip().startswith(b"<svg") and data.rstrip().endswith(b"</svg>")
 
             page.reload()  # the mode is kept: the owner's choice is saved with the token in the URL

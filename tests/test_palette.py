@@ -18,7 +18,7 @@ import pytest
 
 from rnn_demo.plots import explanations, palette
 from rnn_demo.plots.data import class_balance_figure, length_histogram_figure
-from rnn_demo.plots.results import confusion_matrix_figure, per_class_f1_figure, probability_figure
+from rnn_demo.plots.results import confusion_matrix_figure, per_class_f1_figure, probability_html
 from rnn_demo.plots.training import compare_figure, loss_figure, race_figure, validation_metrics_figure
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -119,8 +119,9 @@ def test_splits_have_one_colour():
 
 
 def test_class_colours_come_from_the_class_cycle_and_probabilities_take_no_attribution_colour():
-    fig = probability_figure({"a": 0.2, "b": 0.7, "c": 0.1})
-    assert list(fig.data[0].marker.color) == [palette.MUTED, palette.MUTED, palette.HIGHLIGHT]  # top bar last
+    bars = probability_html({"a": 0.2, "b": 0.7, "c": 0.1})  # drawn in the text colour, never blue/orange
+    assert "currentColor" in bars and palette.SUPPORTS.lower() not in bars.lower()
+    assert palette.AGAINST.lower() not in bars.lower()
     trace = explanations.prediction_trace_chart(["x", "y"], np.array([[0.4, 0.6], [0.3, 0.7]]), ["a", "b"])
     assert [t.line.color for t in trace.data] == list(palette.CLASSES[:2])
 

@@ -3,6 +3,8 @@ statistics and the Mistakes list (filtering and sorting)."""
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -11,7 +13,7 @@ from rnn_demo.dataset_stats import dataset_stats
 from rnn_demo.metrics import example_predictions
 from rnn_demo.mistakes import confusion_counts, load_split_predictions, select_examples
 from rnn_demo.plots.data import class_balance_figure, length_histogram_figure
-from rnn_demo.plots.results import confusion_matrix_figure, per_class_f1_figure, probability_figure
+from rnn_demo.plots.results import confusion_matrix_figure, per_class_f1_figure, probability_html
 from rnn_demo.plots.training import (
     compare_figure,
     curves_by_cell,
@@ -86,16 +88,34 @@ def test_confusion_matrix_figure_shows_counts_and_row_shares():
 def test_user_class_names_are_shown_as_text():
     fig = confusion_matrix_figure([[1, 0], [0, 1]], ["<b>bold</b>", "a&b"])
     assert list(fig.data[0].x) == ["&lt;b&gt;bold&lt;/b&gt;", "a&amp;b"]
-    fig = probability_figure({"<i>x</i>": 0.3, "y": 0.7})
-    assert "&lt;i&gt;x&lt;/i&gt;" in list(fig.data[0].y)
+    bars = probability_html({"<i>x</i>": 0.3, "y\"><script>": 0.7})
+    assert "<i>" not in bars and "<script>" not in bars and "&lt;i&gt;x&lt;/i&gt;" in bars
 
 
-def test_probability_figure_puts_the_predicted_class_on_top():
-    fig = probability_figure({"negative": 0.2, "neutral": 0.1, "positive": 0.7})
-    bars = fig.data[0]
-    assert list(bars.y) == ["neutral", "negative", "positive"]  # plotly draws the last bar on top
-    assert list(bars.x) == pytest.approx([0.1, 0.2, 0.7])
-    assert bars.marker.color[-1] != bars.marker.color[0]
+def _bars(fragment: str) -> list[tuple[str, float, str]]:
+    """(class name, bar width in %, label) per row of ``probability_html``, top to bottom."""
+    rows = re.findall(r'title="([^"]*)".*?width: ([0-9.]+)%.*?>([0-9.]+%)</div>', fragment)
+    return [(name, float(width), label) for name, width, label in rows]
+
+
+def test_probability_bars_put_the_predicted_class_first_and_darkest():
+    fragment = probability_html({"negative": 0.2, "neutral": 0.1, "positive": 0.7})
+    assert _bars(fragment) == [("positive", 70.0, "70.0%"), ("negative", 20.0, "20.0%"), ("neutral", 10.0, "10.0%")]
+    opacities = [float(o) for o in re.findall(r"opacity: ([0-9.]+)", fragment)]
+    assert opacities[0] == 1.0 and max(opacities[1:]) < 0.5  # only the prediction stands out
+    assert 'aria-label="Class probabilities: positive 70.0%, negative 20.0%, neutral 10.0%"' in fragment
+
+
+def test_probability_bars_keep_numeric_labels_and_stay_in_bounds():
+    assert _bars(probability_html({"0": 0.3, "1": 0.7})) == [("1", 70.0, "70.0%"), ("0", 30.0, "30.0%")]
+    rows = _bars(probability_html({"a": 1.0000001, "b": -1e-9}))  # float error never draws outside the track
+    assert [width for _, width, _ in rows] == [100.0, 0.0]
+
+
+def test_probability_bars_grow_in_presenter_mode():
+    sizes = [float(re.search(r"font-size: ([0-9.]+)rem", probability_html({"a": 1.0}, scale=k)).group(1))
+             for k in (1.0, 1.4)]
+    assert sizes[1] == pytest.approx(sizes[0] * 1.4)
 
 
 def test_per_class_f1_figure_groups_runs_by_class():
@@ -212,12 +232,6 @@ def _assert_category_axis(axis, labels):
     """A category axis whose ticks are exactly the class names, in the given order."""
     assert axis.type == "category"
     assert list(axis.categoryarray) == labels and axis.categoryorder == "array"
-
-
-def test_probability_chart_treats_numeric_labels_as_categories():
-    fig = probability_figure({"0": 0.3, "1": 0.7})
-    _assert_category_axis(fig.layout.yaxis, NUMERIC_LABELS)  # ranked: the most likely class on top
-    assert list(fig.data[0].y) == NUMERIC_LABELS
 
 
 def test_confusion_matrix_treats_numeric_labels_as_categories():

@@ -96,31 +96,36 @@ def confusion_matrix_figure(matrix: Sequence[Sequence[int]] | np.ndarray, label_
     return fig
 
 
-def probability_figure(probabilities: Mapping[str, float]) -> go.Figure:
-    """Horizontal bars of class probabilities, the most likely class on top and highlighted.
+def probability_html(probabilities: Mapping[str, float], scale: float = 1.0) -> str:
+    """Class probabilities as horizontal bars for ``st.html``: the most likely class first and darkest.
 
-    The top bar is ``palette.HIGHLIGHT``, the others ``MUTED``: no class colours here, because
-    this chart sits beside word attributions whose blue and orange mean "supports"/"against".
+    Drawn in the text colour (light and dark themes alike), not in a class colour, because these
+    bars sit beside word attributions whose blue and orange mean "supports"/"against". Plain HTML
+    rather than a Plotly chart because it is redrawn on every prediction: a chart cost the browser
+    about 0.1 s of CPU each time (benchmarks/PERFORMANCE.md). Class names are escaped.
+
+    Args:
+        probabilities: Class name -> probability.
+        scale: Font size in rem (presenter mode enlarges it).
     """
-    ranked = sorted(probabilities.items(), key=lambda kv: kv[1])
-    names = [plain(name) for name, _ in ranked]
-    values = [float(p) for _, p in ranked]
-    bars = go.Bar(
-        x=values,
-        y=names,
-        orientation="h",
-        marker_color=[palette.HIGHLIGHT if i == len(values) - 1 else palette.MUTED for i in range(len(values))],
-        text=[f"{p:.1%}" for p in values],
-        textposition="auto",
-        hovertemplate="%{y}: %{x:.1%}<extra></extra>",
-    )
-    # The layout goes to the constructor: update_layout costs a few ms, and this figure is on every Predict.
-    return go.Figure(bars, {
-        "xaxis": {"range": [0, 1], "tickformat": ".0%", "title": "probability"},
-        "yaxis": class_axis(names),
-        "height": 80 + 40 * len(names),
-        "margin": {"l": 10, "r": 10, "t": 10, "b": 10},
-    })
+    ranked = sorted(probabilities.items(), key=lambda kv: -float(kv[1]))
+    track = palette.rgba(palette.MUTED, 0.35)
+    rows, spoken = [], []
+    for rank, (name, p) in enumerate(ranked):
+        share = min(max(float(p), 0.0), 1.0)
+        label = html.escape(str(name))
+        spoken.append(f"{label} {share:.1%}")
+        rows.append(
+            '<div style="display: flex; align-items: center; gap: 0.6em; margin: 0.3em 0">'
+            f'<div title="{label}" style="flex: 0 0 9em; text-align: right; overflow: hidden; '
+            f'text-overflow: ellipsis; white-space: nowrap">{label}</div>'
+            f'<div style="flex: 1; height: 1.1em; background: {track}; border-radius: 3px">'
+            f'<div style="width: {share * 100:.1f}%; height: 100%; background: currentColor; '
+            f'opacity: {1.0 if rank == 0 else 0.35}; border-radius: 3px"></div></div>'
+            f'<div style="flex: 0 0 3.6em; font-variant-numeric: tabular-nums">{share:.1%}</div></div>'
+        )
+    return (f'<div role="img" aria-label="Class probabilities: {", ".join(spoken)}" '
+            f'style="font-size: {scale:g}rem">{"".join(rows)}</div>')
 
 
 def per_class_f1_figure(

@@ -188,7 +188,8 @@ def _word_importance(
         + (" · struck-through words are unknown to the model (read as `<unk>`)" if any(unknown) else "")
     )
     presenter.chart(plots.token_weight_bars(result.tokens, result.weights, top_k=15, unknown=unknown,
-                                            class_name=result.label), key=p + "bars")
+                                            class_name=result.label), key=p + "bars",
+                    filename="word-importance")
 
 
 def _comparison(predictor: Predictor, text: str, class_index: int | None, samples: int, seed: int) -> None:

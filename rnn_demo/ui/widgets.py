@@ -11,7 +11,7 @@ import streamlit as st
 from rnn_demo import sessions
 from rnn_demo.checkpoints import CheckpointError, RunInfo
 from rnn_demo.jobs import QUEUED, TrainingJob, format_duration
-from rnn_demo.plots.results import probability_figure
+from rnn_demo.plots.results import probability_html
 from rnn_demo.predict import Prediction, Predictor
 from rnn_demo.ui import presenter, queue_view, state
 
@@ -191,8 +191,7 @@ def prediction_view(prediction: Prediction) -> None:
     """
     confidence = prediction.probabilities[prediction.label]
     st.metric("Predicted label", md(prediction.label), f"{confidence:.1%} confident", delta_color="off", delta_arrow="off")
-    presenter.chart(probability_figure(prediction.probabilities), config={"displayModeBar": False},
-                    filename="class-probabilities")
+    st.html(probability_html(prediction.probabilities, scale=presenter.SCALE if presenter.is_on() else 1.0))
     if prediction.truncated:
         st.warning(
             f"Your text is longer than this model's length cap: it read only the first {prediction.num_tokens:,} tokens. "
