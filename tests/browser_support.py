@@ -30,7 +30,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
@@ -149,6 +149,23 @@ def _stop_group(process: subprocess.Popen, grace: float = 10.0) -> None:
 def launch_chromium(playwright):
     """Headless Debian Chromium (``CHROMIUM``, default /usr/bin/chromium) through a started Playwright."""
     return playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+
+
+@contextmanager
+def chromium_page(width: int, height: int) -> Iterator[tuple[Any, list[str]]]:
+    """A page of a fresh headless Chromium (sync Playwright), and every URL it requests (a classroom may
+    be offline: tests assert none leaves the machine). The browser closes when the block ends."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = launch_chromium(playwright)
+        try:
+            page = browser.new_page(viewport={"width": width, "height": height})
+            requests: list[str] = []
+            page.on("request", lambda request: requests.append(request.url))
+            yield page, requests
+        finally:
+            browser.close()
 
 
 def start_slow_motion_demo(page, url: str, pace: str = "0.3", sentence: str = "not good at all") -> None:

@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 
 import pytest
 from browser_support import (
-    ServerDidNotStart, launch_chromium, missing_browser_parts, start_slow_motion_demo, streamlit_server,
+    ServerDidNotStart, chromium_page, missing_browser_parts, start_slow_motion_demo, streamlit_server,
 )
 
 SCREENSHOTS = Path(__file__).resolve().parent / "screenshots"
@@ -66,7 +66,7 @@ def server(tiny_runs_dir, tmp_path):
 
 
 def test_predict_in_a_real_browser_and_screenshot_every_page(server, tiny_runs_dir, monkeypatch):
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
     from rnn_demo.checkpoints import list_runs
     from rnn_demo.predict import Predictor
@@ -80,114 +80,97 @@ def test_predict_in_a_real_browser_and_screenshot_every_page(server, tiny_runs_d
     SCREENSHOTS.mkdir(exist_ok=True)
     pages = {**PAGES, "Internals": "Internals"}
 
-    with sync_playwright() as playwright:
-        browser = launch_chromium(playwright)
-        try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1800})
-            requests: list[str] = []  # every URL the page asks for (the favicon too): a classroom may be offline
-            page.on("request", lambda request: requests.append(request.url))
-            # A deep link straight after the server started: the page must still run inside app.py.
-            page.goto(f"{server}/predict")
-            expect(page.get_by_text("Current dataset")).to_be_visible(timeout=60_000)
-            box = page.get_by_role("textbox", name="Text")
-            box.fill(SENTENCE)
-            box.press("Control+Enter")
-            label = page.get_by_test_id("stMetricValue").first
-            expect(label).to_have_text(expected, timeout=60_000)
-            expect(page.get_by_text("Predicted label")).to_be_visible()
+    with chromium_page(1400, 1800) as (page, requests):  # every URL the page asks for (the favicon too): a classroom may be offline
+        # A deep link straight after the server started: the page must still run inside app.py.
+        page.goto(f"{server}/predict")
+        expect(page.get_by_text("Current dataset")).to_be_visible(timeout=60_000)
+        box = page.get_by_role("textbox", name="Text")
+        box.fill(SENTENCE)
+        box.press("Control+Enter")
+        label = page.get_by_test_id("stMetricValue").first
+        expect(label).to_have_text(expected, timeout=60_000)
+        expect(page.get_by_text("Predicted label")).to_be_visible()
 
-            navigation = page.get_by_test_id("stSidebarNav")
-            for title, marker in pages.items():
-                navigation.get_by_role("link", name=title).click()
-                heading = title if title != "Home" else "RNN Playground"
-                expect(page.get_by_role("heading", name=heading, exact=True)).to_be_visible(timeout=60_000)
-                expect(page.get_by_text(marker).first).to_be_visible(timeout=90_000)
-                page.wait_for_timeout(1500)  # let Plotly finish drawing
-                page.screenshot(path=SCREENSHOTS / f"{title.lower()}.png")
-            assert requests
-            foreign = _foreign_requests(requests)
-            assert not foreign, sorted(set(foreign))
-        finally:
-            browser.close()
+        navigation = page.get_by_test_id("stSidebarNav")
+        for title, marker in pages.items():
+            navigation.get_by_role("link", name=title).click()
+            heading = title if title != "Home" else "RNN Playground"
+            expect(page.get_by_role("heading", name=heading, exact=True)).to_be_visible(timeout=60_000)
+            expect(page.get_by_text(marker).first).to_be_visible(timeout=90_000)
+            page.wait_for_timeout(1500)  # let Plotly finish drawing
+            page.screenshot(path=SCREENSHOTS / f"{title.lower()}.png")
+        assert requests
+        foreign = _foreign_requests(requests)
+        assert not foreign, sorted(set(foreign))
     assert len(list(SCREENSHOTS.glob("*.png"))) >= len(pages)
 
 
 def test_live_training_view_keeps_the_sidebar_progress_current(server):
     import re
 
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
     SCREENSHOTS.mkdir(exist_ok=True)
-    with sync_playwright() as playwright:
-        browser = launch_chromium(playwright)
-        try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1400})
-            page.goto(f"{server}/train")
-            expect(page.get_by_role("button", name="Quick demo")).to_be_visible(timeout=60_000)
-            page.get_by_role("button", name="Quick demo").click()
-            expect(page.get_by_role("spinbutton", name="Epochs")).to_have_value("2", timeout=30_000)
-            page.get_by_text("Advanced settings").click()  # patience is an advanced setting
-            for name, value in (("Epochs", "30"), ("Early-stopping patience", "0")):  # still running when read
-                box = page.get_by_role("spinbutton", name=name)
-                box.fill(value)
-                box.press("Tab")
-                expect(box).to_have_value(value, timeout=30_000)
-            page.get_by_role("button", name="Start training").click()
-            step = page.get_by_text(re.compile(r"step \d+/\d+")).first
-            expect(step).to_be_visible(timeout=120_000)
-            sidebar = page.get_by_test_id("stSidebar").get_by_text(re.compile(r"GRU on .*: \d+%"))
-            deadline = time.time() + 60
-            while True:  # the bar redraws every second, the sidebar every two
-                done, total = map(int, re.search(r"step (\d+)/(\d+)", step.inner_text()).groups())
-                shown = int(re.search(r"(\d+)%", sidebar.inner_text()).group(1))
-                if done / total > 0.1 and abs(shown - 100 * done / total) <= 10:
-                    break  # training progressed and the sidebar follows it
-                assert time.time() < deadline, (shown, done, total)
-                page.wait_for_timeout(500)
-            # Start folds the settings away: the live view is on screen without scrolling.
-            expect(page.get_by_role("button", name="Stop training").first).to_be_in_viewport()
-            page.screenshot(path=SCREENSHOTS / "train_live.png")
-            page.get_by_role("button", name="Stop training").first.click()
-            expect(page.get_by_text("Test accuracy", exact=True)).to_be_visible(timeout=120_000)
-        finally:
-            browser.close()
+    with chromium_page(1400, 1400) as (page, requests):
+        page.goto(f"{server}/train")
+        expect(page.get_by_role("button", name="Quick demo")).to_be_visible(timeout=60_000)
+        page.get_by_role("button", name="Quick demo").click()
+        expect(page.get_by_role("spinbutton", name="Epochs")).to_have_value("2", timeout=30_000)
+        page.get_by_text("Advanced settings").click()  # patience is an advanced setting
+        for name, value in (("Epochs", "30"), ("Early-stopping patience", "0")):  # still running when read
+            box = page.get_by_role("spinbutton", name=name)
+            box.fill(value)
+            box.press("Tab")
+            expect(box).to_have_value(value, timeout=30_000)
+        page.get_by_role("button", name="Start training").click()
+        step = page.get_by_text(re.compile(r"step \d+/\d+")).first
+        expect(step).to_be_visible(timeout=120_000)
+        sidebar = page.get_by_test_id("stSidebar").get_by_text(re.compile(r"GRU on .*: \d+%"))
+        deadline = time.time() + 60
+        while True:  # the bar redraws every second, the sidebar every two
+            done, total = map(int, re.search(r"step (\d+)/(\d+)", step.inner_text()).groups())
+            shown = int(re.search(r"(\d+)%", sidebar.inner_text()).group(1))
+            if done / total > 0.1 and abs(shown - 100 * done / total) <= 10:
+                break  # training progressed and the sidebar follows it
+            assert time.time() < deadline, (shown, done, total)
+            page.wait_for_timeout(500)
+        # Start folds the settings away: the live view is on screen without scrolling.
+        expect(page.get_by_role("button", name="Stop training").first).to_be_in_viewport()
+        page.screenshot(path=SCREENSHOTS / "train_live.png")
+        page.get_by_role("button", name="Stop training").first.click()
+        expect(page.get_by_text("Test accuracy", exact=True)).to_be_visible(timeout=120_000)
 
 
 def test_enter_in_a_settings_box_never_starts_a_job(server, tmp_path):
     """Enter in a number box of the race or Train form keeps the value and starts nothing; Start starts one job."""
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
-    with sync_playwright() as playwright:
-        browser = launch_chromium(playwright)
-        try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1400})
-            stop = page.get_by_role("button", name="Stop training")
-            page.goto(f"{server}/compare")
-            race_epochs = page.get_by_role("spinbutton", name="Epochs (same budget for each)")
-            expect(race_epochs).to_be_visible(timeout=60_000)
-            race_epochs.fill("3")
-            race_epochs.press("Enter")
-            page.wait_for_timeout(3000)  # a started job shows its Stop button within a rerun
-            expect(stop).to_have_count(0)
-            expect(race_epochs).to_have_value("3")
+    with chromium_page(1400, 1400) as (page, requests):
+        stop = page.get_by_role("button", name="Stop training")
+        page.goto(f"{server}/compare")
+        race_epochs = page.get_by_role("spinbutton", name="Epochs (same budget for each)")
+        expect(race_epochs).to_be_visible(timeout=60_000)
+        race_epochs.fill("3")
+        race_epochs.press("Enter")
+        page.wait_for_timeout(3000)  # a started job shows its Stop button within a rerun
+        expect(stop).to_have_count(0)
+        expect(race_epochs).to_have_value("3")
 
-            page.get_by_test_id("stSidebarNav").get_by_role("link", name="Train").click()
-            expect(page.get_by_role("button", name="Quick demo")).to_be_visible(timeout=60_000)
-            page.get_by_role("button", name="Quick demo").click()
-            epochs = page.get_by_role("spinbutton", name="Epochs", exact=True)
-            expect(epochs).to_have_value("2", timeout=30_000)
-            epochs.fill("1")
-            epochs.press("Enter")
-            page.wait_for_timeout(3000)
-            expect(stop).to_have_count(0)
-            expect(epochs).to_have_value("1")
+        page.get_by_test_id("stSidebarNav").get_by_role("link", name="Train").click()
+        expect(page.get_by_role("button", name="Quick demo")).to_be_visible(timeout=60_000)
+        page.get_by_role("button", name="Quick demo").click()
+        epochs = page.get_by_role("spinbutton", name="Epochs", exact=True)
+        expect(epochs).to_have_value("2", timeout=30_000)
+        epochs.fill("1")
+        epochs.press("Enter")
+        page.wait_for_timeout(3000)
+        expect(stop).to_have_count(0)
+        expect(epochs).to_have_value("1")
 
-            page.get_by_role("button", name="Start training").click()
-            expect(stop.first).to_be_visible(timeout=60_000)
-            stop.first.click()
-            expect(page.get_by_text("Test accuracy", exact=True)).to_be_visible(timeout=120_000)
-        finally:
-            browser.close()
+        page.get_by_role("button", name="Start training").click()
+        expect(stop.first).to_be_visible(timeout=60_000)
+        stop.first.click()
+        expect(page.get_by_text("Test accuracy", exact=True)).to_be_visible(timeout=120_000)
     saved = [path for path in (tmp_path / "sessions").glob("*/runs/*") if path.is_dir()]
     assert len(saved) == 1, saved
 
@@ -196,62 +179,52 @@ def test_a_reload_keeps_the_dataset_choice_and_reattaches_the_running_job(server
     """Refreshing the browser mid-training: the same dataset and the live job are on the page again."""
     import re
 
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
-    with sync_playwright() as playwright:
-        browser = launch_chromium(playwright)
-        try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1400})
-            page.goto(f"{server}/data")
-            page.get_by_text("Synthetic task").click()
-            expect(page.get_by_text(re.compile(r"Current dataset: Negation"))).to_be_visible(timeout=60_000)
-            page.get_by_test_id("stSidebarNav").get_by_role("link", name="Train").click()
-            expect(page.get_by_role("button", name="Quick demo")).to_be_visible(timeout=60_000)
-            page.get_by_role("button", name="Quick demo").click()
-            epochs = page.get_by_role("spinbutton", name="Epochs", exact=True)
-            expect(epochs).to_have_value("2", timeout=30_000)
-            epochs.fill("30")  # still running after the reload
-            epochs.press("Tab")
-            expect(epochs).to_have_value("30", timeout=30_000)
-            page.get_by_role("button", name="Start training").click()
-            step = page.get_by_text(re.compile(r"step \d+/\d+")).first
-            expect(step).to_be_visible(timeout=120_000)
-            assert "s=" in page.url  # the session's token travels in the URL
+    with chromium_page(1400, 1400) as (page, requests):
+        page.goto(f"{server}/data")
+        page.get_by_text("Synthetic task").click()
+        expect(page.get_by_text(re.compile(r"Current dataset: Negation"))).to_be_visible(timeout=60_000)
+        page.get_by_test_id("stSidebarNav").get_by_role("link", name="Train").click()
+        expect(page.get_by_role("button", name="Quick demo")).to_be_visible(timeout=60_000)
+        page.get_by_role("button", name="Quick demo").click()
+        epochs = page.get_by_role("spinbutton", name="Epochs", exact=True)
+        expect(epochs).to_have_value("2", timeout=30_000)
+        epochs.fill("30")  # still running after the reload
+        epochs.press("Tab")
+        expect(epochs).to_have_value("30", timeout=30_000)
+        page.get_by_role("button", name="Start training").click()
+        step = page.get_by_text(re.compile(r"step \d+/\d+")).first
+        expect(step).to_be_visible(timeout=120_000)
+        assert "s=" in page.url  # the session's token travels in the URL
 
-            page.reload()
-            expect(page.get_by_text(re.compile(r"Dataset: Negation"))).to_be_visible(timeout=60_000)
-            expect(page.get_by_role("button", name="Stop training").first).to_be_visible(timeout=60_000)
-            expect(page.get_by_text(re.compile(r"step \d+/\d+")).first).to_be_visible(timeout=60_000)
-            page.screenshot(path=SCREENSHOTS / "train_after_reload.png")
-            page.get_by_role("button", name="Stop training").first.click()
-            expect(page.get_by_text("Test accuracy", exact=True)).to_be_visible(timeout=120_000)
-        finally:
-            browser.close()
+        page.reload()
+        expect(page.get_by_text(re.compile(r"Dataset: Negation"))).to_be_visible(timeout=60_000)
+        expect(page.get_by_role("button", name="Stop training").first).to_be_visible(timeout=60_000)
+        expect(page.get_by_text(re.compile(r"step \d+/\d+")).first).to_be_visible(timeout=60_000)
+        page.screenshot(path=SCREENSHOTS / "train_after_reload.png")
+        page.get_by_role("button", name="Stop training").first.click()
+        expect(page.get_by_text("Test accuracy", exact=True)).to_be_visible(timeout=120_000)
 
 
 def test_slow_motion_plots_the_watched_sentence_live(server):
     """A demo run: paced steps, and the watched sentence's probabilities drawn beside the loss while it trains."""
     import re
 
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
-    with sync_playwright() as playwright:
-        browser = launch_chromium(playwright)
-        try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1400})
-            start_slow_motion_demo(page, server, pace="0.3", sentence="not good at all")
-            expect(page.get_by_text("Watching: “not good at all”").first).to_be_visible(timeout=120_000)
-            progress = page.get_by_text(re.compile(r"step \d+/\d+")).first
-            first = int(re.search(r"step (\d+)/", progress.inner_text()).group(1))
-            page.wait_for_timeout(6000)
-            later = int(re.search(r"step (\d+)/", progress.inner_text()).group(1))
-            # ~20 steps in 6 s at 0.3 s per step, read from a line that may lag ~1.5 s (unpaced: ~300)
-            assert 5 <= later - first <= 30, (first, later)
-            page.screenshot(path=SCREENSHOTS / "train_slow_motion.png")
-            page.get_by_role("button", name="Stop training").first.click()
-            expect(page.get_by_text("Test accuracy", exact=True)).to_be_visible(timeout=120_000)
-        finally:
-            browser.close()
+    with chromium_page(1400, 1400) as (page, requests):
+        start_slow_motion_demo(page, server, pace="0.3", sentence="not good at all")
+        expect(page.get_by_text("Watching: “not good at all”").first).to_be_visible(timeout=120_000)
+        progress = page.get_by_text(re.compile(r"step \d+/\d+")).first
+        first = int(re.search(r"step (\d+)/", progress.inner_text()).group(1))
+        page.wait_for_timeout(6000)
+        later = int(re.search(r"step (\d+)/", progress.inner_text()).group(1))
+        # ~20 steps in 6 s at 0.3 s per step, read from a line that may lag ~1.5 s (unpaced: ~300)
+        assert 5 <= later - first <= 30, (first, later)
+        page.screenshot(path=SCREENSHOTS / "train_slow_motion.png")
+        page.get_by_role("button", name="Stop training").first.click()
+        expect(page.get_by_text("Test accuracy", exact=True)).to_be_visible(timeout=120_000)
 
 
 def test_the_classroom_light_client_trains_and_waits_in_line_like_a_browser(server, tmp_path, monkeypatch):

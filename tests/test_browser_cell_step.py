@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from browser_support import launch_chromium
+from browser_support import chromium_page
 from test_browser import SCREENSHOTS, _foreign_requests, server  # noqa: F401 - server is a fixture
 
 TOKEN = "cell-step-token-0123456789"
@@ -27,35 +27,28 @@ CELLS = {
 @pytest.mark.parametrize("cell", sorted(CELLS))
 def test_cell_step_shows_a_step_with_its_numbers(server, cell):  # noqa: F811
     run, gates, equations, screenshot = CELLS[cell]
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
     SCREENSHOTS.mkdir(exist_ok=True)
-    with sync_playwright() as playwright:
-        browser = launch_chromium(playwright)
-        try:
-            page = browser.new_page(viewport={"width": 1400, "height": 2200})
-            requests: list[str] = []
-            page.on("request", lambda request: requests.append(request.url))
-            page.goto(f"{server}/cell_step?s={TOKEN}")
-            expect(page.get_by_role("heading", name="Cell step", exact=True)).to_be_visible(timeout=60_000)
-            page.get_by_test_id("stSelectbox").filter(has_text="Model").click()
-            page.get_by_role("option", name=re.compile(run)).click()
-            box = page.get_by_role("textbox", name="Sentence")
-            box.fill(SENTENCE)
-            box.press("Enter")
-            expect(page.get_by_text("reads “the”").first).to_be_visible(timeout=60_000)
-            for word in SENTENCE.split()[1:4]:  # one step to the right at a time, to "not"
-                page.get_by_role("slider", name="Token").press("ArrowRight")
-                expect(page.get_by_text(f"reads “{word}”").first).to_be_visible(timeout=60_000)
-            page.wait_for_function(f"() => document.querySelectorAll('.katex-html').length >= {equations}",
-                                   timeout=30_000)  # typeset by KaTeX
-            expect(page.locator(".katex-html").filter(has_text=gates[0]).first).to_be_visible()
-            expect(page.get_by_test_id("stPlotlyChart").nth(4)).to_be_visible(timeout=30_000)
-            expect(page.get_by_text(re.compile(rf"Here [{gates}] averages \d\.\d\d")).first).to_be_visible()
-            expect(page.get_by_text(re.compile(rf"the {cell.upper()} ")).first).to_be_visible()
-            page.wait_for_timeout(1500)  # let Plotly finish drawing
-            page.screenshot(path=SCREENSHOTS / screenshot, full_page=True)
-            foreign = _foreign_requests(requests)
-            assert not foreign, sorted(set(foreign))
-        finally:
-            browser.close()
+    with chromium_page(1400, 2200) as (page, requests):
+        page.goto(f"{server}/cell_step?s={TOKEN}")
+        expect(page.get_by_role("heading", name="Cell step", exact=True)).to_be_visible(timeout=60_000)
+        page.get_by_test_id("stSelectbox").filter(has_text="Model").click()
+        page.get_by_role("option", name=re.compile(run)).click()
+        box = page.get_by_role("textbox", name="Sentence")
+        box.fill(SENTENCE)
+        box.press("Enter")
+        expect(page.get_by_text("reads “the”").first).to_be_visible(timeout=60_000)
+        for word in SENTENCE.split()[1:4]:  # one step to the right at a time, to "not"
+            page.get_by_role("slider", name="Token").press("ArrowRight")
+            expect(page.get_by_text(f"reads “{word}”").first).to_be_visible(timeout=60_000)
+        page.wait_for_function(f"() => document.querySelectorAll('.katex-html').length >= {equations}",
+                               timeout=30_000)  # typeset by KaTeX
+        expect(page.locator(".katex-html").filter(has_text=gates[0]).first).to_be_visible()
+        expect(page.get_by_test_id("stPlotlyChart").nth(4)).to_be_visible(timeout=30_000)
+        expect(page.get_by_text(re.compile(rf"Here [{gates}] averages \d\.\d\d")).first).to_be_visible()
+        expect(page.get_by_text(re.compile(rf"the {cell.upper()} ")).first).to_be_visible()
+        page.wait_for_timeout(1500)  # let Plotly finish drawing
+        page.screenshot(path=SCREENSHOTS / screenshot, full_page=True)
+        foreign = _foreign_requests(requests)
+        assert not foreign, sorted(set(foreign))
