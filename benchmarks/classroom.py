@@ -119,7 +119,13 @@ def server_pid(port: int) -> int:
 
 @contextmanager
 def ray_cluster(tmp: Path):
-    """A Ray head and a second node on this machine, one CPU each; ``ray stop --force`` at the end."""
+    """A Ray head and a second node on this machine, one CPU each; ``ray stop --force`` at the end.
+
+    Token authentication is off for the nodes and for the server (inherited): a head that finds a
+    ``~/.ray/auth_token`` turns it on by itself, and a node joining with ``ray start --address`` then
+    fails with InvalidAuthToken.
+    """
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     env = {**os.environ, "RAY_TMPDIR": str(tmp)}
     ray = str(Path(sys.executable).with_name("ray"))
     head = [ray, "start", "--head", "--node-ip-address", "127.0.0.1", "--num-cpus", "1", "--port", str(RAY_PORT),

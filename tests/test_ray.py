@@ -204,6 +204,9 @@ def kill_node(temp_dir: Path) -> int:
     return len(doomed)
 
 
+RAY_AUTH_MODE = "RAY_AUTH_MODE"
+
+
 @pytest.fixture(scope="module")
 def cluster():
     """A head and a second node with one CPU each: yields the head's address and the nodes' temp folders."""
@@ -218,6 +221,11 @@ def cluster():
     ray_cli = str(Path(sys.executable).parent / "ray")
     port = _free_port()
     address = f"127.0.0.1:{port}"
+    # Ray 2.60: a head that finds ~/.ray/auth_token (left by any local ray.init()) turns token auth on,
+    # but a node joining with `ray start --address` does not send it (InvalidAuthToken). One mode for
+    # the nodes and for this process, which connects to them.
+    auth_mode = os.environ.get(RAY_AUTH_MODE)
+    os.environ[RAY_AUTH_MODE] = "disabled"
     env = {**os.environ, "RAY_TMPDIR": str(base), "RAY_USAGE_STATS_ENABLED": "0"}
     common = ["--node-ip-address", "127.0.0.1", "--num-cpus", "1", "--object-store-memory", "100000000",
               "--dashboard-agent-listen-port", "0"]
@@ -234,6 +242,10 @@ def cluster():
         kill_node(worker)
         kill_node(head)
         shutil.rmtree(base, ignore_errors=True)
+        if auth_mode is None:
+            os.environ.pop(RAY_AUTH_MODE, None)
+        else:
+            os.environ[RAY_AUTH_MODE] = auth_mode
 
 
 @pytest.fixture
