@@ -40,6 +40,14 @@ def _foreign_requests(urls: list[str]) -> list[str]:
     return [url for url, part in parts if part.scheme not in ("data", "blob") and part.hostname not in LOCAL_HOSTS]
 
 
+def _rerun_fragment(frame: bytes | str) -> list[str]:
+    """The fragment a websocket frame from the page asks to rerun ("" = the whole page); [] if no rerun."""
+    from streamlit.proto.BackMsg_pb2 import BackMsg
+
+    message = BackMsg.FromString(frame.encode() if isinstance(frame, str) else frame)
+    return [message.rerun_script.fragment_id] if message.WhichOneof("type") == "rerun_script" else []
+
+
 def _require_browser() -> None:
     missing = missing_browser_parts()
     if missing:
@@ -82,14 +90,19 @@ def test_predict_in_a_real_browser_and_screenshot_every_page(server, tiny_runs_d
 
     with chromium_page(1400, 1800) as (page, requests):  # every URL the page asks for (the favicon too): a classroom may be offline
         # A deep link straight after the server started: the page must still run inside app.py.
+        reruns: list[str] = []  # the fragment each rerun request names ("" = the whole page)
+        page.on("websocket", lambda socket: socket.on("framesent", lambda data: reruns.extend(_rerun_fragment(data))))
         page.goto(f"{server}/predict")
         expect(page.get_by_text("Current dataset")).to_be_visible(timeout=60_000)
         box = page.get_by_role("textbox", name="Text")
         box.fill(SENTENCE)
+        sent_before = len(reruns)
         box.press("Control+Enter")
         label = page.get_by_test_id("stMetricValue").first
         expect(label).to_have_text(expected, timeout=60_000)
         expect(page.get_by_text("Predicted label")).to_be_visible()
+        # The sentence reran only the prediction's fragment, not the sidebar and run picker.
+        assert reruns[sent_before:] and all(reruns[sent_before:]), reruns
 
         navigation = page.get_by_test_id("stSidebarNav")
         for title, marker in pages.items():
