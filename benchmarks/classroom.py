@@ -16,11 +16,13 @@ at it with ``RNN_DEMO_RAY_ADDRESS``), then drives headless Debian Chromium throu
   here 30 Chromium renderers would take the server's two cores.
 
 It reports the non-training sessions' interaction latency p50/p95 (from the key press to the
-result element, the predicted label and then the explanation, timed inside the page), the time from Start to the first loss point including
-the wait in line p50/p95, jobs finished per minute, server RSS per session (the server process
-tree before the pages opened and after, over the number of sessions), whether every job started
-in the order it joined the line (first loss points, allowing ``--order-slack`` s of worker
-start-up jitter) with nobody told to try again, and whether each page showed only its own job.
+predicted label and then the explanation, timed inside the page), the time from Start to the first
+loss point including the wait in line p50/p95, jobs finished per minute, server RSS per session
+(the server process tree before the pages opened and after, over the number of sessions), whether
+every job left the line in the order it joined it (when its page first showed it running, allowing
+``--order-slack`` s for the pages' polling) and whether their first training steps came in that
+order too (the same slack; they add each worker's start-up), with nobody told to try again, and
+whether each page showed only its own job.
 Prints a table and writes JSON to benchmarks/out/classroom-<backend>.json. Never part of the tests.
 """
 
@@ -53,6 +55,9 @@ ACTION_TIMEOUT_MS = 300_000
 PLACE = re.compile(r"Queued: you are (next|(\d+)(?:st|nd|rd|th)) in line")
 FAILED = re.compile(r"Training failed: .*")
 JOB_SIGNS = ("Queued: you are", "Stop training", "Leave the queue", "The loss curve appears", "Test accuracy")
+# What only a job that has left the line shows: its progress line ("epoch 1/1 · step 3/40", "Starting … (2 s so
+# far)"), the note before its first loss point, or its result.
+RUNNING = re.compile(r"epoch \d+/\d+ · step \d+/\d+|so far\)|The loss curve appears|Test accuracy")
 CLICK_CHECK_S = 60.0  # seconds after Start without any sign of a job before a student presses it again
 SENTENCES = ["a gripping, funny and beautifully acted film that I would gladly watch again",
              "the plot is dull, the jokes never land and the ending drags on far too long"]
@@ -66,7 +71,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--backend", choices=("local", "ray"), default="local")
     parser.add_argument("--max-jobs", type=int, default=None, help="RNN_DEMO_MAX_JOBS (default: the server's)")
     parser.add_argument("--think", type=float, default=1.0, help="seconds between a session's actions")
-    parser.add_argument("--order-slack", type=float, default=3.0, help="start-up jitter allowed in the order check")
+    parser.add_argument("--order-slack", type=float, default=3.0, help="seconds of polling (and start-up) jitter allowed in the order checks")
     parser.add_argument("--timeout", type=float, default=1800.0, help="seconds the whole class may take")
     parser.add_argument("--out", type=Path, default=None, help="JSON result (default benchmarks/out/classroom-*.json)")
     parser.add_argument("--light-trainers", action="store_true",
@@ -317,11 +322,13 @@ async def _train(page: Any, index: int, ready: asyncio.Barrier, go: asyncio.Even
     first_loss = asyncio.ensure_future(
         page.get_by_text("Test accuracy", exact=True).first.wait_for(timeout=timeout * 1000))
     places: list[int] = []
-    told_to_retry, failed, clicks, seen_job = False, "", 1, False
+    told_to_retry, failed, clicks, seen_job, started = False, "", 1, False, None
     while not first_loss.done():  # what the page says while the job waits
         text = (await page.get_by_test_id("stMain").inner_text()).replace("\n", " ")
         if match := PLACE.search(text):
             places.append(1 if match.group(1) == "next" else int(match.group(2)))
+        if started is None and RUNNING.search(text):
+            started = time.time()
         told_to_retry |= "try again" in text.lower()  # the old refusal ("… busy … try again in 36 s")
         seen_job |= any(sign in text for sign in JOB_SIGNS)
         if match := FAILED.search(text):
@@ -337,6 +344,7 @@ async def _train(page: Any, index: int, ready: asyncio.Barrier, go: asyncio.Even
         log(f"{name}: the job failed: {failed}")
     else:
         await first_loss
+        started = started or time.time()  # it started between two reads of the page: at the latest now
     done_s = time.perf_counter() - t0
     shown_at = time.time()
     if not failed:
@@ -348,7 +356,8 @@ async def _train(page: Any, index: int, ready: asyncio.Barrier, go: asyncio.Even
         await asyncio.sleep(0.5)
     return {"name": name, "clicked_at": clicked, "first_place": places[0] if places else 0, "failed": failed,
             "start_clicks": clicks,
-            "places_seen": sorted(set(places), reverse=True), "first_loss_s": None, "finished_s": done_s, "shown_at": shown_at,
+            "places_seen": sorted(set(places), reverse=True), "started_at": started, "first_loss_s": None,
+            "finished_s": done_s, "shown_at": shown_at,
             "told_to_retry": told_to_retry, "run": run, "own_run": run == name or run.startswith(f"{name}-"),
             "jobs_in_sidebar": await sidebar_jobs(page)}
 
@@ -374,7 +383,7 @@ async def train_light(url: str, sessions_dir: Path, index: int, ready: asyncio.B
         await page.press("Start training", wait=False)
         clicked = time.time()
         places: list[int] = []
-        told_to_retry, failed, seen_job, done = False, "", False, False
+        told_to_retry, failed, seen_job, done, started = False, "", False, False, None
         while not (done or failed):
             if time.perf_counter() - t0 > timeout:
                 raise TimeoutError(f"{name}: no result after {timeout:.0f} s")
@@ -384,6 +393,8 @@ async def train_light(url: str, sessions_dir: Path, index: int, ready: asyncio.B
                 text = text.replace("*", "").replace("\n", " ")
                 if match := PLACE.search(text):
                     places.append(1 if match.group(1) == "next" else int(match.group(2)))
+                if started is None and RUNNING.search(text):
+                    started = time.time()
                 told_to_retry |= "try again" in text.lower()
                 seen_job |= any(sign in text for sign in JOB_SIGNS)
                 if match := FAILED.search(text):
@@ -400,7 +411,8 @@ async def train_light(url: str, sessions_dir: Path, index: int, ready: asyncio.B
                 break
             await asyncio.sleep(0.5)
         return {"name": name, "clicked_at": clicked, "first_place": places[0] if places else 0, "failed": failed,
-                "start_clicks": 1, "places_seen": sorted(set(places), reverse=True), "first_loss_s": None,
+                "start_clicks": 1, "places_seen": sorted(set(places), reverse=True), "started_at": started,
+                "first_loss_s": None,
                 "finished_s": done_s, "shown_at": shown_at, "told_to_retry": told_to_retry, "run": run,
                 "own_run": run == name or run.startswith(f"{name}-"), "light_client": True,
                 "fragment_reruns": page.fragment_runs,
@@ -485,15 +497,23 @@ async def run_class(url: str, pid: int, args: argparse.Namespace, sessions_dir: 
 # ---- the report --------------------------------------------------------------------------------------------------
 
 
-def order_inversions(trained: list[dict[str, Any]], slack: float) -> list[tuple[str, str]]:
-    """Pairs (earlier, later) in line whose first loss points came the other way round by more than ``slack`` s."""
-    timed = [t for t in trained if t["first_loss_s"] is not None]
+def order_inversions(trained: list[dict[str, Any]], slack: float, when: str) -> list[tuple[str, str]]:
+    """Pairs (earlier, later) in line that reached ``when`` the other way round by more than ``slack`` s.
+
+    ``when``: "started" (the page first showed its job out of the line: the queue's order, seen
+    through its 2 s polling) or "first_loss" (the run's first training step: adds the worker's start-up).
+    """
+    def at(t: dict[str, Any]) -> float | None:
+        if when == "started":
+            return t.get("started_at")
+        return None if t["first_loss_s"] is None else t["clicked_at"] + t["first_loss_s"]
+
+    timed = [t for t in trained if at(t) is not None]
     by_arrival = sorted(timed, key=lambda t: (t["first_place"], t["clicked_at"]))
     late = []
     for i, first in enumerate(by_arrival):
         for second in by_arrival[i + 1:]:
-            if first["first_place"] < second["first_place"] and \
-                    first["clicked_at"] + first["first_loss_s"] > second["clicked_at"] + second["first_loss_s"] + slack:
+            if first["first_place"] < second["first_place"] and at(first) > at(second) + slack:
                 late.append((first["name"], second["name"]))
     return late
 
@@ -507,7 +527,8 @@ def summarize(raw: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
     finished = [t for t in trained if not t["failed"]]
     minutes = (raw["ended"] - raw["started"]) / 60
     sessions = args.sessions + args.trainers
-    inversions = order_inversions(trained, args.order_slack)
+    inversions = order_inversions(trained, args.order_slack, "started")
+    step_inversions = order_inversions(trained, args.order_slack, "first_loss")
 
     def p(values: list[float], q: float) -> float | None:
         return round(percentile(values, q), 3) if values else None
@@ -526,6 +547,7 @@ def summarize(raw: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
         "rss_peak_mb": round(raw["rss_peak_mb"]),
         "rss_per_session_mb": round((raw["rss_after_mb"] - raw["rss_before_mb"]) / sessions, 1),
         "in_arrival_order": not inversions, "order_inversions": inversions,
+        "first_steps_in_arrival_order": not step_inversions, "first_step_inversions": step_inversions,
         "nobody_told_to_retry": not any(t["told_to_retry"] for t in trained),
         "run_names_read": sum(bool(t["run"]) for t in trained),
         "only_own_jobs": not any(t["run"] and not t["own_run"] for t in trained)
@@ -549,7 +571,8 @@ def table(summary: dict[str, Any]) -> str:
         ("server RSS before / after / peak (MB)",
          f"{summary['rss_before_mb']} / {summary['rss_after_mb']} / {summary['rss_peak_mb']}"),
         ("server RSS per session (MB)", summary["rss_per_session_mb"]),
-        ("started in arrival order", summary["in_arrival_order"]),
+        ("left the line in arrival order", summary["in_arrival_order"]),
+        ("first training steps in arrival order", summary["first_steps_in_arrival_order"]),
         ("nobody told to try again", summary["nobody_told_to_retry"]),
         ("each page saw only its own job (run names read)", f"{summary['only_own_jobs']} ({summary['run_names_read']})"),
     ]

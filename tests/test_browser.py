@@ -287,6 +287,12 @@ def test_the_classroom_light_client_trains_and_waits_in_line_like_a_browser(serv
     first, second = asyncio.run(both())
     assert first.widgets["Run name"].value == "light-first" and second.widgets["Run name"].value == "light-second"
     assert any("in line" in text for text in second.texts), second.texts
+    # The class benchmark's "left the line" sign: shown only once the job runs, never while it waits.
+    from classroom import RUNNING
+
+    queued = [i for i, text in enumerate(second.texts) if "in line" in text]
+    running = [i for i, text in enumerate(second.texts) if RUNNING.search(text.replace("\n", " "))]
+    assert running and min(running) > max(queued), second.texts
     assert first.fragment_runs > 0 and second.fragment_runs > 0
     saved = sorted(path.name for path in (tmp_path / "sessions").glob("*/runs/*") if path.is_dir())
     assert saved == ["light-first", "light-second"]

@@ -396,8 +396,8 @@ def test_the_classroom_report_checks_order_own_jobs_and_counts_jobs_per_minute(m
 
     def student(i, place, loss, run=None):
         return {"name": f"class-{i:02d}", "clicked_at": 100.0 + i * 0.1, "first_place": place, "first_loss_s": loss,
-                "told_to_retry": False, "run": run or f"class-{i:02d}", "own_run": run is None, "jobs_in_sidebar": 1,
-                "failed": "", "start_clicks": 1}
+                "started_at": None if loss is None else 100.0 + loss - 1.0, "told_to_retry": False, "run": run or f"class-{i:02d}",
+                "own_run": run is None, "jobs_in_sidebar": 1, "failed": "", "start_clicks": 1}
 
     raw = {"trained": [student(0, 0, 2.0), student(1, 1, 12.0), student(2, 2, 20.0)],
            "browsed": [{"label_s": [0.1, 0.3], "explained_s": [0.5, 0.9], "saw_a_job": False}] * 2,
@@ -406,9 +406,14 @@ def test_the_classroom_report_checks_order_own_jobs_and_counts_jobs_per_minute(m
     assert summary["jobs_per_minute"] == 6.0 and summary["rss_per_session_mb"] == 20.0
     assert summary["in_arrival_order"] and summary["only_own_jobs"] and summary["nobody_told_to_retry"]
     assert summary["predict_label_p50_s"] == pytest.approx(0.2) and summary["longest_line"] == 2
-    assert "started in arrival order" in classroom.table(summary)
+    assert summary["first_steps_in_arrival_order"] and "left the line in arrival order" in classroom.table(summary)
 
-    raw["trained"][1]["first_loss_s"] = 30.0  # 2nd in line started 10 s after the 3rd
+    raw["trained"][1]["first_loss_s"] = 30.0  # 2nd in line's first step 10 s after the 3rd's (its worker was slow)
+    summary = classroom.summarize(raw, args)
+    assert summary["first_step_inversions"] == [("class-01", "class-02")] and not summary["first_steps_in_arrival_order"]
+    assert summary["in_arrival_order"]  # it still left the line before the 3rd
+
+    raw["trained"][1]["started_at"] = 125.0  # 2nd in line left the line 6 s after the 3rd
     raw["trained"][2] = student(2, 2, 20.0, run="class-01")  # and showed someone else's run
     summary = classroom.summarize(raw, args)
     assert summary["order_inversions"] == [("class-01", "class-02")] and not summary["in_arrival_order"]
