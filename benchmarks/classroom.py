@@ -18,7 +18,7 @@ at it with ``RNN_DEMO_RAY_ADDRESS``), then drives headless Debian Chromium throu
 It reports the non-training sessions' interaction latency p50/p95 (from the key press to the
 predicted label and then the explanation, timed inside the page), the time from Start to the first
 loss point including the wait in line p50/p95, jobs finished per minute, server RSS per session
-(the server process tree before the pages opened and after, over the number of sessions), whether
+(the server process alone, before the pages opened and after, over the number of sessions), whether
 every job left the line in the order it joined it (when its page first showed it running, allowing
 ``--order-slack`` s for the pages' polling) and whether their first training steps came in that
 order too (the same slack; they add each worker's start-up), with nobody told to try again, and
@@ -87,10 +87,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 # ---- the server side: process tree memory, the Ray cluster ----------------------------------------------------
 
 
-def tree_rss_mb(root: int) -> float:
-    """Resident memory of ``root`` and all its descendants, in MB (from /proc)."""
+def tree_rss_mb(root: int, descendants: bool = True) -> float:
+    """Resident memory of ``root`` and (unless not ``descendants``) all its descendants, in MB (from /proc)."""
     children: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
+    for stat in Path("/proc").glob("[0-9]*/stat") if descendants else ():
         try:
             fields = stat.read_text().rsplit(")", 1)[1].split()
         except OSError:
@@ -445,8 +445,10 @@ async def run_class(url: str, pid: int, args: argparse.Namespace, sessions_dir: 
         await predict_and_explain(warm, SENTENCES[0])  # imports and caches of the server, not of a session
         await warm.context.close()
         await asyncio.sleep(6.0)  # the spare worker warms up
-        rss_before = tree_rss_mb(pid)
-        log(f"server tree {rss_before:.0f} MB; opening {args.sessions} + {args.trainers} sessions")
+        # The sessions live in the server process: its own memory, before and after (the local back-end's
+        # workers, a spare among them, come and go beside it and count only in the tree's peak).
+        rss_before = tree_rss_mb(pid, descendants=False)
+        log(f"server {rss_before:.0f} MB; opening {args.sessions} + {args.trainers} sessions")
 
         browsers = [await open_app(browser, url, prepare_owner(sessions_dir, None)) for _ in range(args.sessions)]
         traces: list[list[dict[str, Any]]] = [[] for _ in range(args.trainers)]
@@ -486,7 +488,7 @@ async def run_class(url: str, pid: int, args: argparse.Namespace, sessions_dir: 
         ended = max((t["shown_at"] for t in trained), default=time.time())  # not the wait for run names after it
         class_over.set()
         browsed = await asyncio.gather(*browsing)
-        rss_after = tree_rss_mb(pid)
+        rss_after = tree_rss_mb(pid, descendants=False)
         stop_sampling.set()
         await sampler
         await browser.close()
@@ -568,7 +570,7 @@ def table(summary: dict[str, Any]) -> str:
          f"{summary['jobs_finished']} / {summary['class_minutes']} / {summary['jobs_per_minute']}"),
         ("jobs failed (message) / Start pressed again", f"{summary['jobs_failed'] or 'none'} / {summary['start_pressed_again']}"),
         ("longest line seen", summary["longest_line"]),
-        ("server RSS before / after / peak (MB)",
+        ("server RSS before / after, its tree's peak (MB)",
          f"{summary['rss_before_mb']} / {summary['rss_after_mb']} / {summary['rss_peak_mb']}"),
         ("server RSS per session (MB)", summary["rss_per_session_mb"]),
         ("left the line in arrival order", summary["in_arrival_order"]),
