@@ -29,11 +29,12 @@ from rnn_demo.vectors import VectorsError
 
 logger = logging.getLogger(__name__)
 
-# Training workers run this much "nicer" than the server (lower CPU priority): with a job on
-# every core the server and a browser beside it must still get the CPU for a page load or a
-# prediction. Without it, two jobs on a 2-core machine kept a third session's page from loading
-# within 30 s (benchmarks/app_latency.py).
-WORKER_NICENESS = 10
+# Training workers run this much "nicer" than the server (lower CPU priority; 19 is the lowest):
+# with a job on every core the server and a browser beside it must still get the CPU for a page
+# load or a prediction. Without it, two jobs on a 2-core machine kept a third session's page from
+# loading within 30 s (benchmarks/app_latency.py); at 10 instead of 19 a class's predictions
+# waited longer (p95 1.8 against 1.4 s) and finished fewer jobs (benchmarks/PERFORMANCE.md).
+WORKER_NICENESS = 19
 
 
 def worker_main(kind: str, payload: dict[str, Any], events: Any, stop: Any, threads: int, job_id: str) -> None:
