@@ -23,6 +23,9 @@ every job left the line in the order it joined it (when its page first showed it
 ``--order-slack`` s for the pages' polling) and whether their first training steps came in that
 order too (the same slack; they add each worker's start-up), with nobody told to try again, and
 whether each page showed only its own job.
+It also counts the CPU seconds Chromium's renderers, its other processes and the server used per
+timed interaction. ``--trainers 0 --browse-for 60`` times the browsing pages alone for 60 s: what
+a prediction costs the browser and the server, without a class training beside them.
 Prints a table and writes JSON to benchmarks/out/classroom-<backend>.json. Never part of the tests.
 """
 
@@ -73,6 +76,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--think", type=float, default=1.0, help="seconds between a session's actions")
     parser.add_argument("--order-slack", type=float, default=3.0, help="seconds of polling (and start-up) jitter allowed in the order checks")
     parser.add_argument("--timeout", type=float, default=1800.0, help="seconds the whole class may take")
+    parser.add_argument("--browse-for", type=float, default=60.0,
+                        help="with --trainers 0: seconds the browsing pages are timed (what a prediction costs)")
     parser.add_argument("--out", type=Path, default=None, help="JSON result (default benchmarks/out/classroom-*.json)")
     parser.add_argument("--light-trainers", action="store_true",
                         help="trainers speak Streamlit's protocol without a browser (benchmarks/light_client.py)")
@@ -107,6 +112,23 @@ def tree_rss_mb(root: int, descendants: bool = True) -> float:
         except OSError:
             continue
     return total
+
+
+def cpu_seconds() -> dict[str, float]:
+    """CPU seconds used so far by Chromium's renderers, by its other processes and by the server (from /proc)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    used: dict[str, float] = {"chromium renderers": 0.0, "chromium, other": 0.0, "server": 0.0}
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            command = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            fields = (proc / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        kind = ("chromium renderers" if "--type=renderer" in command else "chromium, other") if "chromium" in command \
+            else "server" if "streamlit run" in command else None
+        if kind:
+            used[kind] += (int(fields[11]) + int(fields[12])) / ticks
+    return used
 
 
 def server_pid(port: int) -> int:
@@ -473,7 +495,7 @@ async def run_class(url: str, pid: int, args: argparse.Namespace, sessions_dir: 
             task.result()  # a student failed before Start: raise its error instead of waiting for ever
         await waiter
         log(f"{args.trainers} students press Start")
-        started = time.time()
+        started, cpu_before = time.time(), cpu_seconds()
         class_started.set()
         try:
             trained = await asyncio.gather(*training)
@@ -483,16 +505,19 @@ async def run_class(url: str, pid: int, args: argparse.Namespace, sessions_dir: 
                 for i, trace in enumerate(traces):
                     (OUT_DIR / f"classroom-trace-class-{i:02d}.json").write_text(
                         "\n".join(json.dumps(entry) for entry in trace))
+        if not args.trainers:
+            await asyncio.sleep(args.browse_for)
         for student in trained:
             student["first_loss_s"] = first_step_seconds(sessions_dir, student["name"], student["clicked_at"])
         ended = max((t["shown_at"] for t in trained), default=time.time())  # not the wait for run names after it
+        cpu_used = {kind: seconds - cpu_before[kind] for kind, seconds in cpu_seconds().items()}
         class_over.set()
         browsed = await asyncio.gather(*browsing)
         rss_after = tree_rss_mb(pid, descendants=False)
         stop_sampling.set()
         await sampler
         await browser.close()
-    return {"trained": trained, "browsed": browsed, "started": started, "ended": ended,
+    return {"trained": trained, "browsed": browsed, "started": started, "ended": ended, "cpu_s": cpu_used,
             "rss_before_mb": rss_before, "rss_after_mb": rss_after, "rss_peak_mb": max(rss, default=rss_after)}
 
 
@@ -538,6 +563,9 @@ def summarize(raw: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
     return {
         "backend": args.backend, "sessions": args.sessions, "trainers": args.trainers, "max_jobs": args.max_jobs,
         "interactions_timed": len(label), "interactions_timed_out": sum(b.get("timeouts", 0) for b in browsed),
+        "interactions_per_s": round(len(label) / (minutes * 60), 2) if minutes > 0 else None,
+        "cpu_s_per_interaction": {kind: round(seconds / len(label), 3) for kind, seconds in raw.get("cpu_s", {}).items()}
+        if label else {},
         "predict_label_p50_s": p(label, 50), "predict_label_p95_s": p(label, 95),
         "explained_p50_s": p(explained, 50), "explained_p95_s": p(explained, 95),
         "first_loss_p50_s": p(loss, 50), "first_loss_p95_s": p(loss, 95),
@@ -565,6 +593,9 @@ def table(summary: dict[str, Any]) -> str:
         ("interactions timed / timed out (5 min)", f"{summary['interactions_timed']} / {summary['interactions_timed_out']}"),
         ("predicted label p50 / p95 (s)", f"{summary['predict_label_p50_s']} / {summary['predict_label_p95_s']}"),
         ("label + explanation p50 / p95 (s)", f"{summary['explained_p50_s']} / {summary['explained_p95_s']}"),
+        ("timed interactions a second", summary["interactions_per_s"]),
+        ("CPU s per timed interaction", ", ".join(f"{kind} {seconds}" for kind, seconds
+                                                 in summary["cpu_s_per_interaction"].items()) or "-"),
         ("Start → first loss point p50 / p95 (s)", f"{summary['first_loss_p50_s']} / {summary['first_loss_p95_s']}"),
         ("jobs finished / minutes / per minute",
          f"{summary['jobs_finished']} / {summary['class_minutes']} / {summary['jobs_per_minute']}"),
