@@ -149,3 +149,16 @@ def test_internals_page_shows_singular_values_next_to_the_gradient_curves(tmp_pa
     assert any("(σ_max(W_hh) · max f′)ᵏ" in c.value for c in at.caption)
     assert any("Mean keep gate" in c.value for c in at.caption)
     assert len(at.get("plotly_chart")) >= 3  # accuracy, gradient curves, singular values
+
+
+def test_the_no_shrinking_line_is_named_in_the_legend_not_over_the_bars():
+    # Its label used to sit at the line's left end, on top of the first bars (a tall RNN bar hid it).
+    from rnn_demo.plots.spectral import spectral_bars
+
+    rows = [{"cell": cell, "W_hh block": block, "σ_max": sigma, "σ_max × mean f'": sigma / 3}
+            for cell, block, sigma in (("RNN", "W_hh", 1.1), ("GRU", "W_hr (reset)", 3.3), ("LSTM", "W_ho (output)", 2.5))]
+    fig = spectral_bars(rows)
+    assert not [a for a in fig.layout.annotations if "shrinking" in (a.text or "")]
+    guide = [trace for trace in fig.data if trace.name == "1: no shrinking"]
+    assert len(guide) == 1 and guide[0].line.dash == "dot" and guide[0].showlegend is not False
+    assert [shape.y0 for shape in fig.layout.shapes] == [1.0]  # the line itself still crosses the whole plot
